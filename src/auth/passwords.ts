@@ -1,0 +1,76 @@
+import { randomBytes } from 'node:crypto';
+import argon2 from 'argon2';
+import type { Argon2Params } from '../config.js';
+import { isCommonPassword } from './common-passwords.js';
+
+/** Login input above this size is refused before any hashing, so nobody can make Argon2 chew a megabyte. */
+export const MAX_PASSWORD_BYTES = 1024;
+/** NIST SP 800-63B §3.1.1.2: at least 8, and allow at least 64. */
+export const MIN_NEW_PASSWORD_LENGTH = 8;
+export const MAX_NEW_PASSWORD_LENGTH = 256;
+
+export interface PasswordHasher {
+  hash(password: string): Promise<string>;
+  verify(hash: string, password: string): Promise<boolean>;
+  /** True when the hash was made with other parameters than the configured ones. */
+  needsRehash(hash: string): boolean;
+  /**
+   * A hash of a random password at the configured parameters. Verifying against it costs what a
+   * real verify costs, so an unknown username cannot be told from a wrong password by its timing.
+   */
+  dummyHash(): Promise<string>;
+}
+
+/**
+ * NIST SP 800-63B §5.1.1.2 suggests NFKC (or NFKD) before hashing, so the same password typed on
+ * systems that compose accents differently still matches. Spaces are kept as typed.
+ */
+export function normalisePassword(password: string): string {
+  return password.normalize('NFKC');
+}
+
+export function createPasswordHasher(params: Argon2Params): PasswordHasher {
+  const options = {
+    type: argon2.argon2id,
+    memoryCost: params.memoryKib,
+    timeCost: params.iterations,
+    parallelism: params.parallelism,
+  } as const;
+  let dummy: Promise<string> | undefined;
+  const hash = (password: string) => argon2.hash(normalisePassword(password), options);
+  return {
+    hash,
+    verify: async (stored, password) => {
+      try {
+        return await argon2.verify(stored, normalisePassword(password));
+      } catch {
+        return false; // a malformed stored hash never matches
+      }
+    },
+    needsRehash: (stored) => argon2.needsRehash(stored, options),
+    dummyHash: () => (dummy ??= hash(randomBytes(32).toString('base64url'))),
+  };
+}
+
+/** Control characters would be truncated or mangled by some clients and logs: refuse them outright. */
+export function hasControlCharacters(text: string): boolean {
+  return /\p{Cc}/u.test(text);
+}
+
+/**
+ * The policy for a new password (NIST SP 800-63B §3.1.1.2): length only, no composition rules,
+ * no common passwords, not the username. Returns what is wrong, or undefined.
+ */
+export function checkNewPassword(password: string, username?: string): string | undefined {
+  const normalised = normalisePassword(password);
+  const length = [...normalised].length;
+  if (length < MIN_NEW_PASSWORD_LENGTH) return `the password must have at least ${MIN_NEW_PASSWORD_LENGTH} characters`;
+  if (length > MAX_NEW_PASSWORD_LENGTH) return `the password must have at most ${MAX_NEW_PASSWORD_LENGTH} characters`;
+  if (hasControlCharacters(normalised)) return 'the password must not contain control characters';
+  if (normalised.trim() === '') return 'the password must not be only spaces';
+  if (isCommonPassword(normalised)) return 'the password is too common; choose another';
+  if (username !== undefined && normalised.toLowerCase() === username.toLowerCase()) {
+    return 'the password must not be the username';
+  }
+  return undefined;
+}

@@ -1,0 +1,48 @@
+import { OAuthError } from '../oauth/errors.js';
+
+/** RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), separated by single spaces. */
+const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+
+export function isScopeToken(text: string): boolean {
+  return SCOPE_TOKEN.test(text);
+}
+
+/**
+ * Parses a `scope` parameter. Absent or empty: undefined (the client's default applies).
+ * Malformed (double spaces, quotes, control or non-ASCII characters): invalid_scope.
+ */
+export function parseScope(text: string | undefined): string[] | undefined {
+  if (text === undefined || text === '') return undefined;
+  const tokens = text.split(' ');
+  if (!tokens.every(isScopeToken)) throw new OAuthError('invalid_scope', 'the scope parameter is malformed');
+  return [...new Set(tokens)];
+}
+
+export function formatScope(scopes: readonly string[]): string {
+  return scopes.join(' ');
+}
+
+export interface ScopeRequest {
+  readonly requested: readonly string[] | undefined;
+  readonly clientDefault: readonly string[];
+  readonly clientAllowed: readonly string[];
+  /** What the subject may have; for a user, their roles' scopes plus direct ones. */
+  readonly subjectAllowed: readonly string[];
+}
+
+/**
+ * DESIGN.md, Scopes: the requested scope (or the client's default) intersected with what both the
+ * subject and the client may have. A requested scope outside that is invalid_scope (RFC 6749 §5.2);
+ * an unrequested default is silently narrowed. Scopes are case-sensitive.
+ */
+export function resolveScope(request: ScopeRequest): string[] {
+  const subject = new Set(request.subjectAllowed);
+  const available = new Set(request.clientAllowed.filter((scope) => subject.has(scope)));
+  if (request.requested !== undefined) {
+    if (!request.requested.every((scope) => available.has(scope))) {
+      throw new OAuthError('invalid_scope', 'the requested scope is not allowed for this user or client');
+    }
+    return [...request.requested].sort();
+  }
+  return request.clientDefault.filter((scope) => available.has(scope)).sort();
+}

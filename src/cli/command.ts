@@ -1,0 +1,77 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import type { PasswordHasher } from '../auth/passwords.js';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config.js';
+import type { Database } from '../db/schema.js';
+
+/** Exit codes scripts can rely on. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, config: 78 } as const;
+
+/** What a CLI command runs with, in the CLI process or inside a running embedded server. */
+export interface CommandContext {
+  readonly db: Kysely<Database>;
+  readonly config: Config;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly passwords: PasswordHasher;
+  /** Standard input, read in full when the command asked for it (--password-stdin, --secret-stdin). */
+  readonly stdin: string | undefined;
+  out(text: string): void;
+  err(text: string): void;
+}
+
+/** Wrong words on the command line: exit 2. */
+export class UsageError extends Error {}
+/** The command could not do what was asked (no such user, a conflict, a policy): exit 1. */
+export class CommandError extends Error {}
+
+export type Command = (args: readonly string[], ctx: CommandContext) => Promise<void>;
+
+export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: readonly string[], options: T) {
+  try {
+    return parseArgs({ args: [...args], options: { ...options, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+export function positional(positionals: readonly string[], index: number, name: string): string {
+  const value = positionals[index];
+  if (value === undefined || value === '') throw new UsageError(`missing <${name}>`);
+  return value;
+}
+
+/** Prints a record as `key: value` lines, or as one JSON document with --json. */
+export function print(ctx: CommandContext, json: boolean | undefined, data: Record<string, unknown>): void {
+  if (json) return ctx.out(`${JSON.stringify(data)}\n`);
+  for (const [key, value] of Object.entries(data)) {
+    ctx.out(`${key}: ${Array.isArray(value) ? value.join(' ') : String(value)}\n`);
+  }
+}
+
+/** Prints rows as an aligned table, or as a JSON array with --json. */
+export function printTable(ctx: CommandContext, json: boolean | undefined, rows: readonly Record<string, unknown>[]): void {
+  if (json) return ctx.out(`${JSON.stringify(rows)}\n`);
+  if (rows.length === 0) return;
+  const columns = Object.keys(rows[0]!);
+  const cells = rows.map((row) => columns.map((column) => cell(row[column])));
+  const widths = columns.map((column, i) => Math.max(column.length, ...cells.map((line) => line[i]!.length)));
+  const line = (values: readonly string[]) => values.map((value, i) => value.padEnd(widths[i]!)).join('  ').trimEnd();
+  ctx.out(`${line(columns.map((c) => c.toUpperCase()))}\n${cells.map(line).join('\n')}\n`);
+}
+
+function cell(value: unknown): string {
+  if (Array.isArray(value)) return value.join(',') || '-';
+  if (value instanceof Date) return value.toISOString();
+  return value === null || value === undefined || value === '' ? '-' : String(value);
+}
+
+/** A secret from stdin: the one trailing newline that `echo` or a terminal adds is not part of it. */
+export function readSecretFromStdin(ctx: CommandContext, flag: string): string {
+  if (ctx.stdin === undefined) throw new UsageError(`${flag} needs the secret on standard input`);
+  const secret = ctx.stdin.replace(/\r?\n$/, '');
+  if (secret === '') throw new UsageError(`${flag}: standard input was empty`);
+  return secret;
+}

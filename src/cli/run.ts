@@ -1,0 +1,147 @@
+import type { Logger } from 'pino';
+import { createPasswordHasher } from '../auth/passwords.js';
+import { type Clock, systemClock } from '../clock.js';
+import { type Config, ConfigError, type Env, loadConfig } from '../config.js';
+import { migrateToLatest } from '../db/migrate.js';
+import { type ControlRequest, type ControlResponse, listenControlSocket, sendControlRequest } from '../embedded/control-socket.js';
+import { DataDirLockedError } from '../embedded/lock.js';
+import { createLogger } from '../logger.js';
+import { listen, openConfiguredDatabase, prepareDeps } from '../service.js';
+import type { Deps } from '../deps.js';
+import { type CommandContext, EXIT } from './command.js';
+import { isDatabaseCommand, runCommand, USAGE } from './commands.js';
+
+export interface CliIo {
+  readStdin(): Promise<string>;
+  stdout(text: string): void;
+  stderr(text: string): void;
+  /** Resolves when the process is asked to stop (SIGTERM, SIGINT); only `serve` waits on it. */
+  stopSignal?: Promise<string>;
+  /** Where `serve` logs (stdout by default); tests capture it. */
+  logDestination?: import('pino').DestinationStream;
+}
+
+/** The whole command line: parse, load config, dispatch. Returns the exit code. */
+export async function runCli(argv: readonly string[], env: Env, io: CliIo, clock: Clock = systemClock): Promise<number> {
+  const [command] = argv;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    (command === undefined ? io.stderr : io.stdout)(USAGE);
+    return command === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (command !== 'serve' && command !== 'migrate' && !isDatabaseCommand(argv)) {
+    io.stderr(`error: unknown command "${argv.slice(0, 2).join(' ')}"\n\n${USAGE}`);
+    return EXIT.usage;
+  }
+
+  let config: Config;
+  try {
+    config = loadConfig(env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    io.stderr(`${error.message}\n`);
+    return EXIT.config;
+  }
+
+  try {
+    if (command === 'serve') {
+      return await serve(config, createLogger(config.logLevel, io.logDestination), clock, io);
+    }
+    // One-shot commands log warnings only, to stderr, unless LOG_LEVEL asks for more.
+    const log = createLogger(env['LOG_LEVEL'] ? config.logLevel : 'warn', io.logDestination ?? stderrDestination(io));
+    const needsStdin = argv.includes('--password-stdin') || argv.includes('--secret-stdin');
+    const request: ControlRequest = { argv: [...argv], stdin: needsStdin ? await io.readStdin() : undefined };
+    if (config.databaseUrl === undefined) {
+      const forwarded = await sendControlRequest(config.dataDir, request);
+      if (forwarded !== undefined) return write(io, forwarded);
+    }
+    return await runDirect(config, log, clock, request, io);
+  } catch (error) {
+    if (error instanceof DataDirLockedError) {
+      io.stderr(`error: ${error.message} and it does not answer on its control socket; stop it or wait\n`);
+      return EXIT.failed;
+    }
+    throw error;
+  }
+}
+
+/** A one-shot command on a database this process opens itself. */
+async function runDirect(config: Config, log: Logger, clock: Clock, request: ControlRequest, io: CliIo): Promise<number> {
+  const handle = await openConfiguredDatabase(config, log);
+  try {
+    // The embedded database is migrated on first use; PostgreSQL only by `tessera migrate` or `serve`.
+    if (request.argv[0] === 'migrate' || handle.kind === 'embedded') {
+      const { applied } = await migrateToLatest(handle.db);
+      if (request.argv[0] === 'migrate') {
+        io.stdout(applied.length > 0 ? `applied: ${applied.join(', ')}\n` : 'no pending migrations\n');
+        return EXIT.ok;
+      }
+    }
+    const passwords = createPasswordHasher(config.argon2);
+    return await runCommand(request.argv, commandContext({ config, db: handle.db, clock, log, passwords }, request, io));
+  } finally {
+    await handle.close();
+  }
+}
+
+function commandContext(
+  deps: Pick<Deps, 'config' | 'db' | 'clock' | 'log' | 'passwords'>,
+  request: ControlRequest,
+  io: Pick<CliIo, 'stdout' | 'stderr'>,
+): CommandContext {
+  return { ...deps, stdin: request.stdin, out: io.stdout, err: io.stderr };
+}
+
+/** Runs a forwarded command inside the serving process and captures what it prints. */
+async function runForwarded(deps: Deps, request: ControlRequest): Promise<ControlResponse> {
+  if (!Array.isArray(request.argv) || request.argv.some((arg) => typeof arg !== 'string')) {
+    return { exitCode: EXIT.usage, stdout: '', stderr: 'error: malformed request\n' };
+  }
+  if (request.argv[0] === 'migrate') return { exitCode: EXIT.ok, stdout: 'no pending migrations (the running server applied them)\n', stderr: '' };
+  let stdout = '';
+  let stderr = '';
+  const exitCode = await runCommand(
+    request.argv,
+    commandContext(deps, request, { stdout: (text) => (stdout += text), stderr: (text) => (stderr += text) }),
+  );
+  return { exitCode, stdout, stderr };
+}
+
+/** `tessera serve`: until SIGTERM or SIGINT, then a graceful stop and exit 0. */
+async function serve(config: Config, log: Logger, clock: Clock, io: CliIo): Promise<number> {
+  const handle = await openConfiguredDatabase(config, log);
+  let deps: Deps;
+  try {
+    deps = await prepareDeps(config, handle, log, clock);
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+  const control =
+    handle.kind === 'embedded' ? await listenControlSocket(config.dataDir, (request) => runForwarded(deps, request), log) : undefined;
+  const running = await listen(deps, async () => {
+    await new Promise<void>((resolve) => (control ? control.close(() => resolve()) : resolve()));
+    await handle.close();
+  });
+  log.info(
+    { url: running.url, issuer: config.issuer, database: handle.kind, rate_limits: config.redisUrl ? 'redis' : 'memory' },
+    'tessera is serving',
+  );
+  if (handle.kind === 'embedded') {
+    log.info({ data_dir: config.dataDir }, 'embedded database: other tessera commands reach it through this server');
+  }
+  const signal = await (io.stopSignal ?? new Promise<string>(() => undefined));
+  log.info({ signal }, 'shutting down');
+  await running.close();
+  log.info('stopped');
+  return EXIT.ok;
+}
+
+function write(io: CliIo, response: ControlResponse): number {
+  if (response.stdout) io.stdout(response.stdout);
+  if (response.stderr) io.stderr(response.stderr);
+  return response.exitCode;
+}
+
+function stderrDestination(io: CliIo): import('pino').DestinationStream {
+  return { write: (line: string) => io.stderr(line) };
+}

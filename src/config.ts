@@ -1,0 +1,250 @@
+import { isIP } from 'node:net';
+import { parseDuration } from './duration.js';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+/** Express's trust-proxy setting: `false`, a hop count, or a list of addresses/CIDRs. Never `true`. */
+export type TrustProxy = false | number | readonly string[];
+
+export interface Argon2Params {
+  readonly memoryKib: number;
+  readonly iterations: number;
+  readonly parallelism: number;
+}
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly issuer: string;
+  readonly audience: string;
+  /** Unset: the embedded PGlite database in `dataDir`. */
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  readonly redisUrl: string | undefined;
+  /** The key-encryption-key ring; the first encrypts, all decrypt. Undefined: generated into `dataDir` (embedded only). */
+  readonly keyEncryptionKeys: readonly Buffer[] | undefined;
+  /** Lifetimes in seconds. */
+  readonly accessTokenTtl: number;
+  readonly refreshTokenIdleTtl: number;
+  readonly refreshTokenAbsoluteTtl: number;
+  readonly refreshReuseGrace: number;
+  readonly jwksMaxAge: number;
+  readonly trustProxy: TrustProxy;
+  readonly argon2: Argon2Params;
+  readonly bootstrapAdmin: { readonly username: string; readonly password: string } | undefined;
+  readonly corsOrigins: readonly string[];
+  readonly registration: 'open' | 'closed';
+  readonly logLevel: LogLevel;
+  readonly shutdownTimeout: number;
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const TRUST_PROXY_PRESETS = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/**
+ * OWASP Password Storage Cheat Sheet: the weakest acceptable Argon2id settings trade memory for
+ * iterations (m=47104/t=1 ... m=7168/t=5); all of them keep memory x iterations at or above ~35,840 KiB.
+ */
+const ARGON2_MIN_MEMORY_KIB = 7168;
+const ARGON2_MIN_MEMORY_TIMES_ITERATIONS = 35_840;
+
+/**
+ * Reads the environment once. Every bad variable is collected and reported together in one
+ * ConfigError, so an operator fixes them all in one go (immich does the same).
+ */
+export function loadConfig(env: Env): Config {
+  const problems: string[] = [];
+  const read = (name: string): string | undefined => {
+    const value = env[name];
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  };
+
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const text = read(name);
+    if (text === undefined) return fallback;
+    const value = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
+      problems.push(`${name} must be a whole number from ${min} to ${max} (got "${text}")`);
+      return fallback;
+    }
+    return value;
+  };
+
+  const duration = (name: string, fallback: string, minSeconds: number): number => {
+    const text = read(name) ?? fallback;
+    const seconds = parseDuration(text);
+    if (seconds === undefined || seconds < minSeconds) {
+      problems.push(
+        `${name} must be a duration such as 15m, 14d or 10s, at least ${minSeconds}s (got "${text}")`,
+      );
+      return parseDuration(fallback) ?? 0;
+    }
+    return seconds;
+  };
+
+  const port = integer('PORT', 3000, 0, 65535);
+  const host = read('HOST') ?? '0.0.0.0';
+
+  const issuer = read('ISSUER') ?? `http://localhost:${port}`;
+  problems.push(...checkIssuer(issuer));
+  const audience = read('AUDIENCE') ?? issuer;
+
+  const databaseUrl = read('DATABASE_URL');
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    problems.push('DATABASE_URL must be a postgres:// or postgresql:// connection string');
+  }
+  const redisUrl = read('REDIS_URL');
+  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) {
+    problems.push('REDIS_URL must be a redis:// or rediss:// URL');
+  }
+
+  let keyEncryptionKeys: Buffer[] | undefined;
+  const kekText = read('KEY_ENCRYPTION_KEYS');
+  if (kekText !== undefined) {
+    keyEncryptionKeys = kekText.split(',').map((part) => Buffer.from(part.trim(), 'base64'));
+    keyEncryptionKeys.forEach((key, index) => {
+      if (key.length !== 32) {
+        problems.push(
+          `KEY_ENCRYPTION_KEYS entry ${index + 1} must be 32 bytes in base64 (openssl rand -base64 32), got ${key.length} bytes`,
+        );
+      }
+    });
+  } else if (databaseUrl !== undefined) {
+    problems.push(
+      'KEY_ENCRYPTION_KEYS is required when DATABASE_URL is set (generate one with: openssl rand -base64 32)',
+    );
+  }
+
+  const argon2 = {
+    memoryKib: integer('ARGON2_MEMORY_KIB', 19_456, ARGON2_MIN_MEMORY_KIB, 4_194_304),
+    iterations: integer('ARGON2_ITERATIONS', 2, 1, 100),
+    parallelism: integer('ARGON2_PARALLELISM', 1, 1, 64),
+  };
+  if (argon2.memoryKib * argon2.iterations < ARGON2_MIN_MEMORY_TIMES_ITERATIONS) {
+    problems.push(
+      `ARGON2_MEMORY_KIB x ARGON2_ITERATIONS must be at least ${ARGON2_MIN_MEMORY_TIMES_ITERATIONS} (OWASP minimum), got ${argon2.memoryKib} x ${argon2.iterations}`,
+    );
+  }
+
+  const bootstrapUsername = read('BOOTSTRAP_ADMIN_USERNAME');
+  const bootstrapPassword = env['BOOTSTRAP_ADMIN_PASSWORD'] || undefined; // spaces in a password are kept
+  if ((bootstrapUsername === undefined) !== (bootstrapPassword === undefined)) {
+    problems.push('BOOTSTRAP_ADMIN_USERNAME and BOOTSTRAP_ADMIN_PASSWORD must be set together');
+  }
+
+  const corsOrigins = (read('CORS_ORIGINS') ?? '')
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter((origin) => origin !== '');
+  for (const origin of corsOrigins) {
+    if (origin === '*' || !isOrigin(origin)) {
+      problems.push(`CORS_ORIGINS entries must be origins such as https://app.example.com (got "${origin}")`);
+    }
+  }
+
+  const registration = read('REGISTRATION') ?? 'closed';
+  if (registration !== 'open' && registration !== 'closed') {
+    problems.push(`REGISTRATION must be "open" or "closed" (got "${registration}")`);
+  }
+
+  const logLevel = (read('LOG_LEVEL') ?? 'info') as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) {
+    problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
+  }
+
+  const config: Config = {
+    port,
+    host,
+    issuer,
+    audience,
+    databaseUrl,
+    dataDir: read('DATA_DIR') ?? './.tessera',
+    redisUrl,
+    keyEncryptionKeys,
+    accessTokenTtl: duration('ACCESS_TOKEN_TTL', '15m', 30),
+    refreshTokenIdleTtl: duration('REFRESH_TOKEN_IDLE_TTL', '14d', 60),
+    refreshTokenAbsoluteTtl: duration('REFRESH_TOKEN_ABSOLUTE_TTL', '90d', 60),
+    refreshReuseGrace: duration('REFRESH_REUSE_GRACE', '10s', 0),
+    jwksMaxAge: duration('JWKS_MAX_AGE', '5m', 0),
+    trustProxy: parseTrustProxy(read('TRUST_PROXY'), problems),
+    argon2,
+    bootstrapAdmin:
+      bootstrapUsername !== undefined && bootstrapPassword !== undefined
+        ? { username: bootstrapUsername, password: bootstrapPassword }
+        : undefined,
+    corsOrigins,
+    registration: registration === 'open' ? 'open' : 'closed',
+    logLevel,
+    shutdownTimeout: duration('SHUTDOWN_TIMEOUT', '10s', 0),
+  };
+  if (config.refreshTokenIdleTtl > config.refreshTokenAbsoluteTtl) {
+    problems.push('REFRESH_TOKEN_IDLE_TTL must not be longer than REFRESH_TOKEN_ABSOLUTE_TTL');
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}
+
+function checkIssuer(issuer: string): string[] {
+  let url: URL;
+  try {
+    url = new URL(issuer);
+  } catch {
+    return [`ISSUER must be an absolute http(s) URL (got "${issuer}")`];
+  }
+  // RFC 8414 §2: the issuer has no query or fragment. A trailing slash would make `iss` checks
+  // in verifiers depend on string details, so Tessera refuses it rather than guessing.
+  if (!['http:', 'https:'].includes(url.protocol) || url.search || url.hash || issuer.includes('#')) {
+    return [`ISSUER must be an http(s) URL without query or fragment (got "${issuer}")`];
+  }
+  if (issuer.endsWith('/')) return [`ISSUER must not end with "/" (got "${issuer}")`];
+  return [];
+}
+
+function isOrigin(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return ['http:', 'https:'].includes(url.protocol) && url.origin === text;
+  } catch {
+    return false;
+  }
+}
+
+/** `TRUST_PROXY`: `false`, a hop count, or addresses/CIDRs. `true` would let any client pick its own IP. */
+function parseTrustProxy(text: string | undefined, problems: string[]): TrustProxy {
+  if (text === undefined || text === 'false') return false;
+  if (/^\d+$/.test(text)) {
+    const hops = Number(text);
+    if (hops >= 1 && hops <= 10) return hops;
+  }
+  if (text === 'true') {
+    problems.push('TRUST_PROXY=true is refused: it trusts any X-Forwarded-For; give a hop count or a CIDR list');
+    return false;
+  }
+  const entries = text.split(',').map((entry) => entry.trim());
+  const bad = entries.filter((entry) => !TRUST_PROXY_PRESETS.has(entry) && !isCidr(entry));
+  if (bad.length > 0) {
+    problems.push(
+      `TRUST_PROXY must be false, a hop count from 1 to 10, or a list of IP addresses/CIDRs (bad: ${bad.join(', ')})`,
+    );
+    return false;
+  }
+  return entries;
+}
+
+function isCidr(text: string): boolean {
+  const [address = '', prefix, ...rest] = text.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  const bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : -1;
+  return bits >= 0 && bits <= (family === 4 ? 32 : 128);
+}

@@ -1,0 +1,30 @@
+import type { Kysely } from 'kysely';
+import type { Client, Database, NewClient } from './schema.js';
+
+export async function findClientById(db: Kysely<Database>, id: string): Promise<Client | undefined> {
+  return db.selectFrom('clients').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export async function insertClient(db: Kysely<Database>, client: NewClient): Promise<Client> {
+  return db.insertInto('clients').values(client).returningAll().executeTakeFirstOrThrow();
+}
+
+export async function listClients(db: Kysely<Database>): Promise<Client[]> {
+  return db.selectFrom('clients').selectAll().orderBy('id').execute();
+}
+
+export async function deleteClient(db: Kysely<Database>, id: string): Promise<boolean> {
+  const result = await db.deleteFrom('clients').where('id', '=', id).executeTakeFirst();
+  return result.numDeletedRows > 0n;
+}
+
+/** Only confidential clients have a secret to rotate. */
+export async function updateClientSecretHash(db: Kysely<Database>, id: string, secretHash: string, now: Date): Promise<boolean> {
+  const result = await db
+    .updateTable('clients')
+    .set({ secret_hash: secretHash, updated_at: now })
+    .where('id', '=', id)
+    .where('type', '=', 'confidential')
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}

@@ -1,0 +1,62 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { Database } from './schema.js';
+
+export type DatabaseKind = 'postgres' | 'embedded';
+
+export interface DatabaseHandle {
+  readonly db: Kysely<Database>;
+  readonly kind: DatabaseKind;
+  close(): Promise<void>;
+}
+
+export interface PostgresOptions {
+  /** Connections per process. */
+  readonly poolSize?: number;
+}
+
+/**
+ * PostgreSQL through a pg pool. Timeouts are short on purpose: when the database is unreachable a
+ * request fails fast with 503 (src/http/errors.ts) instead of hanging, and the pool reconnects by
+ * itself once the database is back.
+ */
+export function openPostgres(url: string, log: Logger, options: PostgresOptions = {}): DatabaseHandle {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: 2_000,
+    idleTimeoutMillis: 30_000,
+    statement_timeout: 5_000,
+    query_timeout: 6_000,
+    idle_in_transaction_session_timeout: 10_000,
+    application_name: 'tessera',
+  });
+  // An idle client whose server went away emits 'error' on the pool; unhandled, it would end the process.
+  pool.on('error', (error) => log.warn({ err: error }, 'database connection lost'));
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return { db, kind: 'postgres', close: () => db.destroy() };
+}
+
+/** Where the embedded PGlite cluster lives inside DATA_DIR. */
+export function embeddedDatabasePath(dataDir: string): string {
+  return join(dataDir, 'pgdata');
+}
+
+/**
+ * The embedded PostgreSQL (PGlite, WebAssembly) in DATA_DIR. One process at a time may open it:
+ * src/cli/embedded-lock.ts guards that, and the CLI reaches a running server through its control socket.
+ */
+export async function openEmbedded(dataDir: string): Promise<DatabaseHandle> {
+  // Loaded lazily: a production process on PostgreSQL never pays for the WebAssembly module.
+  const [{ PGlite }, { PGliteDialect }] = await Promise.all([
+    import('@electric-sql/pglite'),
+    import('kysely-pglite-dialect'),
+  ]);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const pglite = await PGlite.create(embeddedDatabasePath(dataDir));
+  const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
+  return { db, kind: 'embedded', close: () => db.destroy() };
+}

@@ -1,0 +1,54 @@
+import type { Kysely } from 'kysely';
+import type { Database } from './schema.js';
+
+export interface RoleWithScopes {
+  readonly name: string;
+  readonly description: string;
+  readonly scopes: string[];
+}
+
+export async function insertRole(db: Kysely<Database>, name: string, description: string): Promise<void> {
+  await db.insertInto('roles').values({ name, description }).execute();
+}
+
+export async function deleteRole(db: Kysely<Database>, name: string): Promise<boolean> {
+  const result = await db.deleteFrom('roles').where('name', '=', name).executeTakeFirst();
+  return result.numDeletedRows > 0n;
+}
+
+export async function listRoles(db: Kysely<Database>): Promise<RoleWithScopes[]> {
+  const [roles, scopes] = await Promise.all([
+    db.selectFrom('roles').select(['name', 'description']).orderBy('name').execute(),
+    db.selectFrom('role_scopes').select(['role_name', 'scope']).orderBy('scope').execute(),
+  ]);
+  return roles.map((role) => ({
+    ...role,
+    scopes: scopes.filter((row) => row.role_name === role.name).map((row) => row.scope),
+  }));
+}
+
+export async function roleExists(db: Kysely<Database>, name: string): Promise<boolean> {
+  return (await db.selectFrom('roles').select('name').where('name', '=', name).executeTakeFirst()) !== undefined;
+}
+
+export async function addRoleScopes(db: Kysely<Database>, role: string, scopes: readonly string[]): Promise<void> {
+  if (scopes.length === 0) return;
+  await db
+    .insertInto('role_scopes')
+    .values(scopes.map((scope) => ({ role_name: role, scope })))
+    .onConflict((oc) => oc.doNothing())
+    .execute();
+}
+
+export async function removeRoleScopes(db: Kysely<Database>, role: string, scopes: readonly string[]): Promise<void> {
+  if (scopes.length === 0) return;
+  await db.deleteFrom('role_scopes').where('role_name', '=', role).where('scope', 'in', scopes).execute();
+}
+
+export async function addUserRole(db: Kysely<Database>, userId: string, role: string): Promise<void> {
+  await db.insertInto('user_roles').values({ user_id: userId, role_name: role }).onConflict((oc) => oc.doNothing()).execute();
+}
+
+export async function removeUserRole(db: Kysely<Database>, userId: string, role: string): Promise<void> {
+  await db.deleteFrom('user_roles').where('user_id', '=', userId).where('role_name', '=', role).execute();
+}

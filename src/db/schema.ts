@@ -1,0 +1,81 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+/** Timestamps: written as Date (or left to the default), read as Date. */
+type Timestamp = ColumnType<Date, Date | undefined, Date>;
+
+export type ClientType = 'confidential' | 'public';
+export type GrantType = 'password' | 'refresh_token' | 'client_credentials';
+export type KeyState = 'next' | 'active' | 'retired';
+
+export interface UsersTable {
+  id: string;
+  username: string;
+  password_hash: string;
+  disabled: Generated<boolean>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  password_changed_at: Timestamp;
+}
+
+export interface RolesTable {
+  name: string;
+  description: Generated<string>;
+  created_at: Timestamp;
+}
+
+export interface RoleScopesTable {
+  role_name: string;
+  scope: string;
+}
+
+export interface UserRolesTable {
+  user_id: string;
+  role_name: string;
+}
+
+export interface UserScopesTable {
+  user_id: string;
+  scope: string;
+}
+
+export interface ClientsTable {
+  id: string;
+  name: Generated<string>;
+  type: ClientType;
+  secret_hash: string | null;
+  grant_types: GrantType[];
+  allowed_scopes: Generated<string[]>;
+  default_scopes: Generated<string[]>;
+  audience: Generated<string[]>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface SigningKeysTable {
+  kid: string;
+  state: KeyState;
+  algorithm: string;
+  public_jwk: ColumnType<Record<string, unknown>, string, string>;
+  private_key_ciphertext: string;
+  kek_id: string;
+  created_at: Date;
+  activated_at: Date | null;
+  retired_at: Date | null;
+}
+
+export interface Database {
+  users: UsersTable;
+  roles: RolesTable;
+  role_scopes: RoleScopesTable;
+  user_roles: UserRolesTable;
+  user_scopes: UserScopesTable;
+  clients: ClientsTable;
+  signing_keys: SigningKeysTable;
+}
+
+export type User = Selectable<UsersTable>;
+export type NewUser = Insertable<UsersTable>;
+export type UserUpdate = Updateable<UsersTable>;
+export type Client = Selectable<ClientsTable>;
+export type NewClient = Insertable<ClientsTable>;
+export type SigningKeyRow = Selectable<SigningKeysTable>;

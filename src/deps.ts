@@ -1,0 +1,17 @@
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import type { PasswordHasher } from './auth/passwords.js';
+import type { Clock } from './clock.js';
+import type { Config } from './config.js';
+import type { Database } from './db/schema.js';
+import type { KeyStore } from './keys/key-store.js';
+
+/** Everything the HTTP layer, the grants and the CLI need, passed in (never imported as singletons). */
+export interface Deps {
+  readonly config: Config;
+  readonly db: Kysely<Database>;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly keys: KeyStore;
+  readonly passwords: PasswordHasher;
+}

@@ -1,0 +1,8 @@
+import type { GrantType } from '../db/schema.js';
+import type { Grant } from './grant.js';
+import { passwordGrant } from './password.js';
+
+/** The grants the token endpoint serves. Adding one is a module plus an entry here. */
+export const grants: ReadonlyMap<string, Grant> = new Map<GrantType, Grant>([[passwordGrant.grantType, passwordGrant]]);
+
+export const supportedGrantTypes = (): string[] => [...grants.keys()];

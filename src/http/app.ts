@@ -1,0 +1,30 @@
+import express, { type Express } from 'express';
+import type { Deps } from '../deps.js';
+import { errorHandler, notFound } from './errors.js';
+import { healthRouter } from './health.js';
+import { requestLogger } from './request-log.js';
+import { tokenRouter } from './token-endpoint.js';
+import { userinfoRouter } from './userinfo.js';
+import { wellKnownRouter } from './well-known.js';
+
+/** The HTTP edge. Everything it needs comes in `deps`; Express objects stop at src/http/. */
+export function createApp(deps: Deps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag'); // the JWKS sets its own; nothing else is cacheable
+  app.set('trust proxy', deps.config.trustProxy);
+
+  app.use(requestLogger(deps.log));
+  app.use((_req, res, next) => {
+    res.set('X-Content-Type-Options', 'nosniff');
+    res.set('Cache-Control', 'no-store');
+    next();
+  });
+  app.use(tokenRouter(deps));
+  app.use(wellKnownRouter(deps));
+  app.use(userinfoRouter(deps));
+  app.use(healthRouter(deps));
+  app.use(notFound);
+  app.use(errorHandler(deps.log));
+  return app;
+}

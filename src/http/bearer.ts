@@ -1,0 +1,23 @@
+import type { Request } from 'express';
+import type { Deps } from '../deps.js';
+import { OAuthError } from '../oauth/errors.js';
+import { type AccessTokenClaims, verifyAccessToken } from '../tokens/access-token.js';
+
+/** RFC 6750 §3: a request without credentials gets a bare challenge, no error code. */
+const missingToken = () =>
+  new OAuthError('invalid_token', 'a bearer access token is required', {
+    headers: { 'WWW-Authenticate': 'Bearer realm="tessera"' },
+  });
+
+/** RFC 6750 §2.1: the token comes in the Authorization header only (never the URL, §2.3). */
+export async function authenticateBearer(deps: Deps, req: Request): Promise<AccessTokenClaims> {
+  const header = req.get('authorization');
+  if (header === undefined) throw missingToken();
+  const match = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i.exec(header.trim());
+  if (!match) {
+    throw new OAuthError('invalid_token', 'the Authorization header is not a bearer token', {
+      headers: { 'WWW-Authenticate': 'Bearer realm="tessera", error="invalid_token"' },
+    });
+  }
+  return verifyAccessToken(deps, match[1]!);
+}

@@ -1,0 +1,45 @@
+import { Router } from 'express';
+import { pingDatabase } from '../db/users.js';
+import type { Deps } from '../deps.js';
+import { setNoStore } from './errors.js';
+
+const READINESS_TIMEOUT_MS = 1_000;
+
+/** GET /healthz: the process answers. GET /readyz: the database answers within a second and keys are loaded. */
+export function healthRouter(deps: Deps): Router {
+  const router = Router();
+  router.get('/healthz', (_req, res) => {
+    setNoStore(res);
+    res.json({ status: 'ok' });
+  });
+  router.get('/readyz', async (_req, res) => {
+    setNoStore(res);
+    const database = await withTimeout(pingDatabase(deps.db), READINESS_TIMEOUT_MS).then(
+      () => 'ok' as const,
+      (error: unknown) => {
+        deps.log.warn({ err: error }, 'readiness: database check failed');
+        return 'unavailable' as const;
+      },
+    );
+    const keys = keysLoaded(deps) ? ('ok' as const) : ('unavailable' as const);
+    const ready = database === 'ok' && keys === 'ok';
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not_ready', checks: { database, keys } });
+  });
+  return router;
+}
+
+function keysLoaded(deps: Deps): boolean {
+  try {
+    return deps.keys.current().signing.kid !== '';
+  } catch {
+    return false;
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,59 @@
+import { type Request, type RequestHandler, type Response, Router } from 'express';
+import type { Deps } from '../deps.js';
+import { grants } from '../grants/index.js';
+import { authenticateClient } from '../oauth/client-auth.js';
+import { invalidRequest, OAuthError } from '../oauth/errors.js';
+import { methodNotAllowed, setNoStore } from './errors.js';
+import { type Params, parseForm, readParams } from './form.js';
+
+/**
+ * POST /token (RFC 6749 §3.2). The endpoint is a short list of steps: no-store headers, form-only
+ * body, no parameters in the URL, no repeats, client authentication, then the grant from the map.
+ */
+export function tokenRouter(deps: Deps): Router {
+  const router = Router();
+  router.post('/token', noStore, requireForm, parseForm, handleTokenRequest(deps));
+  router.all('/token', methodNotAllowed('POST'));
+  return router;
+}
+
+export const noStore: RequestHandler = (_req, res, next) => {
+  setNoStore(res);
+  next();
+};
+
+const requireForm: RequestHandler = (req, _res, next) => {
+  if (!req.is('application/x-www-form-urlencoded')) {
+    throw invalidRequest('the request body must be application/x-www-form-urlencoded');
+  }
+  next();
+};
+
+/** RFC 6749 §3.2 and §2.3.1: parameters (and above all credentials) never travel in the URL. */
+export function rejectQueryParameters(req: Request): void {
+  if (req.url.includes('?')) throw invalidRequest('parameters must be sent in the request body, not the URL');
+}
+
+export function handleTokenRequest(deps: Deps, readBody: (req: Request) => Params = (req) => readParams(req.body)) {
+  return async (req: Request, res: Response): Promise<void> => {
+    rejectQueryParameters(req);
+    const params = readBody(req);
+    const grantType = params['grant_type'];
+    if (grantType === undefined || grantType === '') throw invalidRequest('grant_type is required');
+
+    const { client } = await authenticateClient(deps.db, {
+      authorization: req.get('authorization'),
+      clientId: params['client_id'],
+      clientSecret: params['client_secret'],
+    });
+    const grant = grants.get(grantType);
+    if (grant === undefined) {
+      throw new OAuthError('unsupported_grant_type', 'this grant_type is not supported');
+    }
+    if (!client.grant_types.includes(grant.grantType)) {
+      throw new OAuthError('unauthorized_client', 'this client may not use this grant_type');
+    }
+    const response = await grant.handle({ params, client, ip: req.ip ?? '' }, deps);
+    res.status(200).json(response);
+  };
+}

@@ -1,0 +1,110 @@
+import { mkdir } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { audit } from './audit.js';
+import { AccountError, createAccount } from './auth/accounts.js';
+import { createPasswordHasher } from './auth/passwords.js';
+import { type Clock, systemClock } from './clock.js';
+import type { Config } from './config.js';
+import { type DatabaseHandle, openEmbedded, openPostgres } from './db/connect.js';
+import { migrateToLatest } from './db/migrate.js';
+import { countUsers } from './db/users.js';
+import type { Deps } from './deps.js';
+import { lockDataDir } from './embedded/lock.js';
+import { createApp } from './http/app.js';
+import { createKeyRing, type KeyRing, loadOrCreateEmbeddedKek } from './keys/key-encryption.js';
+import { createKeyStore, ensureSigningKey } from './keys/key-store.js';
+
+/** Keys changed by another replica or the CLI reach this one within this bound. */
+export const KEY_RELOAD_INTERVAL_MS = 30_000;
+
+/**
+ * The configured database: PostgreSQL with DATABASE_URL, else PGlite in DATA_DIR under the
+ * data-directory lock (released by close()).
+ */
+export async function openConfiguredDatabase(config: Config, log: Logger): Promise<DatabaseHandle> {
+  if (config.databaseUrl !== undefined) return openPostgres(config.databaseUrl, log);
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  const lock = await lockDataDir(config.dataDir);
+  try {
+    const handle = await openEmbedded(config.dataDir);
+    return { ...handle, close: () => handle.close().finally(() => lock.release()) };
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+}
+
+export async function loadKeyRing(config: Config): Promise<KeyRing> {
+  return createKeyRing(config.keyEncryptionKeys ?? [await loadOrCreateEmbeddedKek(config.dataDir)]);
+}
+
+/**
+ * Everything a serving process needs, on an open database: pending migrations applied (under the
+ * migration advisory lock), a signing key present and loaded, the bootstrap admin created.
+ */
+export async function prepareDeps(config: Config, handle: DatabaseHandle, log: Logger, clock: Clock = systemClock): Promise<Deps> {
+  const { applied } = await migrateToLatest(handle.db);
+  if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');
+  const ring = await loadKeyRing(config);
+  await ensureSigningKey(handle.db, ring, clock);
+  const keys = await createKeyStore(handle.db, ring);
+  const passwords = createPasswordHasher(config.argon2);
+  void passwords.dummyHash(); // computed now, so the first unknown-user login costs what the others do
+  const deps: Deps = { config, db: handle.db, clock, log, keys, passwords };
+  await bootstrapAdmin(deps);
+  return deps;
+}
+
+/** BOOTSTRAP_ADMIN_*: an admin (direct scope `admin`) on a database that has no user yet. */
+async function bootstrapAdmin(deps: Deps): Promise<void> {
+  const admin = deps.config.bootstrapAdmin;
+  if (admin === undefined || (await countUsers(deps.db)) > 0) return;
+  try {
+    const user = await createAccount(deps.db, deps.passwords, { ...admin, scopes: ['admin'] }, new Date(deps.clock.now()));
+    audit(deps.log, 'user_created', { user_id: user.id, actor: 'bootstrap', scopes: ['admin'] });
+  } catch (error) {
+    if (error instanceof AccountError && error.code === 'username_taken') return; // another replica won the race
+    if (error instanceof AccountError) throw new Error(`BOOTSTRAP_ADMIN_*: ${error.message}`);
+    throw error;
+  }
+}
+
+export interface RunningServer {
+  readonly server: Server;
+  readonly url: string;
+  /** Stops accepting, lets in-flight requests finish within the shutdown timeout, then closes. */
+  close(): Promise<void>;
+}
+
+/** Listens with timeouts that end slow-header and slow-body clients (ATTACKS.md E7). */
+export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<RunningServer> {
+  const server = createServer(createApp(deps));
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(deps.config.port, deps.config.host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const reload = setInterval(() => {
+    deps.keys.reload().catch((error: unknown) => deps.log.warn({ err: error }, 'could not reload signing keys'));
+  }, KEY_RELOAD_INTERVAL_MS);
+  reload.unref();
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      clearInterval(reload);
+      const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const deadline = new Promise<void>((resolve) => setTimeout(resolve, deps.config.shutdownTimeout * 1000).unref());
+      await Promise.race([drained, deadline]);
+      server.closeAllConnections();
+      await onClose();
+    })());
+  const host = deps.config.host === '0.0.0.0' || deps.config.host === '::' ? 'localhost' : deps.config.host;
+  return { server, url: `http://${host}:${port}`, close };
+}

@@ -1,0 +1,112 @@
+import { randomUUID } from 'node:crypto';
+import { errors as joseErrors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import { epochSeconds } from '../clock.js';
+import type { Deps } from '../deps.js';
+import { SIGNING_ALGORITHM } from '../keys/key-store.js';
+import { OAuthError } from '../oauth/errors.js';
+
+/** RFC 9068 §2.1: the media type of a JWT access token. */
+export const ACCESS_TOKEN_TYPE = 'at+jwt';
+/** Bigger than any token Tessera signs; anything larger is refused before it is parsed. */
+const MAX_TOKEN_LENGTH = 8192;
+/** Replicas' clocks may differ a little. */
+const CLOCK_TOLERANCE_SECONDS = 5;
+
+export interface AccessTokenSubject {
+  /** The user's stable id, or the client id for client_credentials. */
+  readonly sub: string;
+  readonly clientId: string;
+  readonly scope: readonly string[];
+  readonly audience: readonly string[];
+  /** When the user last authenticated (seconds). */
+  readonly authTime?: number;
+  /** The refresh family, where there is one. */
+  readonly sid?: string;
+}
+
+export interface IssuedAccessToken {
+  readonly token: string;
+  readonly expiresIn: number;
+}
+
+export interface AccessTokenClaims extends JWTPayload {
+  sub: string;
+  client_id: string;
+  scope: string;
+  jti: string;
+  iat: number;
+  exp: number;
+  auth_time?: number;
+  sid?: string;
+}
+
+/** RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti, plus scope and auth_time. */
+export async function signAccessToken(
+  deps: Pick<Deps, 'config' | 'clock' | 'keys'>,
+  subject: AccessTokenSubject,
+): Promise<IssuedAccessToken> {
+  const { kid, privateKey } = deps.keys.current().signing;
+  const now = epochSeconds(deps.clock);
+  const ttl = deps.config.accessTokenTtl;
+  const audience = subject.audience.length > 0 ? [...subject.audience] : [deps.config.audience];
+  const claims: Record<string, unknown> = { client_id: subject.clientId, scope: subject.scope.join(' ') };
+  if (subject.authTime !== undefined) claims['auth_time'] = subject.authTime;
+  if (subject.sid !== undefined) claims['sid'] = subject.sid;
+  const token = await new SignJWT(claims)
+    .setProtectedHeader({ alg: SIGNING_ALGORITHM, typ: ACCESS_TOKEN_TYPE, kid })
+    .setIssuer(deps.config.issuer)
+    .setSubject(subject.sub)
+    .setAudience(audience.length === 1 ? audience[0]! : audience)
+    .setJti(randomUUID())
+    .setIssuedAt(now)
+    .setExpirationTime(now + ttl)
+    .sign(privateKey);
+  return { token, expiresIn: ttl };
+}
+
+/**
+ * Strict verification of Tessera's own access tokens (RFC 8725, RFC 9068 §4): RS256 only, `typ`
+ * must be at+jwt, keys only from Tessera's own key set by `kid` (the `jku`, `x5u` and `jwk` headers
+ * are never consulted), and `iss`, `aud` and `exp` checked. Any failure is invalid_token.
+ */
+export async function verifyAccessToken(
+  deps: Pick<Deps, 'config' | 'clock' | 'keys'>,
+  token: string,
+  audience: string = deps.config.audience,
+): Promise<AccessTokenClaims> {
+  if (token.length > MAX_TOKEN_LENGTH) throw invalidToken('the access token is too long');
+  const { publicKeys } = deps.keys.current();
+  try {
+    const { payload } = await jwtVerify(
+      token,
+      (header) => {
+        const key = typeof header.kid === 'string' ? publicKeys.get(header.kid) : undefined;
+        if (key === undefined) throw new joseErrors.JWKSNoMatchingKey();
+        return key;
+      },
+      {
+        algorithms: [SIGNING_ALGORITHM],
+        typ: ACCESS_TOKEN_TYPE,
+        issuer: deps.config.issuer,
+        audience,
+        requiredClaims: ['exp', 'iat', 'sub', 'jti', 'client_id'],
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+        currentDate: new Date(deps.clock.now()),
+      },
+    );
+    if (typeof payload['client_id'] !== 'string' || typeof payload['scope'] !== 'string') {
+      throw invalidToken('the access token is malformed');
+    }
+    return payload as AccessTokenClaims;
+  } catch (error) {
+    if (error instanceof OAuthError) throw error;
+    if (error instanceof joseErrors.JWTExpired) throw invalidToken('the access token has expired');
+    throw invalidToken('the access token is not valid');
+  }
+}
+
+function invalidToken(description: string): OAuthError {
+  return new OAuthError('invalid_token', description, {
+    headers: { 'WWW-Authenticate': `Bearer realm="tessera", error="invalid_token", error_description="${description}"` },
+  });
+}

@@ -1,0 +1,114 @@
+import { randomBytes } from 'node:crypto';
+import type { Express } from 'express';
+import { createPasswordHasher, type PasswordHasher } from '../../src/auth/passwords.js';
+import { createAccount } from '../../src/auth/accounts.js';
+import { generateClientSecret, hashClientSecret } from '../../src/auth/client-secrets.js';
+import { type Config, type Env, loadConfig } from '../../src/config.js';
+import { openPostgres } from '../../src/db/connect.js';
+import { insertClient } from '../../src/db/clients.js';
+import type { Client, ClientType, GrantType, User } from '../../src/db/schema.js';
+import { addRoleScopes, addUserRole, insertRole } from '../../src/db/roles.js';
+import type { Deps } from '../../src/deps.js';
+import { createApp } from '../../src/http/app.js';
+import { createLogger } from '../../src/logger.js';
+import { prepareDeps } from '../../src/service.js';
+import { type FakeClock, createFakeClock } from './clock.js';
+import { type CapturedLogs, captureLogs } from './logs.js';
+import type { TestDatabase } from './database.js';
+
+export const TEST_ISSUER = 'http://tessera.test';
+
+/**
+ * Cheap Argon2 for the bulk of the suite (the production floor is enforced by loadConfig and tested
+ * there). Everything else is the real code path.
+ */
+export const TEST_ARGON2 = { memoryKib: 256, iterations: 1, parallelism: 1 } as const;
+
+export interface TestService {
+  readonly app: Express;
+  readonly deps: Deps;
+  readonly config: Config;
+  readonly clock: FakeClock;
+  readonly logs: CapturedLogs;
+  close(): Promise<void>;
+}
+
+export function testEnv(database: TestDatabase, extra: Env = {}): Env {
+  return {
+    DATABASE_URL: database.url,
+    KEY_ENCRYPTION_KEYS: randomBytes(32).toString('base64'),
+    ISSUER: TEST_ISSUER,
+    LOG_LEVEL: 'info',
+    ...extra,
+  };
+}
+
+/** One app instance on the test's database, wired exactly as `tessera serve` wires it. */
+export async function startTestService(
+  database: TestDatabase,
+  options: { env?: Env; clock?: FakeClock; argon2?: Config['argon2']; passwords?: PasswordHasher } = {},
+): Promise<TestService> {
+  const config: Config = Object.freeze({ ...loadConfig(options.env ?? testEnv(database)), argon2: options.argon2 ?? TEST_ARGON2 });
+  const logs = captureLogs();
+  const log = createLogger(config.logLevel, logs);
+  const clock = options.clock ?? createFakeClock();
+  const handle = openPostgres(database.url, log, { poolSize: 4 });
+  const prepared = await prepareDeps(config, handle, log, clock);
+  const deps: Deps = options.passwords ? { ...prepared, passwords: options.passwords } : prepared;
+  return { app: createApp(deps), deps, config, clock, logs, close: () => handle.close() };
+}
+
+let counter = 0;
+export function uniqueName(prefix: string): string {
+  counter += 1;
+  return `${prefix}${counter}${randomBytes(3).toString('hex')}`;
+}
+
+export async function createTestUser(
+  service: TestService,
+  options: { username?: string; password?: string; scopes?: string[]; roles?: Record<string, string[]> } = {},
+): Promise<User & { password: string }> {
+  const password = options.password ?? `pw-${randomBytes(9).toString('base64url')}`;
+  const user = await createAccount(
+    service.deps.db,
+    service.deps.passwords,
+    { username: options.username ?? uniqueName('user'), password, scopes: options.scopes ?? [] },
+    new Date(service.clock.now()),
+  );
+  for (const [role, scopes] of Object.entries(options.roles ?? {})) {
+    await insertRole(service.deps.db, role, '');
+    await addRoleScopes(service.deps.db, role, scopes);
+    await addUserRole(service.deps.db, user.id, role);
+  }
+  return { ...user, password };
+}
+
+export interface TestClient extends Client {
+  /** Undefined for public clients. */
+  readonly secret: string | undefined;
+  /** `Basic ...` for confidential clients. */
+  readonly basic: string;
+}
+
+export async function createTestClient(
+  service: TestService,
+  options: { type?: ClientType; grantTypes?: GrantType[]; scopes?: string[]; defaultScopes?: string[]; audience?: string[] } = {},
+): Promise<TestClient> {
+  const type = options.type ?? 'confidential';
+  const secret = type === 'confidential' ? generateClientSecret() : undefined;
+  const client = await insertClient(service.deps.db, {
+    id: uniqueName('client'),
+    type,
+    secret_hash: secret === undefined ? null : hashClientSecret(secret),
+    grant_types: options.grantTypes ?? ['password', 'refresh_token'],
+    allowed_scopes: options.scopes ?? ['profile', 'orders:read', 'orders:write'],
+    default_scopes: options.defaultScopes ?? options.scopes ?? ['profile'],
+    audience: options.audience ?? [],
+    created_at: new Date(service.clock.now()),
+    updated_at: new Date(service.clock.now()),
+  });
+  const basic = `Basic ${Buffer.from(`${encodeURIComponent(client.id)}:${encodeURIComponent(secret ?? '')}`).toString('base64')}`;
+  return { ...client, secret, basic };
+}
+
+export { createPasswordHasher };

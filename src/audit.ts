@@ -8,6 +8,14 @@ export type AuditEvent =
   | 'login_succeeded'
   | 'login_failed'
   | 'password_rehashed'
+  | 'token_refreshed'
+  | 'refresh_token_replayed'
+  | 'refresh_token_reuse_detected'
+  | 'refresh_failed'
+  | 'refresh_family_revoked'
+  | 'user_logged_out'
+  | 'password_changed'
+  | 'password_change_failed'
   | 'user_created'
   | 'user_updated'
   | 'user_deleted'
@@ -17,6 +25,7 @@ export type AuditEvent =
   | 'role_changed'
   | 'signing_key_created';
 
-export function audit(log: Logger, event: AuditEvent, fields: Readonly<Record<string, unknown>>): void {
-  log.info({ audit: true, event, ...fields }, event);
+/** Security events that need a human (reuse of a refresh token) are logged at `warn`. */
+export function audit(log: Logger, event: AuditEvent, fields: Readonly<Record<string, unknown>>, level: 'info' | 'warn' = 'info'): void {
+  log[level]({ audit: true, event, ...fields }, event);
 }

@@ -46,6 +46,8 @@ export class ConfigError extends Error {
   }
 }
 
+/** Ten years: longer lifetimes are mistakes, and dates computed from them would overflow. */
+const MAX_DURATION_SECONDS = 3650 * 86_400;
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const TRUST_PROXY_PRESETS = new Set(['loopback', 'linklocal', 'uniquelocal']);
 
@@ -81,9 +83,9 @@ export function loadConfig(env: Env): Config {
   const duration = (name: string, fallback: string, minSeconds: number): number => {
     const text = read(name) ?? fallback;
     const seconds = parseDuration(text);
-    if (seconds === undefined || seconds < minSeconds) {
+    if (seconds === undefined || seconds < minSeconds || seconds > MAX_DURATION_SECONDS) {
       problems.push(
-        `${name} must be a duration such as 15m, 14d or 10s, at least ${minSeconds}s (got "${text}")`,
+        `${name} must be a duration such as 15m, 14d or 10s, from ${minSeconds}s to 3650d (got "${text}")`,
       );
       return parseDuration(fallback) ?? 0;
     }
@@ -190,7 +192,15 @@ export function loadConfig(env: Env): Config {
   }
 
   if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze(config);
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value) && !Buffer.isBuffer(value)) {
+    for (const member of Object.values(value)) deepFreeze(member);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 function checkIssuer(issuer: string): string[] {
@@ -202,7 +212,7 @@ function checkIssuer(issuer: string): string[] {
   }
   // RFC 8414 §2: the issuer has no query or fragment. A trailing slash would make `iss` checks
   // in verifiers depend on string details, so Tessera refuses it rather than guessing.
-  if (!['http:', 'https:'].includes(url.protocol) || url.search || url.hash || issuer.includes('#')) {
+  if (!['http:', 'https:'].includes(url.protocol) || url.search || url.hash || /[?#]/.test(issuer)) {
     return [`ISSUER must be an http(s) URL without query or fragment (got "${issuer}")`];
   }
   if (issuer.endsWith('/')) return [`ISSUER must not end with "/" (got "${issuer}")`];
@@ -220,7 +230,7 @@ function isOrigin(text: string): boolean {
 
 /** `TRUST_PROXY`: `false`, a hop count, or addresses/CIDRs. `true` would let any client pick its own IP. */
 function parseTrustProxy(text: string | undefined, problems: string[]): TrustProxy {
-  if (text === undefined || text === 'false') return false;
+  if (text === undefined || text === 'false' || text === '0') return false;
   if (/^\d+$/.test(text)) {
     const hops = Number(text);
     if (hops >= 1 && hops <= 10) return hops;

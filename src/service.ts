@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { audit } from './audit.js';
@@ -15,9 +15,12 @@ import { lockDataDir } from './embedded/lock.js';
 import { createApp } from './http/app.js';
 import { createKeyRing, type KeyRing, loadOrCreateEmbeddedKek } from './keys/key-encryption.js';
 import { createKeyStore, ensureSigningKey } from './keys/key-store.js';
+import { purgeRefreshFamilies } from './refresh/housekeeping.js';
 
 /** Keys changed by another replica or the CLI reach this one within this bound. */
 export const KEY_RELOAD_INTERVAL_MS = 30_000;
+/** How often each replica purges dead refresh families (batched, SKIP LOCKED: replicas do not collide). */
+const PURGE_INTERVAL_MS = 15 * 60_000;
 
 /**
  * The configured database: PostgreSQL with DATABASE_URL, else PGlite in DATA_DIR under the
@@ -81,6 +84,15 @@ export interface RunningServer {
 /** Listens with timeouts that end slow-header and slow-body clients (ATTACKS.md E7). */
 export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<RunningServer> {
   const server = createServer(createApp(deps));
+  // While draining, every response tells keep-alive clients (gateways' pools) to close the connection,
+  // so that a busy pooled connection does not hold the shutdown open or get reset at its deadline.
+  let draining = false;
+  const inFlight = new Set<ServerResponse>();
+  server.on('request', (_req, res: ServerResponse) => {
+    if (draining) res.setHeader('Connection', 'close');
+    inFlight.add(res);
+    res.once('close', () => inFlight.delete(res));
+  });
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   server.keepAliveTimeout = 5_000;
@@ -93,11 +105,20 @@ export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<
     deps.keys.reload().catch((error: unknown) => deps.log.warn({ err: error }, 'could not reload signing keys'));
   }, KEY_RELOAD_INTERVAL_MS);
   reload.unref();
+  const purge = setInterval(() => {
+    purgeRefreshFamilies(deps)
+      .then((deleted) => deleted > 0 && deps.log.info({ families_deleted: deleted }, 'purged dead refresh families'))
+      .catch((error: unknown) => deps.log.warn({ err: error }, 'could not purge refresh families'));
+  }, PURGE_INTERVAL_MS);
+  purge.unref();
 
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       clearInterval(reload);
+      clearInterval(purge);
+      draining = true;
+      for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
       const drained = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, deps.config.shutdownTimeout * 1000).unref());

@@ -21,7 +21,7 @@ const token = () => request(service.app).post('/token').type('form');
 describe('password grant: success', () => {
   it('issues an RFC 9068 access token with the granted scope', async () => {
     const user = await createTestUser(service, { scopes: ['profile', 'orders:read'] });
-    const client = await createTestClient(service);
+    const client = await createTestClient(service, { grantTypes: ['password'] });
     const res = await token()
       .set('Authorization', client.basic)
       .send({ grant_type: 'password', username: user.username, password: user.password, scope: 'orders:read profile' });

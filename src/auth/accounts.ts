@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { isUniqueViolation } from '../db/errors.js';
 import type { Database, User } from '../db/schema.js';
-import { changePassword, grantUserScopes, insertUser } from '../db/users.js';
+import { revokeUserFamilies } from '../db/refresh-families.js';
+import { changePassword, grantUserScopes, insertUser, setUserDisabled } from '../db/users.js';
 import { checkNewPassword, type PasswordHasher } from './passwords.js';
 import { normaliseUsername, USERNAME_RULES } from './usernames.js';
 
@@ -56,17 +57,31 @@ export async function createAccount(
   }
 }
 
-/** Sets a new password under the policy. (Ending the user's refresh families joins this with the refresh grant.) */
+/**
+ * Sets a new password under the policy and, in the same transaction, ends every refresh family of
+ * the user: whoever held a session with the old password is logged out everywhere.
+ * Returns how many families ended.
+ */
 export async function setAccountPassword(
   db: Kysely<Database>,
   passwords: PasswordHasher,
   user: Pick<User, 'id' | 'username'>,
   password: string,
   now: Date,
-): Promise<void> {
+): Promise<number> {
   const weakness = checkNewPassword(password, user.username);
   if (weakness !== undefined) throw new AccountError('weak_password', weakness);
-  if (!(await changePassword(db, user.id, await passwords.hash(password), now))) {
-    throw new AccountError('not_found', 'no such user');
-  }
+  const hash = await passwords.hash(password);
+  return db.transaction().execute(async (trx) => {
+    if (!(await changePassword(trx, user.id, hash, now))) throw new AccountError('not_found', 'no such user');
+    return revokeUserFamilies(trx, user.id, 'password_changed', now);
+  });
+}
+
+/** Disabling a user ends their sessions too; enabling does not bring them back. */
+export async function setAccountDisabled(db: Kysely<Database>, userId: string, disabled: boolean, now: Date): Promise<number> {
+  return db.transaction().execute(async (trx) => {
+    if (!(await setUserDisabled(trx, userId, disabled, now))) throw new AccountError('not_found', 'no such user');
+    return disabled ? revokeUserFamilies(trx, userId, 'user_disabled', now) : 0;
+  });
 }

@@ -19,7 +19,7 @@ function list_(values: readonly string[] | undefined): string[] {
 function suppliedSecret(ctx: CommandContext): string {
   const secret = readSecretFromStdin(ctx, '--secret-stdin');
   if (secret.length < MIN_SUPPLIED_SECRET_LENGTH) {
-    throw new UsageError(`a client secret must have at least ${MIN_SUPPLIED_SECRET_LENGTH} characters`);
+    throw new CommandError(`a client secret must have at least ${MIN_SUPPLIED_SECRET_LENGTH} characters`);
   }
   return secret;
 }
@@ -38,6 +38,10 @@ const create: Command = async (args, ctx) => {
   const id = values.id ?? randomBytes(12).toString('base64url');
   if (!CLIENT_ID.test(id)) throw new UsageError('--id has 1 to 64 letters, digits or . _ ~ -');
   const type: ClientType = values.public ? 'public' : 'confidential';
+  // DESIGN.md: the password grant is for confidential clients unless an operator says otherwise.
+  if (type === 'public' && values.grant === undefined) {
+    throw new UsageError('a public client needs its grants named explicitly (--grant password --grant refresh_token)');
+  }
   const grantTypes = list_(values.grant ?? ['password', 'refresh_token']);
   const unknown = grantTypes.filter((grant) => !GRANT_TYPES.includes(grant as GrantType));
   if (unknown.length > 0) throw new UsageError(`unknown grant type: ${unknown.join(' ')} (known: ${GRANT_TYPES.join(', ')})`);
@@ -95,7 +99,7 @@ const list: Command = async (args, ctx) => {
 };
 
 const remove: Command = async (args, ctx) => {
-  const { values, positionals } = parse(args, {});
+  const { values, positionals } = parse(args, {}, 1);
   const id = positional(positionals, 0, 'client_id');
   if (!(await deleteClient(ctx.db, id))) throw new CommandError(`no such client: ${id}`);
   audit(ctx.log, 'client_deleted', { client_id: id, actor: 'cli' });
@@ -103,7 +107,7 @@ const remove: Command = async (args, ctx) => {
 };
 
 const rotateSecret: Command = async (args, ctx) => {
-  const { values, positionals } = parse(args, { 'secret-stdin': { type: 'boolean' } });
+  const { values, positionals } = parse(args, { 'secret-stdin': { type: 'boolean' } }, 1);
   const id = positional(positionals, 0, 'client_id');
   const client = await findClientById(ctx.db, id);
   if (client === undefined) throw new CommandError(`no such client: ${id}`);

@@ -29,12 +29,23 @@ export class CommandError extends Error {}
 
 export type Command = (args: readonly string[], ctx: CommandContext) => Promise<void>;
 
-export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: readonly string[], options: T) {
+/**
+ * Strict parsing: unknown options and extra arguments are usage errors, so that a password typed
+ * as an argument (`set-password alice S3cret`) is refused instead of silently ignored. The
+ * offending value is never repeated back.
+ */
+export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: readonly string[], options: T, maxPositionals = 0) {
+  let parsed;
   try {
-    return parseArgs({ args: [...args], options: { ...options, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: [...args], options: { ...options, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    const option = /'(-{1,2}[\w-]+)/.exec((error as Error).message)?.[1];
+    throw new UsageError(option ? `unknown or malformed option ${option}` : 'malformed options');
   }
+  if (parsed.positionals.length > maxPositionals) {
+    throw new UsageError('too many arguments (passwords and secrets are read from standard input, never from arguments)');
+  }
+  return parsed;
 }
 
 export function positional(positionals: readonly string[], index: number, name: string): string {

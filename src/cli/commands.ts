@@ -1,7 +1,8 @@
 import { AccountError } from '../auth/accounts.js';
 import { isForeignKeyViolation } from '../db/errors.js';
 import { clientCommands } from './clients.js';
-import { type Command, type CommandContext, CommandError, EXIT, UsageError } from './command.js';
+import { purgeRefreshFamilies } from '../refresh/housekeeping.js';
+import { type Command, type CommandContext, CommandError, EXIT, parse, print, UsageError } from './command.js';
 import { roleCommands } from './roles.js';
 import { userCommands } from './users.js';
 
@@ -12,15 +13,30 @@ const groups: Record<string, Record<string, Command>> = {
   clients: clientCommands,
 };
 
+/** `tessera purge`: delete revoked and expired refresh families now (the server also does it periodically). */
+const purge: Command = async (args, ctx) => {
+  const { values } = parse(args, {});
+  print(ctx, values.json, { families_deleted: await purgeRefreshFamilies(ctx) });
+};
+const topLevel: Record<string, Command> = { purge };
+
+function findCommand(argv: readonly string[]): { command: Command | undefined; args: readonly string[] } {
+  const [group = '', name = '', ...rest] = argv;
+  if (topLevel[group] !== undefined) return { command: topLevel[group], args: argv.slice(1) };
+  return { command: groups[group]?.[name], args: rest };
+}
+
 export const USAGE = `Usage: tessera <command> [options]
 
   serve                                   run the HTTP service (applies pending migrations first)
   migrate                                 apply pending database migrations
+  purge                                   delete revoked and expired refresh-token families now
 
   users create <username> [--password-stdin] [--scope S]... [--role R]...
   users list [--limit N] [--after USERNAME]
   users disable|enable|delete <username>
-  users set-password <username> [--password-stdin]
+  users set-password <username> [--password-stdin]   (ends the user's sessions)
+  users logout <username>                 end every refresh-token family (session) of the user
   users grant|revoke <username> <scope>...
 
   roles create <role> [--scope S]... [--description TEXT]
@@ -39,16 +55,14 @@ arguments. Exit codes: 0 done, 1 failed (no such user, conflict, policy), 2 usag
 `;
 
 export function isDatabaseCommand(argv: readonly string[]): boolean {
-  const [group, name] = argv;
-  return group !== undefined && name !== undefined && groups[group]?.[name] !== undefined;
+  return findCommand(argv).command !== undefined;
 }
 
 /** Runs `users ...`, `roles ...` or `clients ...`; returns the exit code. */
 export async function runCommand(argv: readonly string[], ctx: CommandContext): Promise<number> {
-  const [group = '', name = '', ...args] = argv;
-  const command = groups[group]?.[name];
+  const { command, args } = findCommand(argv);
   if (command === undefined) {
-    ctx.err(`error: unknown command "${[group, name].join(' ').trim()}"\n\n${USAGE}`);
+    ctx.err(`error: unknown command "${argv.slice(0, 2).join(' ')}"\n\n${USAGE}`);
     return EXIT.usage;
   }
   try {

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { inspect } from 'node:util';
 import { runCli } from './run.js';
 
 // The only module that touches process.env, process.argv and the standard streams.
@@ -22,6 +23,6 @@ try {
   // Let stdout drain, then leave even if a library keeps a timer alive.
   process.stdout.write('', () => process.exit(code));
 } catch (error) {
-  process.stderr.write(`fatal: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(`fatal: ${error instanceof Error ? error.message : inspect(error)}\n`);
   process.exit(1);
 }

@@ -20,7 +20,7 @@ async function requireRole(ctx: CommandContext, name: string): Promise<string> {
 }
 
 const create: Command = async (args, ctx) => {
-  const { values, positionals } = parse(args, { scope: { type: 'string', multiple: true }, description: { type: 'string' } });
+  const { values, positionals } = parse(args, { scope: { type: 'string', multiple: true }, description: { type: 'string' } }, 1);
   const name = positional(positionals, 0, 'role');
   if (!ROLE_NAME.test(name)) throw new UsageError('a role name has 1 to 64 letters, digits or . _ : -');
   const scopes = scopesFrom(values.scope ?? []);
@@ -43,7 +43,7 @@ const list: Command = async (args, ctx) => {
 };
 
 const remove: Command = async (args, ctx) => {
-  const { values, positionals } = parse(args, {});
+  const { values, positionals } = parse(args, {}, 1);
   const name = await requireRole(ctx, positional(positionals, 0, 'role'));
   await deleteRole(ctx.db, name);
   audit(ctx.log, 'role_changed', { role: name, actor: 'cli', deleted: true });
@@ -54,7 +54,7 @@ const remove: Command = async (args, ctx) => {
 const assign =
   (grant: boolean): Command =>
   async (args, ctx) => {
-    const { values, positionals } = parse(args, {});
+    const { values, positionals } = parse(args, {}, 2);
     const role = await requireRole(ctx, positional(positionals, 0, 'role'));
     const username = positional(positionals, 1, 'username');
     const normalised = normaliseUsername(username);
@@ -69,7 +69,7 @@ const assign =
 const changeScopes =
   (add: boolean): Command =>
   async (args, ctx) => {
-    const { values, positionals } = parse(args, {});
+    const { values, positionals } = parse(args, {}, Infinity);
     const role = await requireRole(ctx, positional(positionals, 0, 'role'));
     const scopes = scopesFrom(positionals.slice(1));
     if (scopes.length === 0) throw new UsageError('name at least one scope');

@@ -57,7 +57,11 @@ export async function runCli(argv: readonly string[], env: Env, io: CliIo, clock
     return await runDirect(config, log, clock, request, io);
   } catch (error) {
     if (error instanceof DataDirLockedError) {
-      io.stderr(`error: ${error.message} and it does not answer on its control socket; stop it or wait\n`);
+      io.stderr(
+        command === 'serve'
+          ? `error: DATA_DIR ${config.dataDir} is already served by process ${error.pid}\n`
+          : `error: ${error.message} and it does not answer on its control socket; stop it or wait\n`,
+      );
       return EXIT.failed;
     }
     throw error;

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { audit } from '../audit.js';
-import { createAccount, setAccountPassword } from '../auth/accounts.js';
+import { createAccount, setAccountDisabled, setAccountPassword } from '../auth/accounts.js';
 import { isScopeToken } from '../auth/scopes.js';
 import { normaliseUsername } from '../auth/usernames.js';
-import { addUserRole } from '../db/roles.js';
+import { addUserRole, roleExists } from '../db/roles.js';
 import type { User } from '../db/schema.js';
 import {
   deleteUser,
@@ -13,8 +13,8 @@ import {
   grantUserScopes,
   listUsers,
   revokeUserScopes,
-  setUserDisabled,
 } from '../db/users.js';
+import { revokeUserFamilies } from '../db/refresh-families.js';
 import { type Command, type CommandContext, CommandError, parse, positional, print, printTable, readSecretFromStdin, UsageError } from './command.js';
 
 const MAX_LIST_LIMIT = 1000;
@@ -44,10 +44,13 @@ const create: Command = async (args, ctx) => {
     'password-stdin': { type: 'boolean' },
     scope: { type: 'string', multiple: true },
     role: { type: 'string', multiple: true },
-  });
+  }, 1);
   const generated = values['password-stdin'] ? undefined : generatePassword();
   const password = generated ?? readSecretFromStdin(ctx, '--password-stdin');
   const scopes = scopesFrom(values.scope ?? []);
+  for (const role of values.role ?? []) {
+    if (!(await roleExists(ctx.db, role))) throw new CommandError(`no such role: ${role}`);
+  }
   const user = await createAccount(ctx.db, ctx.passwords, { username: positional(positionals, 0, 'username'), password, scopes }, now(ctx));
   for (const role of values.role ?? []) await addUserRole(ctx.db, user.id, role);
   audit(ctx.log, 'user_created', { user_id: user.id, actor: 'cli', scopes, roles: values.role ?? [] });
@@ -75,15 +78,15 @@ const list: Command = async (args, ctx) => {
 const setDisabled =
   (disabled: boolean): Command =>
   async (args, ctx) => {
-    const { values, positionals } = parse(args, {});
+    const { values, positionals } = parse(args, {}, 1);
     const user = await requireUser(ctx, positional(positionals, 0, 'username'));
-    await setUserDisabled(ctx.db, user.id, disabled, now(ctx));
-    audit(ctx.log, 'user_updated', { user_id: user.id, actor: 'cli', disabled });
-    print(ctx, values.json, { id: user.id, username: user.username, disabled });
+    const sessionsEnded = await setAccountDisabled(ctx.db, user.id, disabled, now(ctx));
+    audit(ctx.log, 'user_updated', { user_id: user.id, actor: 'cli', disabled, sessions_ended: sessionsEnded });
+    print(ctx, values.json, { id: user.id, username: user.username, disabled, ...(disabled ? { sessions_ended: sessionsEnded } : {}) });
   };
 
 const remove: Command = async (args, ctx) => {
-  const { values, positionals } = parse(args, {});
+  const { values, positionals } = parse(args, {}, 1);
   const user = await requireUser(ctx, positional(positionals, 0, 'username'));
   await deleteUser(ctx.db, user.id);
   audit(ctx.log, 'user_deleted', { user_id: user.id, actor: 'cli' });
@@ -91,18 +94,27 @@ const remove: Command = async (args, ctx) => {
 };
 
 const setPassword: Command = async (args, ctx) => {
-  const { values, positionals } = parse(args, { 'password-stdin': { type: 'boolean' } });
+  const { values, positionals } = parse(args, { 'password-stdin': { type: 'boolean' } }, 1);
   const user = await requireUser(ctx, positional(positionals, 0, 'username'));
   const generated = values['password-stdin'] ? undefined : generatePassword();
-  await setAccountPassword(ctx.db, ctx.passwords, user, generated ?? readSecretFromStdin(ctx, '--password-stdin'), now(ctx));
-  audit(ctx.log, 'user_updated', { user_id: user.id, actor: 'cli', password_changed: true });
-  print(ctx, values.json, { id: user.id, username: user.username, ...(generated ? { password: generated } : {}) });
+  const sessionsEnded = await setAccountPassword(ctx.db, ctx.passwords, user, generated ?? readSecretFromStdin(ctx, '--password-stdin'), now(ctx));
+  audit(ctx.log, 'user_updated', { user_id: user.id, actor: 'cli', password_changed: true, sessions_ended: sessionsEnded });
+  print(ctx, values.json, { id: user.id, username: user.username, sessions_ended: sessionsEnded, ...(generated ? { password: generated } : {}) });
+};
+
+/** Logout everywhere: every refresh family of the user ends; access tokens lapse within ACCESS_TOKEN_TTL. */
+const logout: Command = async (args, ctx) => {
+  const { values, positionals } = parse(args, {}, 1);
+  const user = await requireUser(ctx, positional(positionals, 0, 'username'));
+  const sessionsEnded = await revokeUserFamilies(ctx.db, user.id, 'logout', now(ctx));
+  audit(ctx.log, 'user_logged_out', { user_id: user.id, actor: 'cli', sessions_ended: sessionsEnded });
+  print(ctx, values.json, { id: user.id, username: user.username, sessions_ended: sessionsEnded });
 };
 
 const changeScopes =
   (grant: boolean): Command =>
   async (args, ctx) => {
-    const { values, positionals } = parse(args, {});
+    const { values, positionals } = parse(args, {}, Infinity);
     const user = await requireUser(ctx, positional(positionals, 0, 'username'));
     const scopes = scopesFrom(positionals.slice(1));
     if (scopes.length === 0) throw new UsageError('name at least one scope');
@@ -118,6 +130,7 @@ export const userCommands: Record<string, Command> = {
   enable: setDisabled(false),
   delete: remove,
   'set-password': setPassword,
+  logout,
   grant: changeScopes(true),
   revoke: changeScopes(false),
 };

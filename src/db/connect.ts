@@ -34,8 +34,13 @@ export function openPostgres(url: string, log: Logger, options: PostgresOptions 
     idle_in_transaction_session_timeout: 10_000,
     application_name: 'tessera',
   });
-  // An idle client whose server went away emits 'error' on the pool; unhandled, it would end the process.
+  // A client whose server went away emits 'error': the pool forwards it for idle clients, but a
+  // checked-out client (mid-transaction, between statements) has no listener, and an unhandled
+  // 'error' would end the process. The statement that next uses it fails and becomes a 503.
   pool.on('error', (error) => log.warn({ err: error }, 'database connection lost'));
+  pool.on('connect', (client) => {
+    client.on('error', (error) => log.warn({ err: error }, 'database connection lost'));
+  });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, kind: 'postgres', close: () => db.destroy() };
 }

@@ -63,6 +63,31 @@ export interface SigningKeysTable {
   retired_at: Date | null;
 }
 
+export type FamilyRevocationReason = 'reuse' | 'logout' | 'password_changed' | 'user_disabled' | 'admin';
+
+export interface RefreshFamiliesTable {
+  id: string;
+  user_id: string;
+  client_id: string;
+  scope: string[];
+  auth_time: Date;
+  created_at: Date;
+  expires_at: Date;
+  last_used_at: Date;
+  generation: number;
+  rotated_at: Date | null;
+  successor_ciphertext: string | null;
+  revoked_at: Date | null;
+  revoked_reason: FamilyRevocationReason | null;
+}
+
+export interface RefreshTokensTable {
+  token_hash: string;
+  family_id: string;
+  generation: number;
+  created_at: Date;
+}
+
 export interface Database {
   users: UsersTable;
   roles: RolesTable;
@@ -71,6 +96,8 @@ export interface Database {
   user_scopes: UserScopesTable;
   clients: ClientsTable;
   signing_keys: SigningKeysTable;
+  refresh_families: RefreshFamiliesTable;
+  refresh_tokens: RefreshTokensTable;
 }
 
 export type User = Selectable<UsersTable>;
@@ -79,3 +106,4 @@ export type UserUpdate = Updateable<UsersTable>;
 export type Client = Selectable<ClientsTable>;
 export type NewClient = Insertable<ClientsTable>;
 export type SigningKeyRow = Selectable<SigningKeysTable>;
+export type RefreshFamily = Selectable<RefreshFamiliesTable>;

@@ -1,8 +1,12 @@
 import type { GrantType } from '../db/schema.js';
 import type { Grant } from './grant.js';
 import { passwordGrant } from './password.js';
+import { refreshTokenGrant } from './refresh-token.js';
 
 /** The grants the token endpoint serves. Adding one is a module plus an entry here. */
-export const grants: ReadonlyMap<string, Grant> = new Map<GrantType, Grant>([[passwordGrant.grantType, passwordGrant]]);
+export const grants: ReadonlyMap<string, Grant> = new Map<GrantType, Grant>([
+  [passwordGrant.grantType, passwordGrant],
+  [refreshTokenGrant.grantType, refreshTokenGrant],
+]);
 
 export const supportedGrantTypes = (): string[] => [...grants.keys()];

@@ -2,10 +2,10 @@ import { audit } from '../audit.js';
 import { hasControlCharacters, MAX_PASSWORD_BYTES } from '../auth/passwords.js';
 import { formatScope, parseScope, resolveScope } from '../auth/scopes.js';
 import { normaliseUsername } from '../auth/usernames.js';
-import { epochSeconds } from '../clock.js';
 import { findUserByUsername, findUserScopes, updatePasswordHash } from '../db/users.js';
 import type { Deps } from '../deps.js';
 import { invalidRequest, OAuthError } from '../oauth/errors.js';
+import { startFamily } from '../refresh/rotation.js';
 import { signAccessToken } from '../tokens/access-token.js';
 import type { Grant, TokenRequest, TokenResponse } from './grant.js';
 
@@ -28,15 +28,27 @@ export const passwordGrant: Grant = {
       clientAllowed: request.client.allowed_scopes,
       subjectAllowed: await findUserScopes(deps.db, user.id),
     });
+    const authTime = new Date(deps.clock.now());
+    // A client allowed the refresh grant gets a refresh token, which starts a family (its `sid`).
+    const family = request.client.grant_types.includes('refresh_token')
+      ? await startFamily(deps, { userId: user.id, clientId: request.client.id, scope, authTime })
+      : undefined;
     const accessToken = await signAccessToken(deps, {
       sub: user.id,
       clientId: request.client.id,
       scope,
       audience: request.client.audience,
-      authTime: epochSeconds(deps.clock),
+      authTime: Math.floor(authTime.getTime() / 1000),
+      ...(family ? { sid: family.familyId } : {}),
     });
-    audit(deps.log, 'login_succeeded', { user_id: user.id, client_id: request.client.id, ip: request.ip });
-    return { access_token: accessToken.token, token_type: 'Bearer', expires_in: accessToken.expiresIn, scope: formatScope(scope) };
+    audit(deps.log, 'login_succeeded', { user_id: user.id, client_id: request.client.id, ip: request.ip, family_id: family?.familyId });
+    return {
+      access_token: accessToken.token,
+      token_type: 'Bearer',
+      expires_in: accessToken.expiresIn,
+      scope: formatScope(scope),
+      ...(family ? { refresh_token: family.token } : {}),
+    };
   },
 };
 

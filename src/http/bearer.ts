@@ -21,3 +21,8 @@ export async function authenticateBearer(deps: Deps, req: Request): Promise<Acce
   }
   return verifyAccessToken(deps, match[1]!);
 }
+
+/** Users have uuid ids; a client_credentials token's `sub` is a client id and names no user. */
+export function isUserId(sub: string): boolean {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(sub);
+}

@@ -43,7 +43,8 @@ export function isInfrastructureError(error: unknown): boolean {
       // and 40001/40P01 (serialisation failure, deadlock: retryable).
       if (/^(08|53|57)/.test(code) || code === '40001' || code === '40P01') return true;
     }
-    if (/timeout|Connection terminated|connection error|not queryable|Client was closed/i.test(current.message)) {
+    // pg's pool and client messages, and PGlite's once it is closing (embedded mode, at shutdown).
+    if (/timeout|Connection terminated|connection error|not queryable|Client was closed|PGlite is clos/i.test(current.message)) {
       return true;
     }
   }

@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import { pingDatabase } from '../db/users.js';
 import type { Deps } from '../deps.js';
-import { setNoStore } from './errors.js';
+import { methodNotAllowed, setNoStore } from './errors.js';
 
 const READINESS_TIMEOUT_MS = 1_000;
 
@@ -12,6 +12,7 @@ export function healthRouter(deps: Deps): Router {
     setNoStore(res);
     res.json({ status: 'ok' });
   });
+  router.all('/healthz', methodNotAllowed('GET', 'HEAD'));
   router.get('/readyz', async (_req, res) => {
     setNoStore(res);
     const database = await withTimeout(pingDatabase(deps.db), READINESS_TIMEOUT_MS).then(
@@ -23,8 +24,10 @@ export function healthRouter(deps: Deps): Router {
     );
     const keys = keysLoaded(deps) ? ('ok' as const) : ('unavailable' as const);
     const ready = database === 'ok' && keys === 'ok';
+    if (!ready) res.set('Retry-After', '5');
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not_ready', checks: { database, keys } });
   });
+  router.all('/readyz', methodNotAllowed('GET', 'HEAD'));
   return router;
 }
 

@@ -28,7 +28,8 @@ export function requestLogger(log: Logger): RequestHandler {
       }),
       res: (res: { statusCode: number }) => ({ status: res.statusCode }),
     },
-    customLogLevel: (_req, res, error) => (error || res.statusCode >= 500 ? 'error' : 'info'),
+    // A 503 is an outage already logged once as a warning by the error handler, not a bug.
+    customLogLevel: (_req, res, error) => (res.statusCode === 503 ? 'warn' : error || res.statusCode >= 500 ? 'error' : 'info'),
     // The error handler logs causes; the access line needs only the outcome.
     customSuccessMessage: () => 'request completed',
     customErrorMessage: () => 'request failed',

@@ -4,7 +4,7 @@ import { grants } from '../grants/index.js';
 import { authenticateClient } from '../oauth/client-auth.js';
 import { invalidRequest, OAuthError } from '../oauth/errors.js';
 import { methodNotAllowed, setNoStore } from './errors.js';
-import { type Params, parseForm, readParams } from './form.js';
+import { type Params, parseForm, parseJson, readParams } from './form.js';
 
 /**
  * POST /token (RFC 6749 §3.2). The endpoint is a short list of steps: no-store headers, form-only
@@ -14,7 +14,27 @@ export function tokenRouter(deps: Deps): Router {
   const router = Router();
   router.post('/token', noStore, requireForm, parseForm, handleTokenRequest(deps));
   router.all('/token', methodNotAllowed('POST'));
+  // For gateways: the refresh grant with a form or JSON body, the same client authentication and response.
+  router.post('/refresh', noStore, requireFormOrJson, parseForm, parseJson, handleTokenRequest(deps, readRefreshBody));
+  router.all('/refresh', methodNotAllowed('POST'));
   return router;
+}
+
+const requireFormOrJson: RequestHandler = (req, _res, next) => {
+  if (!req.is(['application/x-www-form-urlencoded', 'application/json'])) {
+    throw invalidRequest('the request body must be application/x-www-form-urlencoded or application/json');
+  }
+  next();
+};
+
+/** /refresh implies grant_type=refresh_token; naming another grant there is a mistake worth reporting. */
+function readRefreshBody(req: Request): Params {
+  const params = readParams(req.body);
+  const grantType = params['grant_type'];
+  if (grantType !== undefined && grantType !== 'refresh_token') {
+    throw new OAuthError('unsupported_grant_type', 'this endpoint serves grant_type=refresh_token only');
+  }
+  return { ...params, grant_type: 'refresh_token' };
 }
 
 export const noStore: RequestHandler = (_req, res, next) => {
@@ -22,7 +42,7 @@ export const noStore: RequestHandler = (_req, res, next) => {
   next();
 };
 
-const requireForm: RequestHandler = (req, _res, next) => {
+export const requireForm: RequestHandler = (req, _res, next) => {
   if (!req.is('application/x-www-form-urlencoded')) {
     throw invalidRequest('the request body must be application/x-www-form-urlencoded');
   }

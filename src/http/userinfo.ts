@@ -2,7 +2,7 @@ import { Router } from 'express';
 import { findUserById, findUserRoles, findUserScopes } from '../db/users.js';
 import type { Deps } from '../deps.js';
 import { OAuthError } from '../oauth/errors.js';
-import { authenticateBearer } from './bearer.js';
+import { authenticateBearer, isUserId } from './bearer.js';
 import { methodNotAllowed, setNoStore } from './errors.js';
 
 /** GET /userinfo and its alias GET /users/me: the bearer's own profile, never the password hash. */
@@ -12,7 +12,8 @@ export function userinfoRouter(deps: Deps): Router {
     router.get(path, async (req, res) => {
       setNoStore(res);
       const claims = await authenticateBearer(deps, req);
-      const user = await findUserById(deps.db, claims.sub);
+      // A client_credentials token's sub is a client id, not a user: no profile.
+      const user = isUserId(claims.sub) ? await findUserById(deps.db, claims.sub) : undefined;
       // A disabled or deleted user's tokens stop working here at once, whatever their exp says.
       if (user === undefined || user.disabled) {
         throw new OAuthError('invalid_token', 'the access token is not valid', {

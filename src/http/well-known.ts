@@ -1,8 +1,11 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Router } from 'express';
 import type { Config } from '../config.js';
 import type { Deps } from '../deps.js';
 import { supportedGrantTypes } from '../grants/index.js';
-import { SIGNING_ALGORITHM } from '../keys/key-store.js';
+import { OAuthError } from '../oauth/errors.js';
+import { findPackageRoot } from '../package-root.js';
 import { methodNotAllowed } from './errors.js';
 
 /** RFC 8414 §2 metadata; `issuer` is exactly ISSUER, so `iss` checks in clients match byte for byte. */
@@ -13,12 +16,12 @@ export function discoveryMetadata(config: Config): Record<string, unknown> {
     token_endpoint: at('/token'),
     jwks_uri: at('/.well-known/jwks.json'),
     userinfo_endpoint: at('/userinfo'),
+    revocation_endpoint: at('/revoke'),
+    revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
     grant_types_supported: supportedGrantTypes(),
     // No authorization endpoint (yet): no browser response types are offered.
     response_types_supported: [],
     token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
-    // RFC 9068 access tokens.
-    access_token_signing_alg_values_supported: [SIGNING_ALGORITHM],
     service_documentation: at('/openapi.yaml'),
   };
 }
@@ -38,14 +41,31 @@ export function wellKnownRouter(deps: Deps): Router {
     const { body, etag } = deps.keys.current().jwks;
     res.set('Cache-Control', `public, max-age=${deps.config.jwksMaxAge}`);
     res.set('ETag', etag);
-    if (req.get('if-none-match')?.split(',').some((tag) => tag.trim() === etag)) {
+    if (matchesEtag(req.get('if-none-match'), etag)) {
       res.status(304).end();
       return;
     }
     res.type('application/json').send(body);
   });
-  for (const path of ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration', '/.well-known/jwks.json']) {
+  // The API description, read once.
+  const openapiPath = join(findPackageRoot(), 'openapi.yaml');
+  const openapi = existsSync(openapiPath) ? readFileSync(openapiPath, 'utf8') : undefined;
+  router.get('/openapi.yaml', (_req, res) => {
+    if (openapi === undefined) throw new OAuthError('invalid_request', 'there is no such endpoint', { status: 404 });
+    res.set('Cache-Control', 'public, max-age=3600').type('application/yaml; charset=utf-8').send(openapi);
+  });
+
+  for (const path of ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration', '/.well-known/jwks.json', '/openapi.yaml']) {
     router.all(path, methodNotAllowed('GET', 'HEAD'));
   }
   return router;
+}
+
+/** RFC 9110 §13.1.2: If-None-Match uses the weak comparison, and `*` matches any current representation. */
+function matchesEtag(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header.split(',').some((tag) => {
+    const trimmed = tag.trim();
+    return trimmed === '*' || trimmed.replace(/^W\//, '') === etag;
+  });
 }

@@ -91,6 +91,8 @@ export async function verifyAccessToken(
         audience,
         requiredClaims: ['exp', 'iat', 'sub', 'jti', 'client_id'],
         clockTolerance: CLOCK_TOLERANCE_SECONDS,
+        // Also refuses an `iat` in the future (RFC 8725 §3.10 spirit; jose checks it only with a max age).
+        maxTokenAge: deps.config.accessTokenTtl,
         currentDate: new Date(deps.clock.now()),
       },
     );

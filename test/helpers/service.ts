@@ -52,8 +52,11 @@ export async function startTestService(
   const logs = captureLogs();
   const log = createLogger(config.logLevel, logs);
   const clock = options.clock ?? createFakeClock();
-  const handle = openPostgres(database.url, log, { poolSize: 4 });
-  const prepared = await prepareDeps(config, handle, log, clock);
+  const handle = openPostgres(config.databaseUrl ?? database.url, log, { poolSize: 4 });
+  const prepared = await prepareDeps(config, handle, log, clock).catch(async (error: unknown) => {
+    await handle.close();
+    throw error;
+  });
   const deps: Deps = options.passwords ? { ...prepared, passwords: options.passwords } : prepared;
   return { app: createApp(deps), deps, config, clock, logs, close: () => handle.close() };
 }

@@ -1,0 +1,121 @@
+import { describe, expect, it } from 'vitest';
+import { OAuthError } from '../oauth/errors.js';
+import { formatScope, parseScope, resolveScope, type ScopeRequest } from './scopes.js';
+
+/** Runs fn and returns what it threw, so the whole error can be asserted. */
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected an error, nothing was thrown');
+}
+
+function expectInvalidScope(fn: () => unknown, description: string): void {
+  const error = thrown(fn);
+  expect(error).toBeInstanceOf(OAuthError);
+  const oauth = error as OAuthError;
+  expect(oauth.status).toBe(400);
+  expect(oauth.headers).toEqual({});
+  expect(oauth.toJSON()).toEqual({ error: 'invalid_scope', error_description: description });
+}
+
+const MALFORMED = 'the scope parameter is malformed';
+const NOT_ALLOWED = 'the requested scope is not allowed for this user or client';
+
+describe('parseScope (RFC 6749 §3.3)', () => {
+  it('treats an absent or empty scope as "not requested"', () => {
+    expect(parseScope(undefined)).toBeUndefined();
+    expect(parseScope('')).toBeUndefined();
+  });
+
+  it.each([
+    ['profile', ['profile']],
+    ['orders:read profile', ['orders:read', 'profile']],
+    ['profile orders:read', ['profile', 'orders:read']],
+    ['a a b a', ['a', 'b']],
+    ['https://api.example.com/orders.read', ['https://api.example.com/orders.read']],
+    // Every character the grammar allows: %x21 / %x23-5B / %x5D-7E.
+    ["!#$%&'()*+,-./0123456789:;<=>?@ABCXYZ[]^_`abcxyz{|}~", ["!#$%&'()*+,-./0123456789:;<=>?@ABCXYZ[]^_`abcxyz{|}~"]],
+  ])('reads %j', (text, scopes) => {
+    expect(parseScope(text)).toEqual(scopes);
+  });
+
+  it.each([
+    ['a double space', 'profile  orders:read'],
+    ['a leading space', ' profile'],
+    ['a trailing space', 'profile '],
+    ['only a space', ' '],
+    ['a double quote', 'profile "orders"'],
+    ['a backslash', 'orders\\read'],
+    ['a tab separator', 'profile\torders:read'],
+    ['a newline', 'profile\norders:read'],
+    ['NUL', 'profile\u0000'],
+    ['DEL', 'profile\u007f'],
+    ['a non-ASCII letter', 'prófile'],
+    ['a full-width letter', 'ｐrofile'],
+    ['a no-break space separator', 'profile\u00a0orders:read'],
+    ['an emoji', 'orders:😀'],
+  ])('refuses %s with invalid_scope', (_label, text) => {
+    expectInvalidScope(() => parseScope(text), MALFORMED);
+  });
+});
+
+describe('formatScope', () => {
+  it('joins with single spaces, so parse(format(x)) is x', () => {
+    expect(formatScope(['orders:read', 'profile'])).toBe('orders:read profile');
+    expect(formatScope([])).toBe('');
+    expect(parseScope(formatScope(['orders:read', 'profile']))).toEqual(['orders:read', 'profile']);
+  });
+});
+
+describe('resolveScope', () => {
+  const base: ScopeRequest = {
+    requested: undefined,
+    clientDefault: ['profile', 'orders:read'],
+    clientAllowed: ['profile', 'orders:read', 'orders:write'],
+    subjectAllowed: ['profile', 'orders:read', 'orders:write', 'admin'],
+  };
+
+  it('grants the requested scope, sorted, when both subject and client may have it', () => {
+    expect(resolveScope({ ...base, requested: ['orders:write', 'profile'] })).toEqual(['orders:write', 'profile']);
+  });
+
+  it("uses the client's default when nothing is requested", () => {
+    expect(resolveScope(base)).toEqual(['orders:read', 'profile']);
+  });
+
+  it('narrows the default silently to what the subject may have', () => {
+    expect(resolveScope({ ...base, subjectAllowed: ['profile'] })).toEqual(['profile']);
+    expect(resolveScope({ ...base, subjectAllowed: [] })).toEqual([]);
+  });
+
+  it('narrows the default silently to what the client may have', () => {
+    expect(resolveScope({ ...base, clientDefault: ['profile', 'admin'] })).toEqual(['profile']);
+  });
+
+  it('refuses a requested scope the subject may not have', () => {
+    expectInvalidScope(
+      () => resolveScope({ ...base, requested: ['profile', 'orders:write'], subjectAllowed: ['profile', 'orders:read'] }),
+      NOT_ALLOWED,
+    );
+  });
+
+  it('refuses a requested scope the client may not have, even when the subject has it', () => {
+    expectInvalidScope(() => resolveScope({ ...base, requested: ['admin'] }), NOT_ALLOWED);
+  });
+
+  it('refuses a requested scope nobody has heard of', () => {
+    expectInvalidScope(() => resolveScope({ ...base, requested: ['profile', 'unknown'] }), NOT_ALLOWED);
+  });
+
+  it('is case-sensitive', () => {
+    expectInvalidScope(() => resolveScope({ ...base, requested: ['Profile'] }), NOT_ALLOWED);
+    expectInvalidScope(() => resolveScope({ ...base, requested: ['ORDERS:READ'] }), NOT_ALLOWED);
+    expect(resolveScope({ ...base, clientDefault: ['PROFILE'] })).toEqual([]);
+    expect(
+      resolveScope({ ...base, requested: ['Profile'], clientAllowed: ['Profile'], subjectAllowed: ['Profile'] }),
+    ).toEqual(['Profile']);
+  });
+});

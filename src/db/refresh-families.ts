@@ -1,0 +1,117 @@
+import { type Kysely, sql } from 'kysely';
+import type { Database, FamilyRevocationReason, RefreshFamily } from './schema.js';
+
+export async function insertFamily(
+  db: Kysely<Database>,
+  family: Omit<RefreshFamily, 'rotated_at' | 'successor_ciphertext' | 'revoked_at' | 'revoked_reason'>,
+  firstTokenHash: string,
+): Promise<void> {
+  await db.insertInto('refresh_families').values(family).execute();
+  await db
+    .insertInto('refresh_tokens')
+    .values({ token_hash: firstTokenHash, family_id: family.id, generation: family.generation, created_at: family.created_at })
+    .execute();
+}
+
+export interface FamilyForRotation extends RefreshFamily {
+  /** The generation of the presented token (the family's `generation` is the current one). */
+  readonly token_generation: number;
+  readonly user_disabled: boolean;
+}
+
+/**
+ * The presented token's family, locked (FOR UPDATE) until the transaction ends, so every rotation
+ * of one family, on any replica, happens one after another. Token rows never change, so only the
+ * family row needs the lock.
+ */
+export async function lockFamilyByTokenHash(trx: Kysely<Database>, tokenHash: string): Promise<FamilyForRotation | undefined> {
+  return trx
+    .selectFrom('refresh_tokens as t')
+    .innerJoin('refresh_families as f', 'f.id', 't.family_id')
+    .innerJoin('users as u', 'u.id', 'f.user_id')
+    .selectAll('f')
+    .select(['t.generation as token_generation', 'u.disabled as user_disabled'])
+    .where('t.token_hash', '=', tokenHash)
+    .forUpdate('f')
+    .executeTakeFirst();
+}
+
+export async function findFamilyByTokenHash(db: Kysely<Database>, tokenHash: string): Promise<RefreshFamily | undefined> {
+  return db
+    .selectFrom('refresh_tokens as t')
+    .innerJoin('refresh_families as f', 'f.id', 't.family_id')
+    .selectAll('f')
+    .where('t.token_hash', '=', tokenHash)
+    .executeTakeFirst();
+}
+
+/** Moves the family to its next generation: the new token's hash, and the new token sealed for a grace replay. */
+export async function advanceFamily(
+  trx: Kysely<Database>,
+  rotation: { familyId: string; generation: number; tokenHash: string; successorCiphertext: string; now: Date },
+): Promise<void> {
+  await trx
+    .insertInto('refresh_tokens')
+    .values({ token_hash: rotation.tokenHash, family_id: rotation.familyId, generation: rotation.generation, created_at: rotation.now })
+    .execute();
+  await trx
+    .updateTable('refresh_families')
+    .set({
+      generation: rotation.generation,
+      rotated_at: rotation.now,
+      last_used_at: rotation.now,
+      successor_ciphertext: rotation.successorCiphertext,
+    })
+    .where('id', '=', rotation.familyId)
+    .execute();
+}
+
+export async function revokeFamily(db: Kysely<Database>, familyId: string, reason: FamilyRevocationReason, now: Date): Promise<boolean> {
+  const result = await db
+    .updateTable('refresh_families')
+    .set({ revoked_at: now, revoked_reason: reason, successor_ciphertext: null })
+    .where('id', '=', familyId)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+/** Logout everywhere: every live family of the user. Returns how many ended. */
+export async function revokeUserFamilies(db: Kysely<Database>, userId: string, reason: FamilyRevocationReason, now: Date): Promise<number> {
+  const result = await db
+    .updateTable('refresh_families')
+    .set({ revoked_at: now, revoked_reason: reason, successor_ciphertext: null })
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
+export async function listUserFamilies(db: Kysely<Database>, userId: string): Promise<RefreshFamily[]> {
+  return db.selectFrom('refresh_families').selectAll().where('user_id', '=', userId).orderBy('created_at', 'desc').execute();
+}
+
+/**
+ * Deletes up to `batchSize` families that can never be used again: revoked, past their absolute
+ * lifetime, or idle too long. SKIP LOCKED passes over any family a refresh holds right now, so
+ * housekeeping never waits on (or delays) live traffic. Tokens go with their family (cascade).
+ */
+export async function purgeDeadFamilies(db: Kysely<Database>, now: Date, idleTtlSeconds: number, batchSize: number): Promise<number> {
+  const idleCutoff = new Date(now.getTime() - idleTtlSeconds * 1000);
+  const result = await db
+    .deleteFrom('refresh_families')
+    .where(
+      'id',
+      'in',
+      db
+        .selectFrom('refresh_families')
+        .select('id')
+        .where((eb) =>
+          eb.or([eb('revoked_at', 'is not', null), eb('expires_at', '<=', now), eb('last_used_at', '<=', idleCutoff)]),
+        )
+        .limit(batchSize)
+        .modifyEnd(sql`for update skip locked`),
+    )
+    .executeTakeFirst();
+  return Number(result.numDeletedRows);
+}

@@ -1,0 +1,50 @@
+import { Router } from 'express';
+import { audit } from '../audit.js';
+import { AccountError, setAccountPassword } from '../auth/accounts.js';
+import { hasControlCharacters, MAX_PASSWORD_BYTES } from '../auth/passwords.js';
+import { findUserById } from '../db/users.js';
+import type { Deps } from '../deps.js';
+import { invalidRequest, OAuthError } from '../oauth/errors.js';
+import { authenticateBearer, isUserId } from './bearer.js';
+import { methodNotAllowed } from './errors.js';
+import { parseForm, parseJson, readParams } from './form.js';
+import { noStore } from './token-endpoint.js';
+
+/**
+ * POST /users/me/password: the bearer changes their own password, proving the current one. Every
+ * refresh family of the user ends (logout everywhere), this session's included; access tokens
+ * lapse within ACCESS_TOKEN_TTL. 204 on success.
+ */
+export function passwordChangeRouter(deps: Deps): Router {
+  const router = Router();
+  router.post('/users/me/password', noStore, parseForm, parseJson, async (req, res) => {
+    const claims = await authenticateBearer(deps, req);
+    const params = readParams(req.body ?? {});
+    const current = params['current_password'];
+    const next = params['new_password'];
+    if (!current || !next) throw invalidRequest('current_password and new_password are required');
+    if ([current, next].some((value) => Buffer.byteLength(value) > MAX_PASSWORD_BYTES || hasControlCharacters(value))) {
+      throw invalidRequest('passwords must be at most 1 KiB and free of control characters');
+    }
+    const user = isUserId(claims.sub) ? await findUserById(deps.db, claims.sub) : undefined;
+    if (user === undefined || user.disabled) {
+      throw new OAuthError('invalid_token', 'the access token is not valid', {
+        headers: { 'WWW-Authenticate': 'Bearer realm="tessera", error="invalid_token"' },
+      });
+    }
+    if (!(await deps.passwords.verify(user.password_hash, current))) {
+      audit(deps.log, 'password_change_failed', { user_id: user.id, client_id: claims.client_id, ip: req.ip });
+      throw invalidRequest('the current password is incorrect');
+    }
+    try {
+      const sessionsEnded = await setAccountPassword(deps.db, deps.passwords, user, next, new Date(deps.clock.now()));
+      audit(deps.log, 'password_changed', { user_id: user.id, client_id: claims.client_id, ip: req.ip, sessions_ended: sessionsEnded });
+    } catch (error) {
+      if (error instanceof AccountError) throw invalidRequest(error.message);
+      throw error;
+    }
+    res.status(204).end();
+  });
+  router.all('/users/me/password', methodNotAllowed('POST'));
+  return router;
+}

@@ -1,0 +1,124 @@
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { type DatabaseProxy, startProxyFor, throughProxy } from './helpers/database-proxy.js';
+import {
+  createTestClient,
+  createTestUser,
+  startTestService,
+  testEnv,
+  type TestClient,
+  type TestService,
+} from './helpers/service.js';
+
+let database: TestDatabase;
+let proxy: DatabaseProxy;
+let service: TestService;
+let user: Awaited<ReturnType<typeof createTestUser>>;
+let client: TestClient;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  proxy = await startProxyFor(database.url);
+  // The service sees only the proxy; the test's own pool (database.db) still goes straight to PostgreSQL.
+  const proxied: TestDatabase = throughProxy(database, proxy);
+  service = await startTestService(proxied, { env: testEnv(proxied) });
+  user = await createTestUser(service);
+  client = await createTestClient(service);
+});
+afterAll(async () => {
+  proxy?.restore(); // so that a failed test does not leave the pool waiting on a stalled connection
+  await service?.close();
+  await proxy?.close();
+  await database?.drop();
+});
+
+const passwordLogin = () =>
+  request(service.app)
+    .post('/token')
+    .type('form')
+    .set('Authorization', client.basic)
+    .send({ grant_type: 'password', username: user.username, password: user.password });
+
+/** DESIGN.md: an infrastructure failure is never invalid_grant or invalid_client (clients discard tokens on those). */
+function expectTemporarilyUnavailable(res: request.Response): void {
+  expect(res.status).toBe(503);
+  expect(res.body).toEqual({
+    error: 'temporarily_unavailable',
+    error_description: 'the service is temporarily unavailable; retry later',
+  });
+  expect(res.headers['retry-after']).toMatch(/^[1-9]\d*$/);
+  expect(res.headers['cache-control']).toBe('no-store');
+  expect(res.headers['pragma']).toBe('no-cache');
+  expect(res.headers['www-authenticate']).toBeUndefined();
+}
+
+async function expectNotReady(): Promise<void> {
+  const res = await request(service.app).get('/readyz');
+  expect(res.status).toBe(503);
+  expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'unavailable', keys: 'ok' } });
+  expect(res.headers['cache-control']).toBe('no-store');
+}
+
+/** Nothing is restarted: the same pool serves again once the database answers. */
+async function expectRecovered(): Promise<void> {
+  const login = await passwordLogin();
+  expect(login.status).toBe(200);
+  expect(login.body).toMatchObject({ token_type: 'Bearer', expires_in: 900 });
+  const ready = await request(service.app).get('/readyz');
+  expect(ready.status).toBe(200);
+  expect(ready.body).toEqual({ status: 'ready', checks: { database: 'ok', keys: 'ok' } });
+}
+
+describe('database outage', () => {
+  it('answers 503 temporarily_unavailable while the database refuses connections, and recovers when it is back', { timeout: 60_000 }, async () => {
+    // Up: the pool holds live connections through the proxy.
+    expect((await passwordLogin()).status).toBe(200);
+    expect((await request(service.app).get('/readyz')).status).toBe(200);
+
+    proxy.cut();
+
+    // Several attempts: the first meets the pool's dead idle connections, the later ones fail to connect.
+    for (let attempt = 0; attempt < 3; attempt++) expectTemporarilyUnavailable(await passwordLogin());
+    await expectNotReady();
+
+    // Liveness and the JWKS do not depend on the database: restarting the process would not help,
+    // and resource servers keep verifying tokens offline.
+    expect((await request(service.app).get('/healthz')).status).toBe(200);
+    const jwks = await request(service.app).get('/.well-known/jwks.json');
+    expect(jwks.status).toBe(200);
+    expect(jwks.body.keys.map((key: { kid: string }) => key.kid)).toEqual([service.deps.keys.current().signing.kid]);
+
+    proxy.restore();
+    await expectRecovered();
+  });
+
+  it('answers 503 rather than hanging while the database does not answer at all, and recovers when it does', { timeout: 60_000 }, async () => {
+    expect((await passwordLogin()).status).toBe(200);
+
+    proxy.stall();
+
+    // Two at once: one can meet a pooled connection that stopped answering, the other a new one that never opens.
+    const logins = await Promise.all([passwordLogin(), passwordLogin()]);
+    for (const res of logins) expectTemporarilyUnavailable(res);
+    await expectNotReady();
+
+    proxy.restore();
+    await expectRecovered();
+  });
+
+  it('logs the outage as a warning, with no password or client secret', () => {
+    const entries = service.logs.entries();
+    const warnings = entries.filter((entry) => entry['level'] === 'warn').map((entry) => entry['msg']);
+    expect(warnings).toContain('infrastructure failure: answering 503');
+    expect(warnings).toContain('readiness: database check failed');
+    // The outage is an infrastructure problem, not a failed login or a bug.
+    expect(service.logs.entries('login_failed')).toEqual([]);
+    expect(entries.filter((entry) => entry['msg'] === 'unexpected error')).toEqual([]);
+
+    const text = service.logs.lines.join('\n');
+    expect(text).not.toContain(user.password);
+    expect(text).not.toContain(client.secret!);
+    expect(text).not.toContain(client.basic.slice('Basic '.length));
+  });
+});

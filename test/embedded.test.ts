@@ -1,0 +1,271 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { access, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * The newcomer's path, end to end with the built binary: no DATABASE_URL, so `serve` runs PGlite in
+ * DATA_DIR and other commands reach it through the control socket. `npm test` builds dist/ first.
+ */
+const MAIN = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
+const PROCESS_TIMEOUT_MS = 60_000;
+
+interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+interface Spawned {
+  readonly child: ChildProcess;
+  readonly exited: Promise<Exit>;
+  stdout(): string;
+  stderr(): string;
+}
+
+/** Only these are ever killed in afterAll: the processes this file started. */
+const children = new Set<ChildProcess>();
+
+function start(args: readonly string[], env: NodeJS.ProcessEnv, stdin?: string): Spawned {
+  const child = spawn(process.execPath, [MAIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  children.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<Exit>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  // Always end stdin, so a command that reads it sees EOF instead of waiting forever.
+  child.stdin!.on('error', () => undefined); // EPIPE when the process exits without reading it
+  child.stdin!.end(stdin);
+  return { child, exited, stdout: () => stdout, stderr: () => stderr };
+}
+
+interface Run {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** A one-shot `tessera ...` to completion. */
+async function run(args: readonly string[], env: NodeJS.ProcessEnv, stdin?: string): Promise<Run> {
+  const spawned = start(args, env, stdin);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`tessera ${args.join(' ')} did not finish:\n${spawned.stderr()}`)), PROCESS_TIMEOUT_MS);
+  });
+  try {
+    const { code } = await Promise.race([spawned.exited, timeout]);
+    return { code, stdout: spawned.stdout(), stderr: spawned.stderr() };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+async function waitUntilReady(spawned: Spawned, url: string): Promise<void> {
+  const deadline = Date.now() + PROCESS_TIMEOUT_MS;
+  let exit: Exit | undefined;
+  void spawned.exited.then((value) => (exit = value));
+  while (Date.now() < deadline) {
+    if (exit !== undefined) throw new Error(`serve exited (${JSON.stringify(exit)}) before it was ready:\n${spawned.stderr()}${spawned.stdout()}`);
+    const status = await fetch(`${url}/readyz`).then(
+      (res) => res.status,
+      () => 0,
+    );
+    if (status === 200) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`serve was not ready within ${PROCESS_TIMEOUT_MS} ms:\n${spawned.stderr()}${spawned.stdout()}`);
+}
+
+function logLines(text: string): Record<string, unknown>[] {
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+let dataDir: string;
+let port: number;
+let base: string;
+let server: Spawned;
+/** What a CLI process gets: only DATA_DIR, so it must find the server (no DATABASE_URL, no KEY_ENCRYPTION_KEYS). */
+let cliEnv: NodeJS.ProcessEnv;
+
+const password = `Embedded-${randomBytes(8).toString('hex')}`;
+let aliceId = '';
+let clientSecret = '';
+let refreshToken = '';
+
+beforeAll(async () => {
+  await access(MAIN).catch(() => {
+    throw new Error(`${MAIN} is missing: run npm run build first`);
+  });
+  dataDir = await mkdtemp(join(tmpdir(), 'tessera-embedded-'));
+  port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  cliEnv = { PATH: process.env['PATH'] ?? '', DATA_DIR: dataDir };
+  server = start(['serve'], { ...cliEnv, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info' });
+  await waitUntilReady(server, base);
+}, 2 * PROCESS_TIMEOUT_MS);
+
+afterAll(async () => {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await gone;
+    }
+  }
+  if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+});
+
+describe('tessera serve on the embedded database', () => {
+  it('is ready, with its secrets in DATA_DIR readable by the owner only', async () => {
+    const res = await fetch(`${base}/readyz`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'ready', checks: { database: 'ok', keys: 'ok' } });
+
+    expect((await stat(join(dataDir, 'key-encryption-key'))).mode & 0o777).toBe(0o600);
+    expect(Buffer.from((await readFile(join(dataDir, 'key-encryption-key'), 'utf8')).trim(), 'base64')).toHaveLength(32);
+    expect((await stat(join(dataDir, 'control.sock'))).mode & 0o777).toBe(0o600);
+    expect((await stat(join(dataDir, 'pgdata'))).isDirectory()).toBe(true);
+    expect(await readFile(join(dataDir, 'tessera.lock'), 'utf8')).toBe(`${server.child.pid}\n`);
+
+    const serving = logLines(server.stdout()).find((line) => line['msg'] === 'tessera is serving');
+    expect(serving).toMatchObject({ level: 'info', url: base, issuer: `http://localhost:${port}`, database: 'embedded', rate_limits: 'memory' });
+  });
+
+  it('runs CLI commands for other processes through its control socket', async () => {
+    const created = await run(['users', 'create', 'alice', '--password-stdin', '--scope', 'profile'], cliEnv, `${password}\n`);
+    expect(created.stderr).toBe('');
+    expect(created.code).toBe(0);
+    const match = /^id: ([0-9a-f-]{36})\nusername: alice\n$/.exec(created.stdout);
+    expect(match).not.toBeNull();
+    aliceId = match![1]!;
+    // The server did the work: its log has the audit event (a second opener of PGlite would have been refused).
+    expect(logLines(server.stdout()).filter((line) => line['event'] === 'user_created')).toEqual([
+      expect.objectContaining({ audit: true, user_id: aliceId, actor: 'cli', scopes: ['profile'] }),
+    ]);
+
+    const duplicate = await run(['users', 'create', 'ALICE', '--password-stdin'], cliEnv, `${password}\n`);
+    expect(duplicate).toEqual({ code: 1, stdout: '', stderr: 'error: a user with this username already exists\n' });
+
+    const client = await run(['clients', 'create', '--id', 'web', '--scope', 'profile'], cliEnv);
+    expect(client.stderr).toBe('');
+    expect(client.code).toBe(0);
+    const secret = /^client_id: web\ntype: confidential\ngrant_types: password refresh_token\nscopes: profile\nclient_secret: ([A-Za-z0-9_-]{43})\n$/.exec(
+      client.stdout,
+    );
+    expect(secret).not.toBeNull();
+    clientSecret = secret![1]!;
+  }, 2 * PROCESS_TIMEOUT_MS);
+
+  it('issues an access token that verifies against its JWKS', async () => {
+    expect(clientSecret).not.toBe('');
+    const res = await fetch(`${base}/token`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`web:${clientSecret}`).toString('base64')}`,
+      },
+      body: new URLSearchParams({ grant_type: 'password', username: 'alice', password }),
+    });
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    // The client may use refresh_token (the default grants), so a refresh token comes too.
+    expect(body).toEqual({
+      access_token: expect.any(String),
+      refresh_token: expect.stringMatching(/^[A-Za-z0-9_-]{43,}$/),
+      token_type: 'Bearer',
+      expires_in: 900,
+      scope: 'profile',
+    });
+    refreshToken = body['refresh_token'] as string;
+
+    const issuer = `http://localhost:${port}`;
+    const jwks = createRemoteJWKSet(new URL(`${base}/.well-known/jwks.json`));
+    const { payload, protectedHeader } = await jwtVerify(body['access_token'] as string, jwks, {
+      issuer,
+      audience: issuer,
+      typ: 'at+jwt',
+      algorithms: ['RS256'],
+    });
+    expect(protectedHeader).toEqual({ alg: 'RS256', typ: 'at+jwt', kid: expect.any(String) });
+    expect(payload).toMatchObject({ sub: aliceId, client_id: 'web', scope: 'profile' });
+
+    const wrong = await fetch(`${base}/token`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`web:${clientSecret}`).toString('base64')}`,
+      },
+      body: new URLSearchParams({ grant_type: 'password', username: 'alice', password: `${password}x` }),
+    });
+    expect(wrong.status).toBe(400);
+    expect(await wrong.json()).toEqual({ error: 'invalid_grant', error_description: 'the username or password is incorrect' });
+  });
+
+  it('refuses a second serve on the same DATA_DIR with a clear message', async () => {
+    const second = await run(['serve'], { ...cliEnv, PORT: String(await freePort()), HOST: '127.0.0.1', LOG_LEVEL: 'info' });
+    expect(second.code).not.toBe(0);
+    expect(second.code).not.toBeNull();
+    expect(second.stderr).toContain(`is already served by process ${server.child.pid}`);
+    // The first server is unharmed and still owns the directory.
+    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+    expect(await readFile(join(dataDir, 'tessera.lock'), 'utf8')).toBe(`${server.child.pid}\n`);
+  }, 2 * PROCESS_TIMEOUT_MS);
+
+  it('stops gracefully on SIGTERM with exit code 0 and releases DATA_DIR', async () => {
+    server.child.kill('SIGTERM');
+    const exit = await server.exited;
+    expect(exit).toEqual({ code: 0, signal: null });
+
+    const messages = logLines(server.stdout()).map((line) => line['msg']);
+    expect(messages).toContain('shutting down');
+    expect(messages[messages.length - 1]).toBe('stopped');
+    expect(server.stderr()).toBe('');
+    expect(await exists(join(dataDir, 'tessera.lock'))).toBe(false);
+    // Nothing the server logged contains the password or the client secret.
+    expect(server.stdout()).not.toContain(password);
+    expect(server.stdout()).not.toContain(clientSecret);
+    expect(refreshToken).not.toBe('');
+    expect(server.stdout()).not.toContain(refreshToken);
+  }, PROCESS_TIMEOUT_MS);
+
+  it('lets the CLI open the unlocked data directory itself afterwards', async () => {
+    const listed = await run(['users', 'list', '--json'], cliEnv);
+    expect(listed.stderr).toBe('');
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.stdout)).toEqual([
+      { id: aliceId, username: 'alice', disabled: false, roles: [], scopes: ['profile'], created_at: expect.any(String) },
+    ]);
+    expect(await exists(join(dataDir, 'tessera.lock'))).toBe(false);
+  }, 2 * PROCESS_TIMEOUT_MS);
+});

@@ -1,0 +1,220 @@
+import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { calculateJwkThumbprint, createLocalJWKSet, jwtVerify } from 'jose';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
+import { openPostgres } from '../src/db/connect.js';
+import { migrateToLatest } from '../src/db/migrate.js';
+import type { Database, SigningKeyRow } from '../src/db/schema.js';
+import { createKeyRing, kekFingerprint, KeyDecryptionError } from '../src/keys/key-encryption.js';
+import { ensureSigningKey } from '../src/keys/key-store.js';
+import { createLogger } from '../src/logger.js';
+import { prepareDeps } from '../src/service.js';
+import { createFakeClock } from './helpers/clock.js';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { captureLogs } from './helpers/logs.js';
+import { createTestClient, createTestUser, startTestService, TEST_ARGON2, TEST_ISSUER, testEnv } from './helpers/service.js';
+
+const MIGRATIONS_DIR = new URL('../migrations/', import.meta.url);
+const MIGRATION_FILE = /^(\d{14})_[a-z0-9]+(?:_[a-z0-9]+)*\.ts$/;
+
+/** What the Migrator records for each file: its name without the extension. */
+async function migrationNames(): Promise<string[]> {
+  return (await readdir(MIGRATIONS_DIR)).filter((file) => file.endsWith('.ts')).sort().map((file) => file.slice(0, -3));
+}
+
+/** A pool of its own, as another replica would have. */
+function openReplica(url: string): Kysely<Database> {
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 2 }) }) });
+}
+
+/** Connected before the race starts, so both really start at the same moment. */
+async function openReplicas(url: string, count: number): Promise<Kysely<Database>[]> {
+  const replicas = Array.from({ length: count }, () => openReplica(url));
+  await Promise.all(replicas.map((db) => sql`select 1`.execute(db)));
+  return replicas;
+}
+
+async function columnsOf(db: Kysely<Database>): Promise<unknown[]> {
+  const result = await sql<Record<string, unknown>>`
+    select table_name, column_name, data_type, is_nullable, column_default
+    from information_schema.columns where table_schema = 'public'
+    order by table_name, column_name`.execute(db);
+  return result.rows;
+}
+
+async function indexesOf(db: Kysely<Database>): Promise<unknown[]> {
+  const result = await sql<Record<string, unknown>>`
+    select tablename, indexname, indexdef from pg_indexes where schemaname = 'public' order by tablename, indexname`.execute(db);
+  return result.rows;
+}
+
+async function signingKeys(db: Kysely<Database>): Promise<SigningKeyRow[]> {
+  return db.selectFrom('signing_keys').selectAll().execute();
+}
+
+const newKek = () => randomBytes(32);
+
+/** Migrated once, the ordinary way: the reference schema, and the database the key tests share. */
+let database: TestDatabase;
+const kek = newKek();
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  await database?.drop();
+});
+
+describe('migration files', () => {
+  it('are named <14-digit UTC timestamp>_<snake_case name>.ts, with distinct timestamps in order', async () => {
+    const files = (await readdir(MIGRATIONS_DIR)).sort();
+    expect(files.length).toBeGreaterThan(0);
+    const timestamps: string[] = [];
+    for (const file of files) {
+      const match = MIGRATION_FILE.exec(file);
+      expect(match, file).not.toBeNull();
+      const stamp = match![1]!;
+      // A real date and time: 20261122000000 is 2026-11-22T00:00:00Z.
+      const iso = `${stamp.slice(0, 4)}-${stamp.slice(4, 6)}-${stamp.slice(6, 8)}T${stamp.slice(8, 10)}:${stamp.slice(10, 12)}:${stamp.slice(12, 14)}.000Z`;
+      expect(new Date(iso).toISOString(), file).toBe(iso);
+      timestamps.push(stamp);
+    }
+    // Sorting by name is sorting by time, and no two files claim the same moment.
+    expect(new Set(timestamps).size).toBe(timestamps.length);
+    expect([...timestamps].sort((a, b) => Number(a) - Number(b))).toEqual(timestamps);
+  });
+});
+
+describe('migrations under concurrency', () => {
+  it('apply exactly once when two replicas migrate a fresh database at the same time', { timeout: 60_000 }, async () => {
+    const fresh = await createTestDatabase({ migrate: false });
+    const replicas = await openReplicas(fresh.url, 2);
+    try {
+      const outcomes = await Promise.all(replicas.map((db) => migrateToLatest(db)));
+
+      // One replica applied every file, in order; the other waited on the lock and found nothing to do.
+      const names = await migrationNames();
+      expect(outcomes.map((outcome) => outcome.applied).sort((a, b) => a.length - b.length)).toEqual([[], names]);
+      const recorded = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(fresh.db);
+      expect(recorded.rows.map((row) => row.name)).toEqual(names);
+
+      // The same schema as a database migrated by one process alone.
+      expect(await columnsOf(fresh.db)).toEqual(await columnsOf(database.db));
+      expect(await indexesOf(fresh.db)).toEqual(await indexesOf(database.db));
+
+      expect(await migrateToLatest(replicas[0]!)).toEqual({ applied: [] });
+    } finally {
+      await Promise.all(replicas.map((db) => db.destroy()));
+      await fresh.drop();
+    }
+  });
+});
+
+describe('signing keys', () => {
+  let row: SigningKeyRow;
+
+  it('are created exactly once when replicas start together on an empty key table', { timeout: 60_000 }, async () => {
+    expect(await signingKeys(database.db)).toEqual([]);
+    const clock = createFakeClock();
+    const replicas = await openReplicas(database.url, 2);
+    try {
+      // Two processes, each with its own ring from the same KEY_ENCRYPTION_KEYS and two callers each.
+      await Promise.all(
+        replicas.flatMap((db) => {
+          const ring = createKeyRing([kek]);
+          return [ensureSigningKey(db, ring, clock), ensureSigningKey(db, ring, clock)];
+        }),
+      );
+    } finally {
+      await Promise.all(replicas.map((db) => db.destroy()));
+    }
+    const rows = await signingKeys(database.db);
+    expect(rows).toHaveLength(1);
+    row = rows[0]!;
+    expect(row).toMatchObject({ state: 'active', algorithm: 'RS256', retired_at: null });
+    expect(row.activated_at).toEqual(new Date(clock.now()));
+  });
+
+  it('keep the private key encrypted at rest, openable only with the key-encryption key', async () => {
+    expect(row).toBeDefined();
+    const ciphertext = Buffer.from(row.private_key_ciphertext, 'base64');
+    expect(ciphertext.toString('base64')).toBe(row.private_key_ciphertext);
+    expect(row.private_key_ciphertext).not.toMatch(/BEGIN|PRIVATE KEY/);
+    // The DER of every RSA PKCS#8 key carries the rsaEncryption OID 1.2.840.113549.1.1.1.
+    const rsaEncryptionOid = Buffer.from('06092a864886f70d010101', 'hex');
+    expect(ciphertext.includes(rsaEncryptionOid)).toBe(false);
+    // The key-encryption key is named by a fingerprint, never stored.
+    expect(row.kek_id).toBe(kekFingerprint(kek));
+    expect(row.kek_id).not.toContain(kek.toString('hex'));
+    expect(row.private_key_ciphertext).not.toContain(kek.toString('base64'));
+
+    const secret = { ciphertext: row.private_key_ciphertext, kekId: row.kek_id };
+    const der = createKeyRing([kek]).decrypt(secret, row.kid);
+    expect(ciphertext.includes(der.subarray(0, 32))).toBe(false);
+    expect(ciphertext.includes(der.subarray(der.length - 32))).toBe(false);
+    const privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+    expect(privateKey.asymmetricKeyType).toBe('rsa');
+    expect(privateKey.asymmetricKeyDetails?.modulusLength).toBeGreaterThanOrEqual(2048);
+
+    // The decrypted private key is the one the published public key belongs to, and kid is its RFC 7638 thumbprint.
+    const derived = createPublicKey(privateKey).export({ format: 'jwk' });
+    expect(row.public_jwk).toEqual({ kty: 'RSA', n: derived.n, e: derived.e, kid: row.kid, use: 'sig', alg: 'RS256' });
+    for (const member of ['d', 'p', 'q', 'dp', 'dq', 'qi']) expect(row.public_jwk).not.toHaveProperty(member);
+    expect(await calculateJwkThumbprint({ kty: 'RSA', n: derived.n!, e: derived.e! })).toBe(row.kid);
+
+    // Another key-encryption key cannot open it, and the ciphertext is bound to its own kid.
+    expect(() => createKeyRing([newKek()]).decrypt(secret, row.kid)).toThrow(KeyDecryptionError);
+    expect(() => createKeyRing([kek]).decrypt(secret, `${row.kid}x`)).toThrow(KeyDecryptionError);
+  });
+
+  it('refuse to start with a KEY_ENCRYPTION_KEYS that does not open the stored key, naming the variable', async () => {
+    expect(row).toBeDefined();
+    const wrong = newKek().toString('base64');
+    const config = Object.freeze({ ...loadConfig(testEnv(database, { KEY_ENCRYPTION_KEYS: wrong })), argon2: TEST_ARGON2 });
+    const logs = captureLogs();
+    // prepareDeps directly rather than startTestService, which would leave its pool open when start-up fails.
+    const handle = openPostgres(database.url, createLogger('info', logs), { poolSize: 2 });
+    try {
+      const failure = await prepareDeps(config, handle, createLogger('info', logs), createFakeClock()).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(failure).toBeInstanceOf(Error);
+      const message = (failure as Error).message;
+      expect(message).toMatch(/KEY_ENCRYPTION_KEYS/);
+      expect(message).not.toContain(wrong);
+      expect(message).not.toContain(kek.toString('base64'));
+    } finally {
+      await handle.close();
+    }
+    // A misconfigured replica must not "repair" the key table with a key of its own.
+    expect(await signingKeys(database.db)).toEqual([row]);
+  });
+
+  it('start with the old key-encryption key as the second entry of the ring, and keep signing with the stored key', async () => {
+    expect(row).toBeDefined();
+    const ring = `${newKek().toString('base64')},${kek.toString('base64')}`;
+    const service = await startTestService(database, { env: testEnv(database, { KEY_ENCRYPTION_KEYS: ring }) });
+    try {
+      expect(service.deps.keys.current().signing.kid).toBe(row.kid);
+      const user = await createTestUser(service);
+      const client = await createTestClient(service);
+      const res = await request(service.app)
+        .post('/token')
+        .type('form')
+        .set('Authorization', client.basic)
+        .send({ grant_type: 'password', username: user.username, password: user.password });
+      expect(res.status).toBe(200);
+      const jwks = await request(service.app).get('/.well-known/jwks.json');
+      const { protectedHeader } = await jwtVerify(res.body.access_token, createLocalJWKSet(jwks.body), { issuer: TEST_ISSUER });
+      expect(protectedHeader.kid).toBe(row.kid);
+    } finally {
+      await service.close();
+    }
+    expect(await signingKeys(database.db)).toEqual([row]);
+  });
+});

@@ -1,0 +1,81 @@
+import { sql } from 'kysely';
+import pg from 'pg';
+import request from 'supertest';
+import { decodeJwt } from 'jose';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { type DatabaseProxy, startProxyFor, throughProxy } from './helpers/database-proxy.js';
+import { createTestClient, createTestUser, startTestService, testEnv, type TestService } from './helpers/service.js';
+
+let database: TestDatabase;
+let proxy: DatabaseProxy;
+let service: TestService;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  proxy = await startProxyFor(database.url);
+  const proxied = throughProxy(database, proxy);
+  service = await startTestService(proxied, { env: testEnv(proxied) });
+});
+afterAll(async () => {
+  proxy?.restore();
+  await service?.close();
+  await proxy?.close();
+  await database?.drop();
+});
+
+/** Waits until a query of the service (application_name tessera) is blocked on a row lock. */
+async function waitForBlockedRotation(): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const { rows } = await sql`
+      select pid from pg_stat_activity
+      where application_name = 'tessera' and datname = ${database.name} and wait_event_type = 'Lock'`.execute(database.db);
+    if (rows.length > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error('the refresh never reached the family lock');
+}
+
+it('a database failure in the middle of a rotation answers 503 and leaves the presented token usable', async () => {
+  const client = await createTestClient(service);
+  const user = await createTestUser(service, { scopes: ['profile'] });
+  const login = await request(service.app)
+    .post('/token')
+    .type('form')
+    .set('Authorization', client.basic)
+    .send({ grant_type: 'password', username: user.username, password: user.password });
+  expect(login.status).toBe(200);
+  const familyId = decodeJwt(login.body.access_token).sid as string;
+  const refresh = () =>
+    request(service.app)
+      .post('/token')
+      .type('form')
+      .set('Authorization', client.basic)
+      .send({ grant_type: 'refresh_token', refresh_token: login.body.refresh_token });
+
+  // Hold the family row from outside, so the service's rotation transaction is open and waiting
+  // inside PostgreSQL when the connection dies.
+  const blocker = new pg.Client({ connectionString: database.url });
+  await blocker.connect();
+  try {
+    await blocker.query('begin');
+    await blocker.query('select id from refresh_families where id = $1 for update', [familyId]);
+    const response = refresh().then((res) => res); // .then() sends the request now
+    await waitForBlockedRotation();
+    proxy.cut();
+    const res = await response;
+    expect(res.status).toBe(503);
+    expect(res.headers['retry-after']).toBe('5');
+    expect(res.body).toEqual({ error: 'temporarily_unavailable', error_description: 'the service is temporarily unavailable; retry later' });
+  } finally {
+    await blocker.query('rollback');
+    await blocker.end();
+    proxy.restore();
+  }
+
+  const family = await database.db.selectFrom('refresh_families').selectAll().where('id', '=', familyId).executeTakeFirstOrThrow();
+  expect(family).toMatchObject({ generation: 1, revoked_at: null, rotated_at: null });
+  const retried = await refresh();
+  expect(retried.status).toBe(200);
+  expect(retried.body.refresh_token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+});

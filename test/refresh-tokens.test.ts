@@ -1,0 +1,471 @@
+import { decodeJwt } from 'jose';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../src/cli/run.js';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import {
+  createTestClient,
+  createTestUser,
+  startTestService,
+  testEnv,
+  type TestClient,
+  type TestService,
+} from './helpers/service.js';
+
+let database: TestDatabase;
+let service: TestService;
+let env: ReturnType<typeof testEnv>;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  env = testEnv(database);
+  service = await startTestService(database, { env });
+});
+afterAll(async () => {
+  await service?.close();
+  await database?.drop();
+});
+
+const INVALID_GRANT = { error: 'invalid_grant', error_description: 'the refresh token is invalid, expired or revoked' };
+const SECOND = 1000;
+const DAY = 86_400 * SECOND;
+
+async function login(client: TestClient, user: { username: string; password: string }, scope?: string) {
+  const res = await request(service.app)
+    .post('/token')
+    .type('form')
+    .set('Authorization', client.basic)
+    .send({ grant_type: 'password', username: user.username, password: user.password, ...(scope ? { scope } : {}) });
+  expect(res.status).toBe(200);
+  return res.body as { access_token: string; refresh_token: string; scope: string };
+}
+
+function refresh(client: TestClient, refreshToken: string, extra: Record<string, string> = {}, app = service.app) {
+  return request(app)
+    .post('/token')
+    .type('form')
+    .set('Authorization', client.basic)
+    .send({ grant_type: 'refresh_token', refresh_token: refreshToken, ...extra });
+}
+
+async function setup(options: { scopes?: string[] } = {}) {
+  const client = await createTestClient(service);
+  const user = await createTestUser(service, { scopes: options.scopes ?? ['profile', 'orders:read'] });
+  const tokens = await login(client, user, options.scopes ? undefined : 'profile orders:read');
+  return { client, user, tokens };
+}
+
+const familyOf = (accessToken: string) => decodeJwt(accessToken).sid as string;
+const familyRow = (id: string) => service.deps.db.selectFrom('refresh_families').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+
+describe('issuance', () => {
+  it('the password grant returns an opaque 256-bit refresh token and starts a family named by sid', async () => {
+    const { user, tokens } = await setup();
+    expect(tokens.refresh_token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const claims = decodeJwt(tokens.access_token);
+    expect(claims.sid).toMatch(/^[0-9a-f-]{36}$/);
+    const family = await familyRow(claims.sid as string);
+    expect(family).toMatchObject({ user_id: user.id, generation: 1, revoked_at: null, scope: ['orders:read', 'profile'] });
+  });
+
+  it('a client not allowed the refresh grant gets no refresh token and no sid', async () => {
+    const client = await createTestClient(service, { grantTypes: ['password'] });
+    const user = await createTestUser(service, { scopes: ['profile'] });
+    const res = await request(service.app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'password', username: user.username, password: user.password });
+    expect(res.status).toBe(200);
+    expect(res.body.refresh_token).toBeUndefined();
+    expect(decodeJwt(res.body.access_token).sid).toBeUndefined();
+    const rotated = await refresh(client, 'A'.repeat(43));
+    expect(rotated.status).toBe(400);
+    expect(rotated.body).toEqual({ error: 'unauthorized_client', error_description: 'this client may not use this grant_type' });
+  });
+
+  it('the database holds only hashes: no column of any refresh row contains a token', async () => {
+    const { tokens, client } = await setup();
+    const next = (await refresh(client, tokens.refresh_token)).body.refresh_token as string;
+    const dump = JSON.stringify([
+      await service.deps.db.selectFrom('refresh_tokens').selectAll().execute(),
+      await service.deps.db.selectFrom('refresh_families').selectAll().execute(),
+    ]);
+    expect(dump).not.toContain(tokens.refresh_token);
+    expect(dump).not.toContain(next);
+  });
+});
+
+describe('the refresh grant', () => {
+  it('rotates: a new refresh token, a new access token in the same family, the old token consumed', async () => {
+    const { client, user, tokens } = await setup();
+    const res = await refresh(client, tokens.refresh_token);
+    expect(res.status).toBe(200);
+    expect(res.headers['cache-control']).toBe('no-store');
+    expect(res.headers['pragma']).toBe('no-cache');
+    expect(Object.keys(res.body).sort()).toEqual(['access_token', 'expires_in', 'refresh_token', 'scope', 'token_type']);
+    expect(res.body).toMatchObject({ token_type: 'Bearer', expires_in: 900, scope: 'orders:read profile' });
+    expect(res.body.refresh_token).not.toBe(tokens.refresh_token);
+    const claims = decodeJwt(res.body.access_token);
+    expect(claims).toMatchObject({ sub: user.id, client_id: client.id, sid: familyOf(tokens.access_token), scope: 'orders:read profile' });
+    expect(claims.auth_time).toBe(decodeJwt(tokens.access_token).auth_time);
+    expect((await familyRow(claims.sid as string)).generation).toBe(2);
+  });
+
+  it('POST /refresh takes a form body with the same client authentication and response', async () => {
+    const { client, tokens } = await setup();
+    const res = await request(service.app).post('/refresh').type('form').set('Authorization', client.basic).send({ refresh_token: tokens.refresh_token });
+    expect(res.status).toBe(200);
+    expect(Object.keys(res.body).sort()).toEqual(['access_token', 'expires_in', 'refresh_token', 'scope', 'token_type']);
+    expect(res.headers['cache-control']).toBe('no-store');
+  });
+
+  it('POST /refresh takes JSON, with client_secret_post credentials', async () => {
+    const { client, tokens } = await setup();
+    const res = await request(service.app)
+      .post('/refresh')
+      .send({ refresh_token: tokens.refresh_token, client_id: client.id, client_secret: client.secret });
+    expect(res.status).toBe(200);
+    expect(res.body.refresh_token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  });
+
+  it('POST /refresh refuses another grant_type, non-string JSON values and other content types', async () => {
+    const { client, tokens } = await setup();
+    const other = await request(service.app).post('/refresh').set('Authorization', client.basic).send({ grant_type: 'password', refresh_token: tokens.refresh_token });
+    expect(other.status).toBe(400);
+    expect(other.body).toEqual({ error: 'unsupported_grant_type', error_description: 'this endpoint serves grant_type=refresh_token only' });
+    const nested = await request(service.app).post('/refresh').set('Authorization', client.basic).send({ refresh_token: { $ne: '' } });
+    expect(nested.status).toBe(400);
+    expect(nested.body).toEqual({ error: 'invalid_request', error_description: 'the parameter refresh_token must be a string' });
+    const text = await request(service.app).post('/refresh').set('Authorization', client.basic).set('Content-Type', 'text/plain').send(tokens.refresh_token);
+    expect(text.status).toBe(400);
+    expect(text.body.error).toBe('invalid_request');
+    const get = await request(service.app).get('/refresh');
+    expect(get.status).toBe(405);
+    expect(get.headers['allow']).toBe('POST');
+    // None of these consumed the token.
+    expect((await refresh(client, tokens.refresh_token)).status).toBe(200);
+  });
+
+  it('a missing refresh_token is invalid_request', async () => {
+    const { client } = await setup();
+    const res = await request(service.app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'refresh_token' });
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual({ error: 'invalid_request', error_description: 'refresh_token is required' });
+  });
+
+  it.each([
+    ['empty', ''],
+    ['garbage', 'not-a-token'],
+    ['10 KB', 'x'.repeat(10_000)],
+    ['SQL metacharacters', "' OR 1=1--"],
+    ['well-formed but unknown', 'A'.repeat(43)],
+  ])('a %s refresh token is invalid_grant', async (_name, value) => {
+    const { client } = await setup();
+    const res = await refresh(client, value);
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual(INVALID_GRANT);
+  });
+
+  it('an access token presented as a refresh token is invalid_grant', async () => {
+    const { client, tokens } = await setup();
+    const res = await refresh(client, tokens.access_token);
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual(INVALID_GRANT);
+  });
+
+  it("another client's refresh token is invalid_grant and leaves the family alone", async () => {
+    const { client, tokens } = await setup();
+    const other = await createTestClient(service);
+    const res = await refresh(other, tokens.refresh_token);
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual(INVALID_GRANT);
+    expect((await familyRow(familyOf(tokens.access_token))).revoked_at).toBeNull();
+    expect((await refresh(client, tokens.refresh_token)).status).toBe(200);
+  });
+
+  it('a confidential client without credentials is invalid_client', async () => {
+    const { client, tokens } = await setup();
+    const res = await request(service.app).post('/token').type('form').send({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: client.id });
+    expect(res.status).toBe(401);
+    expect(res.body.error).toBe('invalid_client');
+    expect((await refresh(client, tokens.refresh_token)).status).toBe(200);
+  });
+
+  it('a narrower scope narrows the access token only; the family keeps its scope', async () => {
+    const { client, tokens } = await setup();
+    const narrowed = await refresh(client, tokens.refresh_token, { scope: 'profile' });
+    expect(narrowed.status).toBe(200);
+    expect(narrowed.body.scope).toBe('profile');
+    expect(decodeJwt(narrowed.body.access_token).scope).toBe('profile');
+    const again = await refresh(client, narrowed.body.refresh_token);
+    expect(again.body.scope).toBe('orders:read profile');
+  });
+
+  it('a wider scope is invalid_scope and does not consume the token', async () => {
+    const { client, tokens } = await setup({ scopes: ['profile'] });
+    const wider = await refresh(client, tokens.refresh_token, { scope: 'profile orders:read' });
+    expect(wider.status).toBe(400);
+    expect(wider.body).toEqual({ error: 'invalid_scope', error_description: 'the requested scope is not allowed for this user or client' });
+    const ok = await refresh(client, tokens.refresh_token);
+    expect(ok.status).toBe(200);
+    expect(ok.body.scope).toBe('profile');
+  });
+
+  it('a scope the user has lost since login is no longer granted', async () => {
+    const { client, user, tokens } = await setup();
+    await service.deps.db.deleteFrom('user_scopes').where('user_id', '=', user.id).where('scope', '=', 'orders:read').execute();
+    const res = await refresh(client, tokens.refresh_token);
+    expect(res.status).toBe(200);
+    expect(res.body.scope).toBe('profile');
+  });
+
+  it('a disabled user cannot refresh', async () => {
+    const { client, user, tokens } = await setup();
+    await service.deps.db.updateTable('users').set({ disabled: true }).where('id', '=', user.id).execute();
+    const res = await refresh(client, tokens.refresh_token);
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual(INVALID_GRANT);
+  });
+
+  it('a deleted user cannot refresh', async () => {
+    const { client, user, tokens } = await setup();
+    await service.deps.db.deleteFrom('users').where('id', '=', user.id).execute();
+    const res = await refresh(client, tokens.refresh_token);
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual(INVALID_GRANT);
+  });
+
+  it('a family idle for longer than REFRESH_TOKEN_IDLE_TTL expires', async () => {
+    const { client, tokens } = await setup();
+    service.clock.advance(14 * DAY - SECOND);
+    const stillAlive = await refresh(client, tokens.refresh_token);
+    expect(stillAlive.status).toBe(200);
+    service.clock.advance(14 * DAY);
+    const res = await refresh(client, stillAlive.body.refresh_token);
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual(INVALID_GRANT);
+  });
+
+  it('a family expires at REFRESH_TOKEN_ABSOLUTE_TTL however often it is used', async () => {
+    const { client, tokens } = await setup();
+    let current = tokens.refresh_token;
+    for (let elapsed = 0; elapsed + 10 * DAY < 90 * DAY; elapsed += 10 * DAY) {
+      service.clock.advance(10 * DAY);
+      const res = await refresh(client, current);
+      expect(res.status).toBe(200);
+      current = res.body.refresh_token;
+    }
+    service.clock.advance(10 * DAY); // now past 90 days since login
+    const res = await refresh(client, current);
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual(INVALID_GRANT);
+  });
+});
+
+describe('races and replays', () => {
+  it('20 concurrent refreshes of one token across two app instances yield exactly one successor', async () => {
+    const { client, tokens } = await setup();
+    const second = await startTestService(database, { env, clock: service.clock });
+    try {
+      const responses = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => refresh(client, tokens.refresh_token, {}, i % 2 === 0 ? service.app : second.app)),
+      );
+      expect(responses.map((res) => res.status)).toEqual(Array(20).fill(200));
+      const successors = new Set(responses.map((res) => res.body.refresh_token as string));
+      expect(successors.size).toBe(1);
+      const family = await familyRow(familyOf(tokens.access_token));
+      expect(family).toMatchObject({ generation: 2, revoked_at: null });
+      const [successor] = [...successors];
+      expect((await refresh(client, successor!)).status).toBe(200);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('a replay inside the grace window returns the same successor, and revokes nothing', async () => {
+    const { client, tokens } = await setup();
+    const first = await refresh(client, tokens.refresh_token);
+    service.clock.advance(9 * SECOND);
+    const replay = await refresh(client, tokens.refresh_token);
+    expect(replay.status).toBe(200);
+    expect(replay.body.refresh_token).toBe(first.body.refresh_token);
+    expect(decodeJwt(replay.body.access_token).jti).not.toBe(decodeJwt(first.body.access_token).jti);
+    expect(service.logs.entries('refresh_token_replayed').some((e) => e['family_id'] === familyOf(tokens.access_token))).toBe(true);
+    expect((await refresh(client, first.body.refresh_token)).status).toBe(200);
+  });
+
+  it('a replay after the grace window is reuse: the family is revoked, the successor dies too, and it is logged', async () => {
+    const { client, user, tokens } = await setup();
+    const first = await refresh(client, tokens.refresh_token);
+    service.clock.advance(11 * SECOND);
+    const replay = await refresh(client, tokens.refresh_token);
+    expect(replay.status).toBe(400);
+    expect(replay.body).toEqual(INVALID_GRANT);
+    const successor = await refresh(client, first.body.refresh_token);
+    expect(successor.status).toBe(400);
+    expect(successor.body).toEqual(INVALID_GRANT);
+    const family = await familyRow(familyOf(tokens.access_token));
+    expect(family.revoked_reason).toBe('reuse');
+    expect(family.successor_ciphertext).toBeNull();
+    const event = service.logs.entries('refresh_token_reuse_detected').find((e) => e['family_id'] === family.id);
+    expect(event).toMatchObject({ level: 'warn', client_id: client.id, user_id: user.id, generation_presented: 1, generation_current: 2 });
+  });
+
+  it('a grandparent replayed inside the grace window still revokes the family', async () => {
+    const { client, tokens } = await setup();
+    const second = await refresh(client, tokens.refresh_token);
+    const third = await refresh(client, second.body.refresh_token);
+    const replay = await refresh(client, tokens.refresh_token);
+    expect(replay.status).toBe(400);
+    expect(replay.body).toEqual(INVALID_GRANT);
+    expect((await refresh(client, third.body.refresh_token)).status).toBe(400);
+    expect((await familyRow(familyOf(tokens.access_token))).revoked_reason).toBe('reuse');
+  });
+
+  it('the parent replayed after its successor was itself rotated is reuse, even within the grace window', async () => {
+    const { client, tokens } = await setup();
+    const second = await refresh(client, tokens.refresh_token);
+    await refresh(client, second.body.refresh_token);
+    const replay = await refresh(client, second.body.refresh_token);
+    // `second` is now the parent of the current token and within grace: it is replayed, not reuse.
+    expect(replay.status).toBe(200);
+    const grandparent = await refresh(client, tokens.refresh_token);
+    expect(grandparent.status).toBe(400);
+  });
+});
+
+describe('revocation (RFC 7009)', () => {
+  const revoke = (client: TestClient, token: string, hint?: string) =>
+    request(service.app)
+      .post('/revoke')
+      .type('form')
+      .set('Authorization', client.basic)
+      .send({ token, ...(hint ? { token_type_hint: hint } : {}) });
+
+  it.each([undefined, 'refresh_token', 'access_token', 'something_else'])('revoking a refresh token (hint %s) ends its family', async (hint) => {
+    const { client, tokens } = await setup();
+    const rotated = await refresh(client, tokens.refresh_token);
+    const res = await revoke(client, rotated.body.refresh_token, hint);
+    expect(res.status).toBe(200);
+    expect(res.headers['cache-control']).toBe('no-store');
+    expect(res.text).toBe('');
+    expect((await refresh(client, rotated.body.refresh_token)).body).toEqual(INVALID_GRANT);
+    expect((await familyRow(familyOf(tokens.access_token))).revoked_reason).toBe('logout');
+  });
+
+  it('revoking an old token of the family ends the family too', async () => {
+    const { client, tokens } = await setup();
+    const rotated = await refresh(client, tokens.refresh_token);
+    expect((await revoke(client, tokens.refresh_token)).status).toBe(200);
+    expect((await refresh(client, rotated.body.refresh_token)).status).toBe(400);
+  });
+
+  it('unknown tokens, access tokens and garbage answer 200 and change nothing', async () => {
+    const { client, tokens } = await setup();
+    for (const token of ['A'.repeat(43), tokens.access_token, "' OR 1=1--"]) {
+      expect((await revoke(client, token)).status).toBe(200);
+    }
+    expect((await refresh(client, tokens.refresh_token)).status).toBe(200);
+  });
+
+  it("another client's token answers 200 and changes nothing", async () => {
+    const { client, tokens } = await setup();
+    const other = await createTestClient(service);
+    expect((await revoke(other, tokens.refresh_token)).status).toBe(200);
+    expect((await familyRow(familyOf(tokens.access_token))).revoked_at).toBeNull();
+    expect((await refresh(client, tokens.refresh_token)).status).toBe(200);
+  });
+
+  it('needs client authentication and a token', async () => {
+    const { client, tokens } = await setup();
+    const anonymous = await request(service.app).post('/revoke').type('form').send({ token: tokens.refresh_token });
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.body.error).toBe('invalid_client');
+    const missing = await request(service.app).post('/revoke').type('form').set('Authorization', client.basic).send({});
+    expect(missing.status).toBe(400);
+    expect(missing.body).toEqual({ error: 'invalid_request', error_description: 'token is required' });
+    const get = await request(service.app).get('/revoke');
+    expect(get.status).toBe(405);
+    expect(get.headers['allow']).toBe('POST');
+    expect((await refresh(client, tokens.refresh_token)).status).toBe(200);
+  });
+});
+
+describe('logout everywhere', () => {
+  async function twoSessions() {
+    const client = await createTestClient(service);
+    const user = await createTestUser(service, { scopes: ['profile'] });
+    const first = await login(client, user);
+    const second = await login(client, user);
+    return { client, user, sessions: [first, second] };
+  }
+  const expectAllDead = async (client: TestClient, sessions: { refresh_token: string }[]) => {
+    for (const session of sessions) expect((await refresh(client, session.refresh_token)).body).toEqual(INVALID_GRANT);
+  };
+  const cli = async (...argv: string[]) => {
+    let stderr = '';
+    const code = await runCli(argv, { ...env, LOG_LEVEL: '' }, { readStdin: async () => 'a brand new passphrase\n', stdout: () => undefined, stderr: (t) => (stderr += t) });
+    expect(stderr).toBe('');
+    return code;
+  };
+
+  it('POST /users/me/password ends every family of the user', async () => {
+    const { client, user, sessions } = await twoSessions();
+    const res = await request(service.app)
+      .post('/users/me/password')
+      .set('Authorization', `Bearer ${sessions[0]!.access_token}`)
+      .send({ current_password: user.password, new_password: 'a brand new passphrase' });
+    expect(res.status).toBe(204);
+    await expectAllDead(client, sessions);
+    expect((await login(client, { username: user.username, password: 'a brand new passphrase' })).refresh_token).toBeDefined();
+    expect(service.logs.entries('password_changed').find((e) => e['user_id'] === user.id)).toMatchObject({ sessions_ended: 2 });
+  });
+
+  it('POST /users/me/password refuses a wrong current password or a weak new one, and ends nothing', async () => {
+    const { client, user, sessions } = await twoSessions();
+    const bearer = `Bearer ${sessions[0]!.access_token}`;
+    const wrong = await request(service.app).post('/users/me/password').set('Authorization', bearer).send({ current_password: 'nope', new_password: 'a brand new passphrase' });
+    expect(wrong.status).toBe(400);
+    expect(wrong.body).toEqual({ error: 'invalid_request', error_description: 'the current password is incorrect' });
+    const weak = await request(service.app).post('/users/me/password').set('Authorization', bearer).send({ current_password: user.password, new_password: 'password1' });
+    expect(weak.status).toBe(400);
+    expect(weak.body).toEqual({ error: 'invalid_request', error_description: 'the password is too common; choose another' });
+    const anonymous = await request(service.app).post('/users/me/password').send({ current_password: user.password, new_password: 'a brand new passphrase' });
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers['www-authenticate']).toBe('Bearer realm="tessera"');
+    expect((await refresh(client, sessions[1]!.refresh_token)).status).toBe(200);
+  });
+
+  it.each([
+    ['users set-password --password-stdin', (u: string) => ['users', 'set-password', u, '--password-stdin']],
+    ['users disable', (u: string) => ['users', 'disable', u]],
+    ['users logout', (u: string) => ['users', 'logout', u]],
+    ['users delete', (u: string) => ['users', 'delete', u]],
+  ])('the CLI `%s` ends every family of the user', async (_name, argv) => {
+    const { client, user, sessions } = await twoSessions();
+    expect(await cli(...argv(user.username))).toBe(0);
+    await expectAllDead(client, sessions);
+  });
+});
+
+describe('housekeeping', () => {
+  it('`tessera purge` deletes revoked and expired families and keeps live ones', async () => {
+    const { client, tokens: revoked } = await setup();
+    await request(service.app).post('/revoke').type('form').set('Authorization', client.basic).send({ token: revoked.refresh_token });
+    const live = await setup();
+    const purged: string[] = [];
+    const code = await runCli(['purge', '--json'], env, { readStdin: async () => '', stdout: (t) => purged.push(t), stderr: () => undefined });
+    expect(code).toBe(0);
+    expect(JSON.parse(purged.join('')).families_deleted).toBeGreaterThanOrEqual(1);
+    const remaining = await service.deps.db.selectFrom('refresh_families').select('id').execute();
+    expect(remaining.map((r) => r.id)).not.toContain(familyOf(revoked.access_token));
+    expect(remaining.map((r) => r.id)).toContain(familyOf(live.tokens.access_token));
+    expect(await service.deps.db.selectFrom('refresh_tokens').select('token_hash').where('family_id', '=', familyOf(revoked.access_token)).execute()).toEqual([]);
+    expect((await refresh(live.client, live.tokens.refresh_token)).status).toBe(200);
+  });
+});
+
+describe('discovery', () => {
+  it('lists the refresh grant and the revocation endpoint', async () => {
+    const res = await request(service.app).get('/.well-known/oauth-authorization-server');
+    expect(res.body.grant_types_supported).toEqual(['password', 'refresh_token']);
+    expect(res.body.revocation_endpoint).toBe('http://tessera.test/revoke');
+  });
+});

@@ -1,0 +1,468 @@
+import { createPublicKey, type KeyObject, randomUUID, sign as signWith } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type CryptoKey, decodeJwt, exportJWK, generateKeyPair, type JWTPayload, SignJWT, UnsecuredJWT } from 'jose';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { epochSeconds } from '../src/clock.js';
+import { signAccessToken } from '../src/tokens/access-token.js';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import {
+  createTestClient,
+  createTestUser,
+  startTestService,
+  TEST_ISSUER,
+  type TestClient,
+  type TestService,
+  uniqueName,
+} from './helpers/service.js';
+
+let database: TestDatabase;
+let service: TestService;
+let client: TestClient;
+let user: Awaited<ReturnType<typeof createTestUser>>;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  service = await startTestService(database);
+  client = await createTestClient(service, { scopes: ['profile', 'orders:read'], defaultScopes: ['profile'] });
+  user = await createTestUser(service, { scopes: ['profile'] });
+});
+afterAll(async () => {
+  await service?.close();
+  await database?.drop();
+});
+
+const NOT_VALID = 'the access token is not valid';
+
+/** An access token from the password grant, as a gateway would get it. */
+async function passwordToken(
+  forUser: { username: string; password: string },
+  forClient: TestClient = client,
+  scope?: string,
+): Promise<string> {
+  const res = await request(service.app)
+    .post('/token')
+    .type('form')
+    .set('Authorization', forClient.basic)
+    .send({ grant_type: 'password', username: forUser.username, password: forUser.password, ...(scope ? { scope } : {}) });
+  expect(res.status).toBe(200);
+  return res.body.access_token as string;
+}
+
+const userinfo = (path = '/userinfo') => request(service.app).get(path);
+const withToken = (token: string, path = '/userinfo') => userinfo(path).set('Authorization', `Bearer ${token}`);
+
+/**
+ * RFC 6750 §3.1: 401 and invalid_token in the body, never cached. The challenge carries
+ * error="invalid_token" whenever a token was presented; a request without one gets a bare challenge.
+ */
+function expectInvalidToken(
+  res: request.Response,
+  description = NOT_VALID,
+  challenge = `Bearer realm="tessera", error="invalid_token", error_description="${description}"`,
+): void {
+  expect(res.status).toBe(401);
+  expect(res.body).toEqual({ error: 'invalid_token', error_description: description });
+  expect(res.headers['www-authenticate']).toBe(challenge);
+  expect(res.headers['cache-control']).toBe('no-store');
+  expect(res.headers['pragma']).toBe('no-cache');
+}
+
+// --- forging -------------------------------------------------------------------------------
+
+const b64url = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
+
+function genuineKey(): { kid: string; privateKey: KeyObject } {
+  return service.deps.keys.current().signing;
+}
+
+/** The claims Tessera itself would put in a token for `user` via `client`, now. */
+function validClaims(overrides: Record<string, unknown> = {}): JWTPayload {
+  const now = epochSeconds(service.clock);
+  return {
+    iss: TEST_ISSUER,
+    sub: user.id,
+    aud: TEST_ISSUER,
+    client_id: client.id,
+    scope: 'profile',
+    jti: randomUUID(),
+    iat: now,
+    exp: now + 900,
+    ...overrides,
+  };
+}
+
+/** Signs with jose; by default exactly like Tessera (genuine key, RS256, at+jwt, its kid). */
+async function forge(
+  options: { header?: Record<string, unknown>; claims?: Record<string, unknown>; key?: KeyObject | CryptoKey | Uint8Array } = {},
+): Promise<string> {
+  const { kid, privateKey } = genuineKey();
+  const header = { alg: 'RS256', typ: 'at+jwt', kid, ...options.header };
+  return new SignJWT(validClaims(options.claims)).setProtectedHeader(header as { alg: string }).sign(options.key ?? privateKey);
+}
+
+/** Signs bytes by hand with node:crypto, for headers jose would refuse to produce. */
+function signRaw(header: Record<string, unknown>, claims: JWTPayload, privateKey: KeyObject = genuineKey().privateKey): string {
+  const input = `${b64url(header)}.${b64url(claims)}`;
+  return `${input}.${signWith('sha256', Buffer.from(input), privateKey).toString('base64url')}`;
+}
+
+/** A key pair nobody trusts. */
+async function attackerKey(): Promise<{ privateKey: CryptoKey; publicKey: CryptoKey }> {
+  return generateKeyPair('RS256', { modulusLength: 2048, extractable: true });
+}
+
+// --- the happy path ------------------------------------------------------------------------
+
+describe('GET /userinfo and GET /users/me', () => {
+  it('returns the profile of the bearer: roles, and role scopes plus direct scopes', async () => {
+    const support = uniqueName('support');
+    const billing = uniqueName('billing');
+    const member = await createTestUser(service, {
+      scopes: ['profile', 'orders:read'],
+      roles: { [support]: ['tickets:read', 'profile'], [billing]: ['invoices:read'] },
+    });
+    const token = await passwordToken(member);
+
+    for (const path of ['/userinfo', '/users/me']) {
+      const res = await withToken(token, path);
+      expect(res.status).toBe(200);
+      expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
+      expect(res.headers['cache-control']).toBe('no-store');
+      expect(res.headers['pragma']).toBe('no-cache');
+      expect(res.body).toEqual({
+        sub: member.id,
+        username: member.username,
+        preferred_username: member.username,
+        roles: [billing, support].sort(),
+        scopes: ['invoices:read', 'orders:read', 'profile', 'tickets:read'],
+        updated_at: Math.floor(member.updated_at.getTime() / 1000),
+      });
+      expect(res.text).not.toContain('$argon2');
+      expect(res.text).not.toContain(member.password_hash);
+      expect(res.text).not.toContain(member.password);
+    }
+  });
+
+  it('returns empty lists for a user without roles or scopes', async () => {
+    const bare = await createTestUser(service);
+    const res = await withToken(await passwordToken(bare));
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ sub: bare.id, username: bare.username, roles: [], scopes: [] });
+  });
+
+  it('accepts the Bearer scheme in any case', async () => {
+    const token = await passwordToken(user);
+    const res = await userinfo().set('Authorization', `bearer ${token}`);
+    expect(res.status).toBe(200);
+    expect(res.body.sub).toBe(user.id);
+  });
+
+  it('accepts a token forged exactly like a genuine one (so the refusals below test one thing each)', async () => {
+    const res = await withToken(await forge());
+    expect(res.status).toBe(200);
+    expect(res.body.sub).toBe(user.id);
+  });
+
+  it('accepts a token whose audiences include AUDIENCE', async () => {
+    const multi = await createTestClient(service, { audience: ['orders-api', TEST_ISSUER] });
+    const token = await passwordToken(user, multi);
+    expect(decodeJwt(token).aud).toEqual(['orders-api', TEST_ISSUER]);
+    const res = await withToken(token);
+    expect(res.status).toBe(200);
+    expect(res.body.sub).toBe(user.id);
+  });
+});
+
+// --- credentials missing or not a bearer token ---------------------------------------------
+
+describe('requests without a bearer token', () => {
+  it('answers no Authorization with a bare challenge (RFC 6750 §3.1)', async () => {
+    for (const path of ['/userinfo', '/users/me']) {
+      const res = await userinfo(path);
+      expectInvalidToken(res, 'a bearer access token is required', 'Bearer realm="tessera"');
+    }
+  });
+
+  it('never reads the token from the query string (RFC 6750 §2.3 is not offered)', async () => {
+    const token = await passwordToken(user);
+    const res = await request(service.app).get(`/userinfo?access_token=${token}`);
+    expectInvalidToken(res, 'a bearer access token is required', 'Bearer realm="tessera"');
+  });
+
+  it.each([
+    ['a Basic header', () => `Basic ${Buffer.from(`${client.id}:${client.secret ?? ''}`).toString('base64')}`],
+    ['another scheme with a genuine token', async () => `Token ${await passwordToken(user)}`],
+    ['the token without a scheme', async () => passwordToken(user)],
+    ['Bearer without a token', () => 'Bearer'],
+    ['Bearer with two spaces', async () => `Bearer  ${await passwordToken(user)}`],
+    ['Bearer with two tokens', async () => `Bearer ${await passwordToken(user)} ${await passwordToken(user)}`],
+    ['Bearer with a character outside b64token', () => 'Bearer abc"def'],
+  ])('refuses %s', async (_label, header) => {
+    const res = await userinfo().set('Authorization', await header());
+    expectInvalidToken(res, 'the Authorization header is not a bearer token', 'Bearer realm="tessera", error="invalid_token"');
+  });
+});
+
+// --- forged and confused tokens (ATTACKS.md A) ---------------------------------------------
+
+describe('forged and confused access tokens', () => {
+  it('refuses garbage', async () => {
+    for (const garbage of ['garbage', 'a.b', 'a.b.c', 'eyJhbGciOiJSUzI1NiJ9.e30.', '...']) {
+      expectInvalidToken(await withToken(garbage));
+    }
+  });
+
+  it('refuses a genuine token with a segment added or the signature removed', async () => {
+    const token = await passwordToken(user);
+    const [header, payload] = token.split('.');
+    expectInvalidToken(await withToken(`${token}.${payload}`));
+    expectInvalidToken(await withToken(`${header}.${payload}.`));
+    expectInvalidToken(await withToken(`${header}.${payload}`));
+  });
+
+  it('refuses a genuine token whose payload was changed', async () => {
+    const token = await passwordToken(user);
+    const [header, , signature] = token.split('.');
+    const tampered = { ...decodeJwt(token), scope: 'profile admin' };
+    expectInvalidToken(await withToken(`${header}.${b64url(tampered)}.${signature}`));
+  });
+
+  it('refuses alg: none (A1), in any capitalisation', async () => {
+    const unsecured = new UnsecuredJWT(validClaims()).encode();
+    expect(unsecured.endsWith('.')).toBe(true);
+    expectInvalidToken(await withToken(unsecured));
+    for (const alg of ['none', 'None', 'NONE', 'nOnE']) {
+      const token = `${b64url({ alg, typ: 'at+jwt', kid: genuineKey().kid })}.${b64url(validClaims())}.`;
+      expectInvalidToken(await withToken(token));
+    }
+  });
+
+  it('refuses RS256 with an empty signature (A1)', async () => {
+    const token = `${b64url({ alg: 'RS256', typ: 'at+jwt', kid: genuineKey().kid })}.${b64url(validClaims())}.`;
+    expectInvalidToken(await withToken(token));
+  });
+
+  it('refuses HS256 signed with the published public key as the HMAC secret (A2)', async () => {
+    const jwks = (await request(service.app).get('/.well-known/jwks.json')).body as { keys: Array<Record<string, string>> };
+    const jwk = jwks.keys[0]!;
+    const publicKey = createPublicKey({ key: jwk, format: 'jwk' });
+    const secrets = [
+      publicKey.export({ format: 'pem', type: 'spki' }) as string,
+      publicKey.export({ format: 'pem', type: 'pkcs1' }) as string,
+      JSON.stringify(jwk),
+    ];
+    for (const secret of secrets) {
+      const token = await forge({ header: { alg: 'HS256', kid: jwk['kid'] }, key: new TextEncoder().encode(secret) });
+      expectInvalidToken(await withToken(token));
+    }
+  });
+
+  it("refuses a token signed by an attacker's RSA key under a known kid (A2)", async () => {
+    const { privateKey } = await attackerKey();
+    expectInvalidToken(await withToken(await forge({ key: privateKey })));
+  });
+
+  it("refuses an attacker's key embedded as a jwk header (A5)", async () => {
+    const { privateKey, publicKey } = await attackerKey();
+    const jwk = await exportJWK(publicKey);
+    expectInvalidToken(await withToken(await forge({ header: { jwk }, key: privateKey })));
+    expectInvalidToken(await withToken(await forge({ header: { jwk, kid: undefined }, key: privateKey })));
+  });
+
+  describe('jku and x5u headers (A4)', () => {
+    let listener: Server;
+    let listenerUrl: string;
+    let hits = 0;
+
+    beforeAll(async () => {
+      listener = createServer((_req, res) => {
+        hits += 1;
+        res.writeHead(404).end();
+      });
+      await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', () => resolve()));
+      listenerUrl = `http://127.0.0.1:${(listener.address() as AddressInfo).port}`;
+    });
+    afterAll(async () => {
+      listener?.closeAllConnections();
+      await new Promise<void>((resolve) => (listener ? listener.close(() => resolve()) : resolve()));
+    });
+
+    it('refuses them and never fetches anything', async () => {
+      const { privateKey } = await attackerKey();
+      const tokens = [
+        await forge({ header: { jku: `${listenerUrl}/jwks.json` }, key: privateKey }),
+        await forge({ header: { jku: `${listenerUrl}/jwks.json`, kid: 'attacker' }, key: privateKey }),
+        await forge({ header: { x5u: `${listenerUrl}/cert.pem` }, key: privateKey }),
+      ];
+      for (const token of tokens) expectInvalidToken(await withToken(token));
+      expect(hits).toBe(0);
+    });
+  });
+
+  it('refuses any algorithm but RS256, even with the genuine key (A6)', async () => {
+    for (const alg of ['RS384', 'RS512', 'PS256', 'PS512']) {
+      expectInvalidToken(await withToken(await forge({ header: { alg } })));
+    }
+  });
+
+  it('refuses a token with an unknown, path, SQL or missing kid (A3)', async () => {
+    for (const kid of ['no-such-key', '../../etc/passwd', '../../dev/null', "' OR 1=1--", '', 42]) {
+      expectInvalidToken(await withToken(await forge({ header: { kid } })));
+    }
+    expectInvalidToken(await withToken(await forge({ header: { kid: undefined } })));
+  });
+
+  it('refuses a 10 KB kid before parsing (A3, A10)', async () => {
+    const token = await forge({ header: { kid: 'k'.repeat(10_240) } });
+    expectInvalidToken(await withToken(token), 'the access token is too long');
+  });
+
+  it('refuses an unknown critical header, with the genuine key (A10)', async () => {
+    const header = { alg: 'RS256', typ: 'at+jwt', kid: genuineKey().kid, crit: ['x-tessera-test'], 'x-tessera-test': 1 };
+    const token = signRaw(header, validClaims());
+    expectInvalidToken(await withToken(token));
+  });
+
+  it('accepts a hand-signed token with the genuine key (so signRaw is sound)', async () => {
+    const res = await withToken(signRaw({ alg: 'RS256', typ: 'at+jwt', kid: genuineKey().kid }, validClaims()));
+    expect(res.status).toBe(200);
+  });
+
+  it('refuses any typ other than at+jwt (A9), with the genuine key', async () => {
+    for (const typ of ['JWT', 'jwt', 'JOSE', 'application/jwt', 'id_token+jwt']) {
+      expectInvalidToken(await withToken(await forge({ header: { typ } })));
+    }
+    expectInvalidToken(await withToken(await forge({ header: { typ: undefined } })));
+  });
+
+  it('refuses a wrong or missing iss (A8), with the genuine key', async () => {
+    const variants = [
+      'https://evil.example',
+      `${TEST_ISSUER}/`,
+      'https://tessera.test',
+      'HTTP://TESSERA.TEST',
+      'http://tessera.test.evil.example',
+    ];
+    for (const iss of variants) {
+      expectInvalidToken(await withToken(await forge({ claims: { iss } })));
+    }
+    expectInvalidToken(await withToken(await forge({ claims: { iss: undefined } })));
+  });
+
+  it('refuses a wrong or missing aud (A8), with the genuine key', async () => {
+    for (const aud of ['orders-api', `${TEST_ISSUER}/`, ['orders-api'], []]) {
+      expectInvalidToken(await withToken(await forge({ claims: { aud } })));
+    }
+    expectInvalidToken(await withToken(await forge({ claims: { aud: undefined } })));
+  });
+
+  it('refuses a token without exp, iat, sub, jti or client_id (A7), with the genuine key', async () => {
+    for (const claim of ['exp', 'iat', 'sub', 'jti', 'client_id']) {
+      expectInvalidToken(await withToken(await forge({ claims: { [claim]: undefined } })));
+    }
+  });
+
+  it('refuses a token whose scope or client_id is not a string', async () => {
+    expectInvalidToken(await withToken(await forge({ claims: { scope: ['profile'] } })), 'the access token is malformed');
+    expectInvalidToken(await withToken(await forge({ claims: { client_id: 42 } })), 'the access token is malformed');
+  });
+
+  it('refuses nbf in the future beyond the clock tolerance (A7)', async () => {
+    const now = epochSeconds(service.clock);
+    expectInvalidToken(await withToken(await forge({ claims: { nbf: now + 60 } })));
+    expect((await withToken(await forge({ claims: { nbf: now } }))).status).toBe(200);
+  });
+
+  it('refuses iat in the future beyond the clock tolerance (A7)', async () => {
+    const now = epochSeconds(service.clock);
+    expectInvalidToken(await withToken(await forge({ claims: { iat: now + 3_600, exp: now + 4_500 } })));
+  });
+
+  it('refuses a 9 KB token before parsing (A10)', async () => {
+    const token = await forge({ claims: { padding: 'x'.repeat(9_000) } });
+    expectInvalidToken(await withToken(token), 'the access token is too long');
+  });
+});
+
+// --- lifetime, users and audiences ---------------------------------------------------------
+
+describe('token lifetime', () => {
+  it('accepts a token up to the clock tolerance after exp, then refuses it as expired', async () => {
+    const token = await passwordToken(user);
+    const { exp, iat } = decodeJwt(token);
+    expect(exp! - iat!).toBe(900);
+
+    service.clock.advance(904_000); // 15 min + 4 s: inside the 5 s tolerance
+    expect((await withToken(token)).status).toBe(200);
+
+    service.clock.advance(1_000); // 15 min + 5 s
+    expectInvalidToken(await withToken(token), 'the access token has expired');
+    expectInvalidToken(await withToken(token, '/users/me'), 'the access token has expired');
+
+    service.clock.advance(3_600_000);
+    expectInvalidToken(await withToken(token), 'the access token has expired');
+  });
+});
+
+describe('the user behind the token', () => {
+  it('refuses the token of a disabled user at once, and accepts it again once re-enabled', async () => {
+    const victim = await createTestUser(service, { scopes: ['profile'] });
+    const token = await passwordToken(victim);
+    expect((await withToken(token)).status).toBe(200);
+
+    await database.db.updateTable('users').set({ disabled: true }).where('id', '=', victim.id).execute();
+    for (const path of ['/userinfo', '/users/me']) {
+      expectInvalidToken(await withToken(token, path), NOT_VALID, 'Bearer realm="tessera", error="invalid_token"');
+    }
+
+    await database.db.updateTable('users').set({ disabled: false }).where('id', '=', victim.id).execute();
+    expect((await withToken(token)).status).toBe(200);
+  });
+
+  it('refuses the token of a deleted user', async () => {
+    const gone = await createTestUser(service);
+    const token = await passwordToken(gone);
+    await database.db.deleteFrom('users').where('id', '=', gone.id).execute();
+    expectInvalidToken(await withToken(token), NOT_VALID, 'Bearer realm="tessera", error="invalid_token"');
+  });
+
+  it('refuses a validly signed token for a user id that never existed', async () => {
+    const token = await forge({ claims: { sub: randomUUID() } });
+    expectInvalidToken(await withToken(token), NOT_VALID, 'Bearer realm="tessera", error="invalid_token"');
+  });
+
+  it('refuses a token Tessera signed for a client (sub is a client id, as in client_credentials), not with a 500', async () => {
+    const subject = { sub: client.id, clientId: client.id, scope: ['profile'], audience: [] };
+    const { token } = await signAccessToken(service.deps, subject);
+    expect(decodeJwt(token).sub).toBe(client.id);
+    expectInvalidToken(await withToken(token), NOT_VALID, 'Bearer realm="tessera", error="invalid_token"');
+  });
+});
+
+describe('audience', () => {
+  it("refuses a token minted for another resource server (the client's audience)", async () => {
+    const ordersClient = await createTestClient(service, { audience: ['orders-api'] });
+    const token = await passwordToken(user, ordersClient);
+    expect(decodeJwt(token).aud).toBe('orders-api');
+    expectInvalidToken(await withToken(token));
+    expectInvalidToken(await withToken(token, '/users/me'));
+  });
+});
+
+describe('methods', () => {
+  it.each([
+    ['post', '/userinfo'],
+    ['put', '/userinfo'],
+    ['delete', '/userinfo'],
+    ['post', '/users/me'],
+    ['patch', '/users/me'],
+  ] as const)('%s %s is 405 with Allow: GET, HEAD', async (method, path) => {
+    const token = await passwordToken(user);
+    const res = await request(service.app)[method](path).set('Authorization', `Bearer ${token}`);
+    expect(res.status).toBe(405);
+    expect(res.headers['allow']).toBe('GET, HEAD');
+    expect(res.body).toEqual({ error: 'invalid_request', error_description: 'this endpoint accepts GET, HEAD only' });
+  });
+});

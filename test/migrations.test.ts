@@ -1,8 +1,7 @@
 import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { calculateJwkThumbprint, createLocalJWKSet, jwtVerify } from 'jose';
-import { Kysely, PostgresDialect, sql } from 'kysely';
-import pg from 'pg';
+import { type Kysely, sql } from 'kysely';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
@@ -14,7 +13,7 @@ import { ensureSigningKey } from '../src/keys/key-store.js';
 import { createLogger } from '../src/logger.js';
 import { prepareDeps } from '../src/service.js';
 import { createFakeClock } from './helpers/clock.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createTestDatabase, type TestDatabase, testKysely } from './helpers/database.js';
 import { captureLogs } from './helpers/logs.js';
 import { createTestClient, createTestUser, startTestService, TEST_ARGON2, TEST_ISSUER, testEnv } from './helpers/service.js';
 
@@ -28,7 +27,7 @@ async function migrationNames(): Promise<string[]> {
 
 /** A pool of its own, as another replica would have. */
 function openReplica(url: string): Kysely<Database> {
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 2 }) }) });
+  return testKysely(url, 2);
 }
 
 /** Connected before the race starts, so both really start at the same moment. */

@@ -350,6 +350,17 @@ describe('revocation (RFC 7009)', () => {
     expect((await familyRow(familyOf(tokens.access_token))).revoked_reason).toBe('logout');
   });
 
+  it("an access token of a revoked family stops working at Tessera's own endpoints at once", async () => {
+    const { client, tokens } = await setup();
+    const bearer = `Bearer ${tokens.access_token}`;
+    expect((await request(service.app).get('/userinfo').set('Authorization', bearer)).status).toBe(200);
+    await revoke(client, tokens.refresh_token);
+    const res = await request(service.app).get('/userinfo').set('Authorization', bearer);
+    expect(res.status).toBe(401);
+    expect(res.headers['www-authenticate']).toBe('Bearer realm="tessera", error="invalid_token"');
+    expect(res.body).toEqual({ error: 'invalid_token', error_description: 'the access token is not valid' });
+  });
+
   it('revoking an old token of the family ends the family too', async () => {
     const { client, tokens } = await setup();
     const rotated = await refresh(client, tokens.refresh_token);
@@ -427,6 +438,12 @@ describe('logout everywhere', () => {
     const weak = await request(service.app).post('/users/me/password').set('Authorization', bearer).send({ current_password: user.password, new_password: 'password1' });
     expect(weak.status).toBe(400);
     expect(weak.body).toEqual({ error: 'invalid_request', error_description: 'the password is too common; choose another' });
+    const same = await request(service.app).post('/users/me/password').set('Authorization', bearer).send({ current_password: user.password, new_password: user.password });
+    expect(same.status).toBe(400);
+    expect(same.body).toEqual({ error: 'invalid_request', error_description: 'the new password must differ from the current one' });
+    const text = await request(service.app).post('/users/me/password').set('Authorization', bearer).set('Content-Type', 'text/plain').send('x');
+    expect(text.status).toBe(400);
+    expect(text.body).toEqual({ error: 'invalid_request', error_description: 'the request body must be application/x-www-form-urlencoded or application/json' });
     const anonymous = await request(service.app).post('/users/me/password').send({ current_password: user.password, new_password: 'a brand new passphrase' });
     expect(anonymous.status).toBe(401);
     expect(anonymous.headers['www-authenticate']).toBe('Bearer realm="tessera"');

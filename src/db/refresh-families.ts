@@ -36,6 +36,10 @@ export async function lockFamilyByTokenHash(trx: Kysely<Database>, tokenHash: st
     .executeTakeFirst();
 }
 
+export async function findFamilyById(db: Kysely<Database>, id: string): Promise<RefreshFamily | undefined> {
+  return db.selectFrom('refresh_families').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
 export async function findFamilyByTokenHash(db: Kysely<Database>, tokenHash: string): Promise<RefreshFamily | undefined> {
   return db
     .selectFrom('refresh_tokens as t')

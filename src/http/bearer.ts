@@ -1,4 +1,7 @@
 import type { Request } from 'express';
+import { findFamilyById } from '../db/refresh-families.js';
+import type { User } from '../db/schema.js';
+import { findUserById } from '../db/users.js';
 import type { Deps } from '../deps.js';
 import { OAuthError } from '../oauth/errors.js';
 import { type AccessTokenClaims, verifyAccessToken } from '../tokens/access-token.js';
@@ -23,6 +26,27 @@ export async function authenticateBearer(deps: Deps, req: Request): Promise<Acce
 }
 
 /** Users have uuid ids; a client_credentials token's `sub` is a client id and names no user. */
-export function isUserId(sub: string): boolean {
+function isUserId(sub: string): boolean {
   return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(sub);
+}
+
+const revokedToken = () =>
+  new OAuthError('invalid_token', 'the access token is not valid', {
+    headers: { 'WWW-Authenticate': 'Bearer realm="tessera", error="invalid_token"' },
+  });
+
+/**
+ * For Tessera's own user endpoints: a valid access token whose user still exists and is enabled,
+ * and whose session (`sid`) has not ended. Downstream services verifying offline cannot know the
+ * last two before the token expires; Tessera can, so a logout takes effect here at once.
+ */
+export async function authenticateUser(deps: Deps, req: Request): Promise<{ claims: AccessTokenClaims; user: User }> {
+  const claims = await authenticateBearer(deps, req);
+  const user = isUserId(claims.sub) ? await findUserById(deps.db, claims.sub) : undefined;
+  if (user === undefined || user.disabled) throw revokedToken();
+  if (claims.sid !== undefined) {
+    const family = await findFamilyById(deps.db, claims.sid);
+    if (family === undefined || family.revoked_at !== null) throw revokedToken();
+  }
+  return { claims, user };
 }

@@ -2,13 +2,12 @@ import { Router } from 'express';
 import { audit } from '../audit.js';
 import { AccountError, setAccountPassword } from '../auth/accounts.js';
 import { hasControlCharacters, MAX_PASSWORD_BYTES } from '../auth/passwords.js';
-import { findUserById } from '../db/users.js';
 import type { Deps } from '../deps.js';
-import { invalidRequest, OAuthError } from '../oauth/errors.js';
-import { authenticateBearer, isUserId } from './bearer.js';
+import { invalidRequest } from '../oauth/errors.js';
+import { authenticateUser } from './bearer.js';
 import { methodNotAllowed } from './errors.js';
 import { parseForm, parseJson, readParams } from './form.js';
-import { noStore } from './token-endpoint.js';
+import { noStore, rejectQueryParameters, requireFormOrJson } from './token-endpoint.js';
 
 /**
  * POST /users/me/password: the bearer changes their own password, proving the current one. Every
@@ -17,20 +16,16 @@ import { noStore } from './token-endpoint.js';
  */
 export function passwordChangeRouter(deps: Deps): Router {
   const router = Router();
-  router.post('/users/me/password', noStore, parseForm, parseJson, async (req, res) => {
-    const claims = await authenticateBearer(deps, req);
-    const params = readParams(req.body ?? {});
+  router.post('/users/me/password', noStore, requireFormOrJson, parseForm, parseJson, async (req, res) => {
+    rejectQueryParameters(req);
+    const { claims, user } = await authenticateUser(deps, req);
+    const params = readParams(req.body);
     const current = params['current_password'];
     const next = params['new_password'];
     if (!current || !next) throw invalidRequest('current_password and new_password are required');
+    if (current === next) throw invalidRequest('the new password must differ from the current one');
     if ([current, next].some((value) => Buffer.byteLength(value) > MAX_PASSWORD_BYTES || hasControlCharacters(value))) {
       throw invalidRequest('passwords must be at most 1 KiB and free of control characters');
-    }
-    const user = isUserId(claims.sub) ? await findUserById(deps.db, claims.sub) : undefined;
-    if (user === undefined || user.disabled) {
-      throw new OAuthError('invalid_token', 'the access token is not valid', {
-        headers: { 'WWW-Authenticate': 'Bearer realm="tessera", error="invalid_token"' },
-      });
     }
     if (!(await deps.passwords.verify(user.password_hash, current))) {
       audit(deps.log, 'password_change_failed', { user_id: user.id, client_id: claims.client_id, ip: req.ip });

@@ -20,7 +20,7 @@ export function tokenRouter(deps: Deps): Router {
   return router;
 }
 
-const requireFormOrJson: RequestHandler = (req, _res, next) => {
+export const requireFormOrJson: RequestHandler = (req, _res, next) => {
   if (!req.is(['application/x-www-form-urlencoded', 'application/json'])) {
     throw invalidRequest('the request body must be application/x-www-form-urlencoded or application/json');
   }
@@ -31,7 +31,7 @@ const requireFormOrJson: RequestHandler = (req, _res, next) => {
 function readRefreshBody(req: Request): Params {
   const params = readParams(req.body);
   const grantType = params['grant_type'];
-  if (grantType !== undefined && grantType !== 'refresh_token') {
+  if (grantType !== undefined && grantType !== '' && grantType !== 'refresh_token') {
     throw new OAuthError('unsupported_grant_type', 'this endpoint serves grant_type=refresh_token only');
   }
   return { ...params, grant_type: 'refresh_token' };

@@ -31,12 +31,24 @@ async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * A Kysely on its own small pool, for the tests' direct queries. `drop database ... with (force)`
+ * ends backends that pool.end() has released but not yet seen exit; their clients then emit
+ * 'error' with nobody listening, so these pools listen (the app's own pool logs such errors).
+ */
+export function testKysely(url: string, max: number): Kysely<Database> {
+  const pool = new pg.Pool({ connectionString: url, max });
+  pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
 /** A fresh, empty database of its own (migrated unless told not to), dropped by drop(). */
 export async function createTestDatabase(options: { migrate?: boolean } = {}): Promise<TestDatabase> {
   const name = `tessera_test_${randomBytes(6).toString('hex')}`;
   await admin((client) => client.query(`create database ${name}`));
   const url = urlFor(name);
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 3 }) }) });
+  const db = testKysely(url, 3);
   if (options.migrate !== false) await migrateToLatest(db);
   return {
     name,

@@ -16,6 +16,7 @@ export type AuditEvent =
   | 'user_logged_out'
   | 'password_changed'
   | 'password_change_failed'
+  | 'rate_limit_tripped'
   | 'user_created'
   | 'user_updated'
   | 'user_deleted'

@@ -11,6 +11,28 @@ export interface Argon2Params {
   readonly parallelism: number;
 }
 
+/** One limiter layer: at most `limit` counted events per `window` seconds. */
+export interface LimitSetting {
+  readonly limit: number;
+  readonly window: number;
+}
+
+/** Brute-force defence (DESIGN.md): see src/limits/ and the README for what each layer counts. */
+export interface RateLimitConfig {
+  /** Redis key prefix, so several deployments can share one Redis. */
+  readonly prefix: string;
+  /** Password-grant requests per client IP. */
+  readonly loginIp: LimitSetting;
+  /** Failed logins per client IP and account. */
+  readonly loginIpAccount: LimitSetting;
+  /** Failed logins per account, from all IPs (NIST SP 800-63B: at most 100). */
+  readonly loginAccount: LimitSetting;
+  /** Refresh, revoke and introspection requests per client. */
+  readonly client: LimitSetting;
+  /** IPv6 addresses are counted per prefix of this length, so a host cannot rotate through its /64. */
+  readonly ipv6Subnet: number;
+}
+
 export interface Config {
   readonly port: number;
   readonly host: string;
@@ -30,6 +52,10 @@ export interface Config {
   readonly jwksMaxAge: number;
   readonly trustProxy: TrustProxy;
   readonly argon2: Argon2Params;
+  /** At most this many Argon2 operations at once; further ones wait in a queue of `argon2QueueLimit`. */
+  readonly argon2MaxConcurrency: number;
+  readonly argon2QueueLimit: number;
+  readonly rateLimits: RateLimitConfig;
   readonly bootstrapAdmin: { readonly username: string; readonly password: string } | undefined;
   readonly corsOrigins: readonly string[];
   readonly registration: 'open' | 'closed';
@@ -136,6 +162,19 @@ export function loadConfig(env: Env): Config {
     );
   }
 
+  const limitSetting = (prefix: string, limit: number, window: string, maxLimit = 1_000_000): LimitSetting => ({
+    limit: integer(`${prefix}_LIMIT`, limit, 1, maxLimit),
+    window: duration(`${prefix}_WINDOW`, window, 1),
+  });
+  const rateLimits: RateLimitConfig = {
+    prefix: read('RATE_LIMIT_PREFIX') ?? 'tessera:rl:',
+    loginIp: limitSetting('LOGIN_IP', 60, '1m'),
+    loginIpAccount: limitSetting('LOGIN_IP_ACCOUNT_FAILURE', 10, '15m'),
+    loginAccount: limitSetting('LOGIN_ACCOUNT_FAILURE', 100, '1h', 100),
+    client: limitSetting('CLIENT_RATE', 6000, '1m'),
+    ipv6Subnet: integer('IPV6_SUBNET', 64, 32, 128),
+  };
+
   const bootstrapUsername = read('BOOTSTRAP_ADMIN_USERNAME');
   const bootstrapPassword = env['BOOTSTRAP_ADMIN_PASSWORD'] || undefined; // spaces in a password are kept
   if ((bootstrapUsername === undefined) !== (bootstrapPassword === undefined)) {
@@ -178,6 +217,10 @@ export function loadConfig(env: Env): Config {
     jwksMaxAge: duration('JWKS_MAX_AGE', '5m', 0),
     trustProxy: parseTrustProxy(read('TRUST_PROXY'), problems),
     argon2,
+    // libuv's thread pool runs Argon2; by default let it fill the pool and no more.
+    argon2MaxConcurrency: integer('ARGON2_MAX_CONCURRENCY', integer('UV_THREADPOOL_SIZE', 4, 1, 1024), 1, 1024),
+    argon2QueueLimit: integer('ARGON2_QUEUE_LIMIT', 64, 0, 100_000),
+    rateLimits,
     bootstrapAdmin:
       bootstrapUsername !== undefined && bootstrapPassword !== undefined
         ? { username: bootstrapUsername, password: bootstrapPassword }

@@ -5,6 +5,7 @@ import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { Database } from './db/schema.js';
 import type { KeyStore } from './keys/key-store.js';
+import type { RateLimits } from './limits/rate-limits.js';
 
 /** Everything the HTTP layer, the grants and the CLI need, passed in (never imported as singletons). */
 export interface Deps {
@@ -14,4 +15,5 @@ export interface Deps {
   readonly log: Logger;
   readonly keys: KeyStore;
   readonly passwords: PasswordHasher;
+  readonly limits: RateLimits;
 }

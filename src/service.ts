@@ -15,6 +15,8 @@ import { lockDataDir } from './embedded/lock.js';
 import { createApp } from './http/app.js';
 import { createKeyRing, type KeyRing, loadOrCreateEmbeddedKek } from './keys/key-encryption.js';
 import { createKeyStore, ensureSigningKey } from './keys/key-store.js';
+import { createRateLimits } from './limits/rate-limits.js';
+import { connectRedis } from './limits/redis.js';
 import { purgeRefreshFamilies } from './refresh/housekeeping.js';
 
 /** Keys changed by another replica or the CLI reach this one within this bound. */
@@ -53,9 +55,11 @@ export async function prepareDeps(config: Config, handle: DatabaseHandle, log: L
   const ring = await loadKeyRing(config);
   await ensureSigningKey(handle.db, ring, clock);
   const keys = await createKeyStore(handle.db, ring);
-  const passwords = createPasswordHasher(config.argon2);
+  const passwords = createPasswordHasher(config.argon2, { maxConcurrent: config.argon2MaxConcurrency, queueLimit: config.argon2QueueLimit });
   void passwords.dummyHash(); // computed now, so the first unknown-user login costs what the others do
-  const deps: Deps = { config, db: handle.db, clock, log, keys, passwords };
+  const limits = createRateLimits(config.rateLimits, config.redisUrl ? connectRedis(config.redisUrl, log) : undefined, log);
+  if (config.redisUrl === undefined) log.info('no REDIS_URL: rate limits are kept per process, in memory');
+  const deps: Deps = { config, db: handle.db, clock, log, keys, passwords, limits };
   await bootstrapAdmin(deps);
   return deps;
 }
@@ -124,6 +128,7 @@ export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, deps.config.shutdownTimeout * 1000).unref());
       await Promise.race([drained, deadline]);
       server.closeAllConnections();
+      await deps.limits.close();
       await onClose();
     })());
   const host = deps.config.host === '0.0.0.0' || deps.config.host === '::' ? 'localhost' : deps.config.host;

@@ -56,7 +56,7 @@ function expectTemporarilyUnavailable(res: request.Response): void {
 async function expectNotReady(): Promise<void> {
   const res = await request(service.app).get('/readyz');
   expect(res.status).toBe(503);
-  expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'unavailable', keys: 'ok' } });
+  expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'unavailable', keys: 'ok', rate_limits: 'redis' } });
   expect(res.headers['cache-control']).toBe('no-store');
 }
 
@@ -67,7 +67,7 @@ async function expectRecovered(): Promise<void> {
   expect(login.body).toMatchObject({ token_type: 'Bearer', expires_in: 900 });
   const ready = await request(service.app).get('/readyz');
   expect(ready.status).toBe(200);
-  expect(ready.body).toEqual({ status: 'ready', checks: { database: 'ok', keys: 'ok' } });
+  expect(ready.body).toEqual({ status: 'ready', checks: { database: 'ok', keys: 'ok', rate_limits: 'redis' } });
 }
 
 describe('database outage', () => {

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import argon2 from 'argon2';
 import type { Argon2Params } from '../config.js';
+import { type ConcurrencyLimit, createConcurrencyLimit } from '../limits/concurrency.js';
+import { OAuthError } from '../oauth/errors.js';
 import { isCommonPassword } from './common-passwords.js';
 
 /** Login input above this size is refused before any hashing, so nobody can make Argon2 chew a megabyte. */
@@ -10,6 +12,8 @@ export const MIN_NEW_PASSWORD_LENGTH = 8;
 export const MAX_NEW_PASSWORD_LENGTH = 256;
 
 export interface PasswordHasher {
+  /** How many Argon2 operations run and wait right now, and the most that ever ran at once. */
+  readonly load: Pick<ConcurrencyLimit, 'active' | 'queued' | 'peak'>;
   hash(password: string): Promise<string>;
   verify(hash: string, password: string): Promise<boolean>;
   /** True when the hash was made with other parameters than the configured ones. */
@@ -29,7 +33,24 @@ export function normalisePassword(password: string): string {
   return password.normalize('NFKC');
 }
 
-export function createPasswordHasher(params: Argon2Params): PasswordHasher {
+/**
+ * Argon2id at the configured parameters. Every hash and verify goes through one bounded queue: at
+ * most `maxConcurrent` run at once (each holds `memoryKib` of memory), at most `queueLimit` wait,
+ * and past that the caller gets 503 temporarily_unavailable. So the memory Argon2 can take is
+ * bounded by maxConcurrent x memoryKib whatever the flood (ATTACKS.md C4).
+ */
+export function createPasswordHasher(
+  params: Argon2Params,
+  bound: { readonly maxConcurrent: number; readonly queueLimit: number } = { maxConcurrent: 4, queueLimit: 64 },
+): PasswordHasher {
+  const limit = createConcurrencyLimit(
+    bound.maxConcurrent,
+    bound.queueLimit,
+    () =>
+      new OAuthError('temporarily_unavailable', 'the service is busy; retry shortly', {
+        headers: { 'Retry-After': '1' },
+      }),
+  );
   const options = {
     type: argon2.argon2id,
     memoryCost: params.memoryKib,
@@ -37,16 +58,18 @@ export function createPasswordHasher(params: Argon2Params): PasswordHasher {
     parallelism: params.parallelism,
   } as const;
   let dummy: Promise<string> | undefined;
-  const hash = (password: string) => argon2.hash(normalisePassword(password), options);
+  const hash = (password: string) => limit.run(() => argon2.hash(normalisePassword(password), options));
   return {
+    load: limit,
     hash,
-    verify: async (stored, password) => {
-      try {
-        return await argon2.verify(stored, normalisePassword(password));
-      } catch {
-        return false; // a malformed stored hash never matches
-      }
-    },
+    verify: (stored, password) =>
+      limit.run(async () => {
+        try {
+          return await argon2.verify(stored, normalisePassword(password));
+        } catch {
+          return false; // a malformed stored hash never matches
+        }
+      }),
     needsRehash: (stored) => argon2.needsRehash(stored, options),
     dummyHash: () => (dummy ??= hash(randomBytes(32).toString('base64url'))),
   };

@@ -80,7 +80,7 @@ async function runDirect(config: Config, log: Logger, clock: Clock, request: Con
         return EXIT.ok;
       }
     }
-    const passwords = createPasswordHasher(config.argon2);
+    const passwords = createPasswordHasher(config.argon2, { maxConcurrent: config.argon2MaxConcurrency, queueLimit: config.argon2QueueLimit });
     return await runCommand(request.argv, commandContext({ config, db: handle.db, clock, log, passwords }, request, io));
   } finally {
     await handle.close();

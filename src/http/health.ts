@@ -25,7 +25,9 @@ export function healthRouter(deps: Deps): Router {
     const keys = keysLoaded(deps) ? ('ok' as const) : ('unavailable' as const);
     const ready = database === 'ok' && keys === 'ok';
     if (!ready) res.set('Retry-After', '5');
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not_ready', checks: { database, keys } });
+    // Rate limits never make the service unready: without Redis they continue per process.
+    const rateLimits = deps.limits.backend();
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not_ready', checks: { database, keys, rate_limits: rateLimits } });
   });
   router.all('/readyz', methodNotAllowed('GET', 'HEAD'));
   return router;

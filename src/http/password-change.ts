@@ -16,7 +16,7 @@ import { noStore, rejectQueryParameters, requireFormOrJson } from './token-endpo
  */
 export function passwordChangeRouter(deps: Deps): Router {
   const router = Router();
-  router.post('/users/me/password', noStore, requireFormOrJson, parseForm, parseJson, async (req, res) => {
+  router.post('/users/me/password', noStore, requireFormOrJson, parseForm, parseJson, ...deps.limits.passwordChange, async (req, res) => {
     rejectQueryParameters(req);
     const { claims, user } = await authenticateUser(deps, req);
     const params = readParams(req.body);

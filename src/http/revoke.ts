@@ -19,7 +19,7 @@ import { noStore, rejectQueryParameters, requireForm } from './token-endpoint.js
  */
 export function revokeRouter(deps: Deps): Router {
   const router = Router();
-  router.post('/revoke', noStore, requireForm, parseForm, async (req, res) => {
+  router.post('/revoke', noStore, requireForm, parseForm, ...deps.limits.client, async (req, res) => {
     rejectQueryParameters(req);
     const params = readParams(req.body);
     const { client } = await authenticateClient(deps.db, {

@@ -12,10 +12,10 @@ import { type Params, parseForm, parseJson, readParams } from './form.js';
  */
 export function tokenRouter(deps: Deps): Router {
   const router = Router();
-  router.post('/token', noStore, requireForm, parseForm, handleTokenRequest(deps));
+  router.post('/token', noStore, requireForm, parseForm, ...deps.limits.token, handleTokenRequest(deps));
   router.all('/token', methodNotAllowed('POST'));
   // For gateways: the refresh grant with a form or JSON body, the same client authentication and response.
-  router.post('/refresh', noStore, requireFormOrJson, parseForm, parseJson, handleTokenRequest(deps, readRefreshBody));
+  router.post('/refresh', noStore, requireFormOrJson, parseForm, parseJson, ...deps.limits.client, handleTokenRequest(deps, readRefreshBody));
   router.all('/refresh', methodNotAllowed('POST'));
   return router;
 }

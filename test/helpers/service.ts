@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Express } from 'express';
+import { Redis } from 'ioredis';
 import { createPasswordHasher, type PasswordHasher } from '../../src/auth/passwords.js';
 import { createAccount } from '../../src/auth/accounts.js';
 import { generateClientSecret, hashClientSecret } from '../../src/auth/client-secrets.js';
@@ -33,12 +34,23 @@ export interface TestService {
   close(): Promise<void>;
 }
 
+export const TEST_REDIS_URL = process.env['TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+
+/**
+ * The environment of a test service: its own database, its own Redis key prefix, and login limits
+ * high enough that only the rate-limit tests ever meet them.
+ */
 export function testEnv(database: TestDatabase, extra: Env = {}): Env {
   return {
     DATABASE_URL: database.url,
     KEY_ENCRYPTION_KEYS: randomBytes(32).toString('base64'),
     ISSUER: TEST_ISSUER,
     LOG_LEVEL: 'info',
+    REDIS_URL: TEST_REDIS_URL,
+    RATE_LIMIT_PREFIX: `tessera-test:${database.name}:`,
+    LOGIN_IP_LIMIT: '1000000',
+    LOGIN_IP_ACCOUNT_FAILURE_LIMIT: '1000000',
+    CLIENT_RATE_LIMIT: '1000000',
     ...extra,
   };
 }
@@ -58,7 +70,35 @@ export async function startTestService(
     throw error;
   });
   const deps: Deps = options.passwords ? { ...prepared, passwords: options.passwords } : prepared;
-  return { app: createApp(deps), deps, config, clock, logs, close: () => handle.close() };
+  return {
+    app: createApp(deps),
+    deps,
+    config,
+    clock,
+    logs,
+    async close() {
+      await deleteRedisKeys(config);
+      await deps.limits.close();
+      await handle.close();
+    },
+  };
+}
+
+/** Leaves nothing behind in the shared Redis. */
+async function deleteRedisKeys(config: Config): Promise<void> {
+  if (config.redisUrl === undefined) return;
+  const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    for await (const keys of redis.scanStream({ match: `${config.rateLimits.prefix}*`, count: 500 })) {
+      if ((keys as string[]).length > 0) await redis.del(...(keys as string[]));
+    }
+  } catch {
+    // Redis stopped on purpose by a test: its keys went with it.
+  } finally {
+    redis.disconnect();
+  }
 }
 
 let counter = 0;

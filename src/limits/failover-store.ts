@@ -1,0 +1,84 @@
+import { MemoryStore, type Options, type Store } from 'express-rate-limit';
+import { RedisStore } from 'rate-limit-redis';
+import type { RedisLink } from './redis.js';
+
+/**
+ * A rate-limit store that counts in Redis while Redis answers, and in this process's memory while
+ * it does not: never failing open, never failing the request. When Redis is back, counting moves
+ * back to it without a restart (what was counted in memory meanwhile stays local to this process).
+ * Without Redis at all (the embedded default) it is simply the memory store.
+ */
+export class FailoverStore implements Store {
+  readonly localKeys = false;
+  private readonly memory = new MemoryStore();
+  private readonly redisStore: RedisStore | undefined;
+  private options: Options | undefined;
+
+  constructor(
+    private readonly redis: RedisLink | undefined,
+    readonly prefix: string,
+  ) {
+    if (redis !== undefined) {
+      this.redisStore = new RedisStore({
+        prefix,
+        sendCommand: (command: string, ...args: string[]) => redis.client.call(command, ...args) as never,
+      });
+      // Its Lua scripts must be (re)loaded whenever Redis comes back: it may have restarted empty.
+      redis.onReady(() => void this.loadScripts());
+    }
+  }
+
+  init(options: Options): void {
+    this.options = options;
+    this.memory.init(options);
+    void this.loadScripts();
+  }
+
+  private async loadScripts(): Promise<void> {
+    if (this.redisStore === undefined || this.options === undefined || !this.redis?.isUsable()) return;
+    await this.redisStore.init(this.options).catch((error: unknown) => this.redis?.reportFailure(error));
+  }
+
+  private async either<T>(inRedis: (store: RedisStore) => Promise<T>, inMemory: (store: MemoryStore) => Promise<T> | T): Promise<T> {
+    if (this.redisStore !== undefined && this.redis?.isUsable()) {
+      try {
+        return await inRedis(this.redisStore);
+      } catch (error) {
+        this.redis.reportFailure(error);
+      }
+    }
+    return inMemory(this.memory);
+  }
+
+  increment(key: string) {
+    return this.either(
+      (store) => store.increment(key),
+      (store) => store.increment(key),
+    );
+  }
+
+  decrement(key: string) {
+    return this.either(
+      (store) => store.decrement(key),
+      (store) => store.decrement(key),
+    );
+  }
+
+  resetKey(key: string) {
+    return this.either(
+      (store) => store.resetKey(key),
+      (store) => store.resetKey(key),
+    );
+  }
+
+  get(key: string) {
+    return this.either(
+      (store) => store.get(key),
+      (store) => store.get(key),
+    );
+  }
+
+  shutdown(): void {
+    this.memory.shutdown();
+  }
+}

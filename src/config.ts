@@ -106,13 +106,12 @@ export function loadConfig(env: Env): Config {
     return value;
   };
 
-  const duration = (name: string, fallback: string, minSeconds: number): number => {
+  const duration = (name: string, fallback: string, minSeconds: number, maxSeconds = MAX_DURATION_SECONDS): number => {
     const text = read(name) ?? fallback;
     const seconds = parseDuration(text);
-    if (seconds === undefined || seconds < minSeconds || seconds > MAX_DURATION_SECONDS) {
-      problems.push(
-        `${name} must be a duration such as 15m, 14d or 10s, from ${minSeconds}s to 3650d (got "${text}")`,
-      );
+    if (seconds === undefined || seconds < minSeconds || seconds > maxSeconds) {
+      const max = maxSeconds === MAX_DURATION_SECONDS ? '3650d' : `${maxSeconds}s`;
+      problems.push(`${name} must be a duration such as 15m, 14d or 10s, from ${minSeconds}s to ${max} (got "${text}")`);
       return parseDuration(fallback) ?? 0;
     }
     return seconds;
@@ -213,7 +212,8 @@ export function loadConfig(env: Env): Config {
     accessTokenTtl: duration('ACCESS_TOKEN_TTL', '15m', 30),
     refreshTokenIdleTtl: duration('REFRESH_TOKEN_IDLE_TTL', '14d', 60),
     refreshTokenAbsoluteTtl: duration('REFRESH_TOKEN_ABSOLUTE_TTL', '90d', 60),
-    refreshReuseGrace: duration('REFRESH_REUSE_GRACE', '10s', 0),
+    // A retry window, not a second lifetime: longer would let a stolen parent token go unnoticed.
+    refreshReuseGrace: duration('REFRESH_REUSE_GRACE', '10s', 0, 60),
     jwksMaxAge: duration('JWKS_MAX_AGE', '5m', 0),
     trustProxy: parseTrustProxy(read('TRUST_PROXY'), problems),
     argon2,

@@ -16,4 +16,6 @@ export interface Deps {
   readonly keys: KeyStore;
   readonly passwords: PasswordHasher;
   readonly limits: RateLimits;
+  /** Server secrets (from KEY_ENCRYPTION_KEYS) that seal refresh-token successors: src/refresh/tokens.ts. */
+  readonly successorKeys: readonly Buffer[];
 }

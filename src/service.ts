@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -18,6 +18,7 @@ import { createKeyStore, ensureSigningKey } from './keys/key-store.js';
 import { createRateLimits } from './limits/rate-limits.js';
 import { connectRedis } from './limits/redis.js';
 import { purgeRefreshFamilies } from './refresh/housekeeping.js';
+import { SUCCESSOR_SEAL_PURPOSE } from './refresh/tokens.js';
 
 /** Keys changed by another replica or the CLI reach this one within this bound. */
 export const KEY_RELOAD_INTERVAL_MS = 30_000;
@@ -31,6 +32,7 @@ const PURGE_INTERVAL_MS = 15 * 60_000;
 export async function openConfiguredDatabase(config: Config, log: Logger): Promise<DatabaseHandle> {
   if (config.databaseUrl !== undefined) return openPostgres(config.databaseUrl, log);
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  await chmod(config.dataDir, 0o700); // it holds the key-encryption key: ours alone, even if it existed before
   const lock = await lockDataDir(config.dataDir);
   try {
     const handle = await openEmbedded(config.dataDir);
@@ -38,6 +40,17 @@ export async function openConfiguredDatabase(config: Config, log: Logger): Promi
   } catch (error) {
     await lock.release();
     throw error;
+  }
+}
+
+/** Pending migrations, on PostgreSQL through a connection of their own without request timeouts. */
+export async function migrateDatabase(config: Config, handle: DatabaseHandle, log: Logger): Promise<readonly string[]> {
+  if (handle.kind === 'embedded' || config.databaseUrl === undefined) return (await migrateToLatest(handle.db)).applied;
+  const migration = openPostgres(config.databaseUrl, log, { poolSize: 1, forMigrations: true });
+  try {
+    return (await migrateToLatest(migration.db)).applied;
+  } finally {
+    await migration.close();
   }
 }
 
@@ -50,22 +63,22 @@ export async function loadKeyRing(config: Config): Promise<KeyRing> {
  * migration advisory lock), a signing key present and loaded, the bootstrap admin created.
  */
 export async function prepareDeps(config: Config, handle: DatabaseHandle, log: Logger, clock: Clock = systemClock): Promise<Deps> {
-  const { applied } = await migrateToLatest(handle.db);
+  const applied = await migrateDatabase(config, handle, log);
   if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');
   const ring = await loadKeyRing(config);
   await ensureSigningKey(handle.db, ring, clock);
   const keys = await createKeyStore(handle.db, ring);
   const passwords = createPasswordHasher(config.argon2, { maxConcurrent: config.argon2MaxConcurrency, queueLimit: config.argon2QueueLimit });
   void passwords.dummyHash(); // computed now, so the first unknown-user login costs what the others do
+  await bootstrapAdmin({ config, db: handle.db, clock, log, passwords });
+  // Last: nothing after it can fail and leave the Redis connection open.
   const limits = createRateLimits(config.rateLimits, config.redisUrl ? connectRedis(config.redisUrl, log) : undefined, log);
   if (config.redisUrl === undefined) log.info('no REDIS_URL: rate limits are kept per process, in memory');
-  const deps: Deps = { config, db: handle.db, clock, log, keys, passwords, limits };
-  await bootstrapAdmin(deps);
-  return deps;
+  return { config, db: handle.db, clock, log, keys, passwords, limits, successorKeys: ring.derive(SUCCESSOR_SEAL_PURPOSE) };
 }
 
 /** BOOTSTRAP_ADMIN_*: an admin (direct scope `admin`) on a database that has no user yet. */
-async function bootstrapAdmin(deps: Deps): Promise<void> {
+async function bootstrapAdmin(deps: Pick<Deps, 'config' | 'db' | 'clock' | 'log' | 'passwords'>): Promise<void> {
   const admin = deps.config.bootstrapAdmin;
   if (admin === undefined || (await countUsers(deps.db)) > 0) return;
   try {

@@ -295,3 +295,13 @@ describe('loadConfig: refusals', () => {
     ]);
   });
 });
+
+describe('loadConfig: refresh grace', () => {
+  it('refuses a REFRESH_REUSE_GRACE longer than a minute: a retry window, not a second lifetime', () => {
+    expect(() => loadConfig({ REFRESH_REUSE_GRACE: '61s' })).toThrow(
+      'REFRESH_REUSE_GRACE must be a duration such as 15m, 14d or 10s, from 0s to 60s (got "61s")',
+    );
+    expect(loadConfig({ REFRESH_REUSE_GRACE: '60s' }).refreshReuseGrace).toBe(60);
+    expect(loadConfig({ REFRESH_REUSE_GRACE: '0s' }).refreshReuseGrace).toBe(0);
+  });
+});

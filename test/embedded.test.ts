@@ -155,7 +155,7 @@ describe('tessera serve on the embedded database', () => {
     expect(Buffer.from((await readFile(join(dataDir, 'key-encryption-key'), 'utf8')).trim(), 'base64')).toHaveLength(32);
     expect((await stat(join(dataDir, 'control.sock'))).mode & 0o777).toBe(0o600);
     expect((await stat(join(dataDir, 'pgdata'))).isDirectory()).toBe(true);
-    expect(await readFile(join(dataDir, 'tessera.lock'), 'utf8')).toBe(`${server.child.pid}\n`);
+    expect(await readFile(join(dataDir, 'tessera.lock'), 'utf8')).toMatch(new RegExp(`^${server.child.pid} \\d+\\n$`));
 
     const serving = logLines(server.stdout()).find((line) => line['msg'] === 'tessera is serving');
     expect(serving).toMatchObject({ level: 'info', url: base, issuer: `http://localhost:${port}`, database: 'embedded', rate_limits: 'memory' });
@@ -239,7 +239,7 @@ describe('tessera serve on the embedded database', () => {
     expect(second.stderr).toContain(`is already served by process ${server.child.pid}`);
     // The first server is unharmed and still owns the directory.
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
-    expect(await readFile(join(dataDir, 'tessera.lock'), 'utf8')).toBe(`${server.child.pid}\n`);
+    expect(await readFile(join(dataDir, 'tessera.lock'), 'utf8')).toMatch(new RegExp(`^${server.child.pid} \\d+\\n$`));
   }, 2 * PROCESS_TIMEOUT_MS);
 
   it('stops gracefully on SIGTERM with exit code 0 and releases DATA_DIR', async () => {

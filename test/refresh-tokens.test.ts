@@ -1,6 +1,11 @@
 import { decodeJwt } from 'jose';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
+import { setAccountPassword } from '../src/auth/accounts.js';
+import { createApp } from '../src/http/app.js';
+import { openSuccessor } from '../src/refresh/tokens.js';
 import { runCli } from '../src/cli/run.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import {
@@ -37,15 +42,25 @@ async function login(client: TestClient, user: { username: string; password: str
     .set('Authorization', client.basic)
     .send({ grant_type: 'password', username: user.username, password: user.password, ...(scope ? { scope } : {}) });
   expect(res.status).toBe(200);
+  remember(res);
   return res.body as { access_token: string; refresh_token: string; scope: string };
 }
 
+/** Every token and secret this file sees, for the log check at the end. */
+const seenSecrets = new Set<string>();
+function remember(res: request.Response): request.Response {
+  for (const name of ['access_token', 'refresh_token']) if (typeof res.body?.[name] === 'string') seenSecrets.add(res.body[name]);
+  return res;
+}
+
 function refresh(client: TestClient, refreshToken: string, extra: Record<string, string> = {}, app = service.app) {
+  if (client.secret) seenSecrets.add(client.secret);
   return request(app)
     .post('/token')
     .type('form')
     .set('Authorization', client.basic)
-    .send({ grant_type: 'refresh_token', refresh_token: refreshToken, ...extra });
+    .send({ grant_type: 'refresh_token', refresh_token: refreshToken, ...extra })
+    .then(remember);
 }
 
 async function setup(options: { scopes?: string[] } = {}) {
@@ -260,6 +275,55 @@ describe('the refresh grant', () => {
 });
 
 describe('races and replays', () => {
+  it('a login racing a password change gets no session that outlives the change', async () => {
+    const client = await createTestClient(service);
+    const user = await createTestUser(service, { scopes: ['profile'] });
+    // Hold the login inside its password verify while the password changes underneath it.
+    let releaseVerify!: () => void;
+    let verifying!: () => void;
+    const inVerify = new Promise<void>((resolve) => (verifying = resolve));
+    const gate = new Promise<void>((resolve) => (releaseVerify = resolve));
+    const real = service.deps.passwords;
+    const gated = { ...real, verify: async (hash: string, password: string) => (verifying(), await gate, real.verify(hash, password)) };
+    const app = createApp({ ...service.deps, passwords: gated });
+    const pending = request(app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'password', username: user.username, password: user.password }).then((res) => res);
+    await inVerify;
+    await setAccountPassword(service.deps.db, real, user, 'a brand new passphrase', new Date(service.clock.now() + SECOND));
+    releaseVerify();
+    const res = await pending;
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual({ error: 'invalid_grant', error_description: 'the username or password is incorrect' });
+    expect(await service.deps.db.selectFrom('refresh_families').select('id').where('user_id', '=', user.id).execute()).toEqual([]);
+  });
+
+  it('a successor sealed for a grace replay opens only with the parent token and the server secret', async () => {
+    const { client, tokens } = await setup();
+    const next = await refresh(client, tokens.refresh_token);
+    const family = await familyRow(familyOf(tokens.access_token));
+    const sealed = family.successor_ciphertext!;
+    expect(openSuccessor(tokens.refresh_token, sealed, family.id, service.deps.successorKeys)).toBe(next.body.refresh_token);
+    // A dump plus the (consumed) parent token, without KEY_ENCRYPTION_KEYS: nothing.
+    expect(openSuccessor(tokens.refresh_token, sealed, family.id, [randomBytes(32)])).toBeUndefined();
+    // The right secret with another token: nothing.
+    expect(openSuccessor('B'.repeat(43), sealed, family.id, service.deps.successorKeys)).toBeUndefined();
+    // After a key-encryption-key rotation (new key first, old still in the ring) a replay still opens.
+    expect(openSuccessor(tokens.refresh_token, sealed, family.id, [randomBytes(32), ...service.deps.successorKeys])).toBe(next.body.refresh_token);
+  });
+
+  it('REFRESH_REUSE_GRACE is honoured as configured', async () => {
+    const short = await startTestService(database, { env: { ...env, REFRESH_REUSE_GRACE: '2s' }, clock: service.clock });
+    try {
+      const { client, tokens } = await setup();
+      const first = await refresh(client, tokens.refresh_token, {}, short.app);
+      service.clock.advance(2 * SECOND);
+      expect((await refresh(client, tokens.refresh_token, {}, short.app)).body.refresh_token).toBe(first.body.refresh_token);
+      service.clock.advance(1 * SECOND);
+      expect((await refresh(client, tokens.refresh_token, {}, short.app)).body).toEqual(INVALID_GRANT);
+    } finally {
+      await short.close();
+    }
+  });
+
   it('20 concurrent refreshes of one token across two app instances yield exactly one successor', async () => {
     const { client, tokens } = await setup();
     const second = await startTestService(database, { env, clock: service.clock });
@@ -319,7 +383,7 @@ describe('races and replays', () => {
     expect((await familyRow(familyOf(tokens.access_token))).revoked_reason).toBe('reuse');
   });
 
-  it('the parent replayed after its successor was itself rotated is reuse, even within the grace window', async () => {
+  it('only the immediate parent is replayed within the grace window; the grandparent is reuse', async () => {
     const { client, tokens } = await setup();
     const second = await refresh(client, tokens.refresh_token);
     await refresh(client, second.body.refresh_token);
@@ -368,12 +432,22 @@ describe('revocation (RFC 7009)', () => {
     expect((await refresh(client, rotated.body.refresh_token)).status).toBe(400);
   });
 
-  it('unknown tokens, access tokens and garbage answer 200 and change nothing', async () => {
+  it('unknown tokens and garbage answer 200 and change nothing', async () => {
     const { client, tokens } = await setup();
-    for (const token of ['A'.repeat(43), tokens.access_token, "' OR 1=1--"]) {
+    for (const token of ['A'.repeat(43), 'eyJhbGciOiJub25lIn0.e30.', "' OR 1=1--", 'x'.repeat(5000)]) {
       expect((await revoke(client, token)).status).toBe(200);
     }
     expect((await refresh(client, tokens.refresh_token)).status).toBe(200);
+  });
+
+  it('revoking an access token (hint access_token) ends its session; another client cannot', async () => {
+    const { client, tokens } = await setup();
+    const other = await createTestClient(service);
+    expect((await revoke(other, tokens.access_token, 'access_token')).status).toBe(200);
+    expect((await familyRow(familyOf(tokens.access_token))).revoked_at).toBeNull();
+    expect((await revoke(client, tokens.access_token, 'access_token')).status).toBe(200);
+    expect((await familyRow(familyOf(tokens.access_token))).revoked_reason).toBe('logout');
+    expect((await refresh(client, tokens.refresh_token)).body).toEqual(INVALID_GRANT);
   });
 
   it("another client's token answers 200 and changes nothing", async () => {
@@ -463,19 +537,83 @@ describe('logout everywhere', () => {
 });
 
 describe('housekeeping', () => {
-  it('`tessera purge` deletes revoked and expired families and keeps live ones', async () => {
-    const { client, tokens: revoked } = await setup();
-    await request(service.app).post('/revoke').type('form').set('Authorization', client.basic).send({ token: revoked.refresh_token });
+  it('`tessera purge` deletes expired families, keeps revoked ones until they expire, and keeps live ones', async () => {
+    // Families and their clock: `purge` runs with the system clock, so these rows are dated by hand.
+    const expired = await setup();
+    const revoked = await setup();
+    await request(service.app).post('/revoke').type('form').set('Authorization', revoked.client.basic).send({ token: revoked.tokens.refresh_token });
     const live = await setup();
+    const longAgo = new Date(Date.now() - 100 * DAY);
+    await service.deps.db.updateTable('refresh_families').set({ expires_at: longAgo }).where('id', '=', familyOf(expired.tokens.access_token)).execute();
+    const inTheFuture = new Date(Date.now() + 100 * DAY);
+    await service.deps.db.updateTable('refresh_families').set({ last_used_at: inTheFuture, expires_at: inTheFuture }).where('id', 'in', [familyOf(revoked.tokens.access_token), familyOf(live.tokens.access_token)]).execute();
+
     const purged: string[] = [];
     const code = await runCli(['purge', '--json'], env, { readStdin: async () => '', stdout: (t) => purged.push(t), stderr: () => undefined });
     expect(code).toBe(0);
     expect(JSON.parse(purged.join('')).families_deleted).toBeGreaterThanOrEqual(1);
-    const remaining = await service.deps.db.selectFrom('refresh_families').select('id').execute();
-    expect(remaining.map((r) => r.id)).not.toContain(familyOf(revoked.access_token));
-    expect(remaining.map((r) => r.id)).toContain(familyOf(live.tokens.access_token));
-    expect(await service.deps.db.selectFrom('refresh_tokens').select('token_hash').where('family_id', '=', familyOf(revoked.access_token)).execute()).toEqual([]);
-    expect((await refresh(live.client, live.tokens.refresh_token)).status).toBe(200);
+    const remaining = (await service.deps.db.selectFrom('refresh_families').select('id').execute()).map((r) => r.id);
+    expect(remaining).not.toContain(familyOf(expired.tokens.access_token));
+    expect(remaining).toContain(familyOf(revoked.tokens.access_token));
+    expect(remaining).toContain(familyOf(live.tokens.access_token));
+    expect(await service.deps.db.selectFrom('refresh_tokens').select('token_hash').where('family_id', '=', familyOf(expired.tokens.access_token)).execute()).toEqual([]);
+  });
+
+  it('purge erases sealed successors once their grace window is over, and skips families a refresh holds', async () => {
+    const held = await setup();
+    const other = await setup();
+    for (const s of [held, other]) expect((await refresh(s.client, s.tokens.refresh_token)).status).toBe(200);
+    const longAgo = new Date(Date.now() - DAY);
+    await service.deps.db.updateTable('refresh_families').set({ rotated_at: longAgo }).where('id', 'in', [familyOf(held.tokens.access_token), familyOf(other.tokens.access_token)]).execute();
+
+    const blocker = await service.deps.db.connection().execute(async (connection) => {
+      await sql`begin`.execute(connection);
+      await sql`select id from refresh_families where id = ${familyOf(held.tokens.access_token)} for update`.execute(connection);
+      try {
+        return await runCli(['purge'], env, { readStdin: async () => '', stdout: () => undefined, stderr: () => undefined });
+      } finally {
+        await sql`rollback`.execute(connection);
+      }
+    });
+    expect(blocker).toBe(0);
+    expect((await familyRow(familyOf(held.tokens.access_token))).successor_ciphertext).not.toBeNull();
+    expect((await familyRow(familyOf(other.tokens.access_token))).successor_ciphertext).toBeNull();
+  });
+});
+
+describe('client ids and JSON bodies', () => {
+  it.each([
+    ['a form client_id', (t: string) => request(service.app).post('/token').type('form').send({ grant_type: 'refresh_token', refresh_token: t, client_id: 'a\0b' })],
+    ['a Basic client_id', (t: string) => request(service.app).post('/token').type('form').set('Authorization', `Basic ${Buffer.from('a%00b:secret').toString('base64')}`).send({ grant_type: 'refresh_token', refresh_token: t })],
+    ['a JSON client_id at /refresh', (t: string) => request(service.app).post('/refresh').send({ refresh_token: t, client_id: 'a\u0000b', client_secret: 'x' })],
+    ['a client_id at /revoke', (t: string) => request(service.app).post('/revoke').type('form').send({ token: t, client_id: 'a\0b' })],
+  ])('a NUL in %s is invalid_client, never a 500', async (_name, send) => {
+    const { tokens } = await setup();
+    const res = await send(tokens.refresh_token);
+    expect(res.status).toBe(401);
+    expect(res.body).toEqual({ error: 'invalid_client', error_description: 'client authentication failed' });
+  });
+
+  it('a JSON body that repeats a parameter is invalid_request', async () => {
+    const { client, tokens } = await setup();
+    const res = await request(service.app)
+      .post('/refresh')
+      .set('Authorization', client.basic)
+      .set('Content-Type', 'application/json')
+      .send(`{"refresh_token":"${'A'.repeat(43)}","refresh_token":"${tokens.refresh_token}"}`);
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual({ error: 'invalid_request', error_description: 'a parameter is repeated' });
+    expect((await refresh(client, tokens.refresh_token)).status).toBe(200);
+  });
+});
+
+describe('logs', () => {
+  it('no refresh token, access token or client secret issued in this file appears in any log line (ATTACKS F3)', async () => {
+    const issued = await service.deps.db.selectFrom('refresh_tokens').select('token_hash').execute();
+    expect(issued.length).toBeGreaterThan(20);
+    const logs = service.logs.lines.join('\n');
+    for (const secret of seenSecrets) expect(logs).not.toContain(secret);
+    expect(seenSecrets.size).toBeGreaterThan(20);
   });
 });
 

@@ -442,10 +442,15 @@ describe('the user behind the token', () => {
 });
 
 describe('audience', () => {
-  it("refuses a token minted for another resource server (the client's audience)", async () => {
+  it("a client's own audience comes with Tessera's, so its users can still reach /userinfo", async () => {
     const ordersClient = await createTestClient(service, { audience: ['orders-api'] });
     const token = await passwordToken(user, ordersClient);
-    expect(decodeJwt(token).aud).toBe('orders-api');
+    expect(decodeJwt(token).aud).toEqual(['orders-api', TEST_ISSUER]);
+    expect((await withToken(token)).status).toBe(200);
+  });
+
+  it('refuses a token whose audience is only another resource server', async () => {
+    const token = await forge({ claims: { aud: 'orders-api' } });
     expectInvalidToken(await withToken(token));
     expectInvalidToken(await withToken(token, '/users/me'));
   });

@@ -4,12 +4,11 @@ import { generateClientSecret, hashClientSecret, MIN_SUPPLIED_SECRET_LENGTH } fr
 import { isScopeToken } from '../auth/scopes.js';
 import { deleteClient, findClientById, insertClient, listClients, updateClientSecretHash } from '../db/clients.js';
 import { isUniqueViolation } from '../db/errors.js';
+import { isValidClientId } from '../oauth/client-auth.js';
 import type { ClientType, GrantType } from '../db/schema.js';
 import { type Command, type CommandContext, CommandError, parse, positional, print, printTable, readSecretFromStdin, UsageError } from './command.js';
 
 const GRANT_TYPES: readonly GrantType[] = ['password', 'refresh_token', 'client_credentials'];
-/** RFC 6749 §A.1: client_id is printable ASCII; Tessera keeps it URL- and header-safe. */
-const CLIENT_ID = /^[A-Za-z0-9._~-]{1,64}$/;
 
 function list_(values: readonly string[] | undefined): string[] {
   return [...new Set(values ?? [])];
@@ -36,7 +35,7 @@ const create: Command = async (args, ctx) => {
     'secret-stdin': { type: 'boolean' },
   });
   const id = values.id ?? randomBytes(12).toString('base64url');
-  if (!CLIENT_ID.test(id)) throw new UsageError('--id has 1 to 64 letters, digits or . _ ~ -');
+  if (!isValidClientId(id)) throw new UsageError('--id has 1 to 64 letters, digits or . _ ~ -');
   const type: ClientType = values.public ? 'public' : 'confidential';
   // DESIGN.md: the password grant is for confidential clients unless an operator says otherwise.
   if (type === 'public' && values.grant === undefined) {

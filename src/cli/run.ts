@@ -2,11 +2,16 @@ import type { Logger } from 'pino';
 import { createPasswordHasher } from '../auth/passwords.js';
 import { type Clock, systemClock } from '../clock.js';
 import { type Config, ConfigError, type Env, loadConfig } from '../config.js';
-import { migrateToLatest } from '../db/migrate.js';
-import { type ControlRequest, type ControlResponse, listenControlSocket, sendControlRequest } from '../embedded/control-socket.js';
+import {
+  type ControlRequest,
+  type ControlResponse,
+  controlSocketPath,
+  listenControlSocket,
+  sendControlRequest,
+} from '../embedded/control-socket.js';
 import { DataDirLockedError } from '../embedded/lock.js';
 import { createLogger } from '../logger.js';
-import { listen, openConfiguredDatabase, prepareDeps } from '../service.js';
+import { listen, migrateDatabase, openConfiguredDatabase, prepareDeps } from '../service.js';
 import type { Deps } from '../deps.js';
 import { type CommandContext, EXIT } from './command.js';
 import { isDatabaseCommand, runCommand, USAGE } from './commands.js';
@@ -74,7 +79,7 @@ async function runDirect(config: Config, log: Logger, clock: Clock, request: Con
   try {
     // The embedded database is migrated on first use; PostgreSQL only by `tessera migrate` or `serve`.
     if (request.argv[0] === 'migrate' || handle.kind === 'embedded') {
-      const { applied } = await migrateToLatest(handle.db);
+      const applied = await migrateDatabase(config, handle, log);
       if (request.argv[0] === 'migrate') {
         io.stdout(applied.length > 0 ? `applied: ${applied.join(', ')}\n` : 'no pending migrations\n');
         return EXIT.ok;
@@ -112,6 +117,7 @@ async function runForwarded(deps: Deps, request: ControlRequest): Promise<Contro
 
 /** `tessera serve`: until SIGTERM or SIGINT, then a graceful stop and exit 0. */
 async function serve(config: Config, log: Logger, clock: Clock, io: CliIo): Promise<number> {
+  if (config.databaseUrl === undefined) controlSocketPath(config.dataDir); // a DATA_DIR too long for it fails now, not after migrating
   const handle = await openConfiguredDatabase(config, log);
   let deps: Deps;
   try {

@@ -16,23 +16,30 @@ export interface DatabaseHandle {
 export interface PostgresOptions {
   /** Connections per process. */
   readonly poolSize?: number;
+  /**
+   * Migrations may wait for another replica's migrations (an advisory lock) and may run long:
+   * their connection has no statement or query timeout.
+   */
+  readonly forMigrations?: boolean;
 }
 
 /**
- * PostgreSQL through a pg pool. Timeouts are short on purpose: when the database is unreachable a
- * request fails fast with 503 (src/http/errors.ts) instead of hanging, and the pool reconnects by
+ * PostgreSQL through a pg pool. Timeouts are short on purpose: every query of a token request is
+ * a millisecond's work, so when the database is unreachable or stalled a request fails with 503
+ * (src/http/errors.ts) within about two seconds instead of hanging, and the pool reconnects by
  * itself once the database is back.
  */
 export function openPostgres(url: string, log: Logger, options: PostgresOptions = {}): DatabaseHandle {
+  const timeouts = options.forMigrations
+    ? {}
+    : { statement_timeout: 2_000, query_timeout: 2_500, idle_in_transaction_session_timeout: 10_000 };
   const pool = new pg.Pool({
     connectionString: url,
     max: options.poolSize ?? 10,
     connectionTimeoutMillis: 2_000,
     idleTimeoutMillis: 30_000,
-    statement_timeout: 5_000,
-    query_timeout: 6_000,
-    idle_in_transaction_session_timeout: 10_000,
-    application_name: 'tessera',
+    ...timeouts,
+    application_name: options.forMigrations ? 'tessera-migrate' : 'tessera',
   });
   // A client whose server went away emits 'error': the pool forwards it for idle clients, but a
   // checked-out client (mid-transaction, between statements) has no listener, and an unhandled
@@ -52,7 +59,7 @@ export function embeddedDatabasePath(dataDir: string): string {
 
 /**
  * The embedded PostgreSQL (PGlite, WebAssembly) in DATA_DIR. One process at a time may open it:
- * src/cli/embedded-lock.ts guards that, and the CLI reaches a running server through its control socket.
+ * src/embedded/lock.ts guards that, and the CLI reaches a running server through its control socket.
  */
 export async function openEmbedded(dataDir: string): Promise<DatabaseHandle> {
   // Loaded lazily: a production process on PostgreSQL never pays for the WebAssembly module.

@@ -1,22 +1,41 @@
 import { type Kysely, sql } from 'kysely';
 import type { Database, FamilyRevocationReason, RefreshFamily } from './schema.js';
 
+/**
+ * Starts a family, but only if the user is still enabled and still has the password that was just
+ * verified (`passwordChangedAt` as read before the verify). The user row is held FOR SHARE until
+ * commit, so a password change or a disable either happens first (and no family is created) or
+ * waits and then ends this family too: a login racing "logout everywhere" cannot survive it.
+ * Returns false when the guard fails.
+ */
 export async function insertFamily(
   db: Kysely<Database>,
   family: Omit<RefreshFamily, 'rotated_at' | 'successor_ciphertext' | 'revoked_at' | 'revoked_reason'>,
   firstTokenHash: string,
-): Promise<void> {
-  await db.insertInto('refresh_families').values(family).execute();
-  await db
-    .insertInto('refresh_tokens')
-    .values({ token_hash: firstTokenHash, family_id: family.id, generation: family.generation, created_at: family.created_at })
-    .execute();
+  passwordChangedAt: Date,
+): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    const user = await trx
+      .selectFrom('users')
+      .select(['disabled', 'password_changed_at'])
+      .where('id', '=', family.user_id)
+      .forShare()
+      .executeTakeFirst();
+    if (user === undefined || user.disabled || user.password_changed_at.getTime() !== passwordChangedAt.getTime()) return false;
+    await trx.insertInto('refresh_families').values(family).execute();
+    await trx
+      .insertInto('refresh_tokens')
+      .values({ token_hash: firstTokenHash, family_id: family.id, generation: family.generation, created_at: family.created_at })
+      .execute();
+    return true;
+  });
 }
 
 export interface FamilyForRotation extends RefreshFamily {
   /** The generation of the presented token (the family's `generation` is the current one). */
   readonly token_generation: number;
   readonly user_disabled: boolean;
+  readonly user_password_changed_at: Date;
 }
 
 /**
@@ -30,7 +49,7 @@ export async function lockFamilyByTokenHash(trx: Kysely<Database>, tokenHash: st
     .innerJoin('refresh_families as f', 'f.id', 't.family_id')
     .innerJoin('users as u', 'u.id', 'f.user_id')
     .selectAll('f')
-    .select(['t.generation as token_generation', 'u.disabled as user_disabled'])
+    .select(['t.generation as token_generation', 'u.disabled as user_disabled', 'u.password_changed_at as user_password_changed_at'])
     .where('t.token_hash', '=', tokenHash)
     .forUpdate('f')
     .executeTakeFirst();
@@ -96,9 +115,11 @@ export async function listUserFamilies(db: Kysely<Database>, userId: string): Pr
 }
 
 /**
- * Deletes up to `batchSize` families that can never be used again: revoked, past their absolute
- * lifetime, or idle too long. SKIP LOCKED passes over any family a refresh holds right now, so
- * housekeeping never waits on (or delays) live traffic. Tokens go with their family (cascade).
+ * Deletes up to `batchSize` families that can never be used again: past their absolute lifetime,
+ * or idle too long. Revoked families are kept until then, so that a stolen token replayed after a
+ * revocation is still recognised (and logged) as a token of a revoked family. SKIP LOCKED passes
+ * over any family a refresh holds right now, so housekeeping never waits on (or delays) live
+ * traffic. Tokens go with their family (cascade).
  */
 export async function purgeDeadFamilies(db: Kysely<Database>, now: Date, idleTtlSeconds: number, batchSize: number): Promise<number> {
   const idleCutoff = new Date(now.getTime() - idleTtlSeconds * 1000);
@@ -110,12 +131,30 @@ export async function purgeDeadFamilies(db: Kysely<Database>, now: Date, idleTtl
       db
         .selectFrom('refresh_families')
         .select('id')
-        .where((eb) =>
-          eb.or([eb('revoked_at', 'is not', null), eb('expires_at', '<=', now), eb('last_used_at', '<=', idleCutoff)]),
-        )
+        .where((eb) => eb.or([eb('expires_at', '<=', now), eb('last_used_at', '<=', idleCutoff)]))
         .limit(batchSize)
         .modifyEnd(sql`for update skip locked`),
     )
     .executeTakeFirst();
   return Number(result.numDeletedRows);
+}
+
+/** Erases sealed successors whose grace window is over: nothing can open them for a replay any more. */
+export async function eraseStaleSuccessors(db: Kysely<Database>, graceEnded: Date, batchSize: number): Promise<number> {
+  const result = await db
+    .updateTable('refresh_families')
+    .set({ successor_ciphertext: null })
+    .where(
+      'id',
+      'in',
+      db
+        .selectFrom('refresh_families')
+        .select('id')
+        .where('successor_ciphertext', 'is not', null)
+        .where('rotated_at', '<', graceEnded)
+        .limit(batchSize)
+        .modifyEnd(sql`for update skip locked`),
+    )
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
 }

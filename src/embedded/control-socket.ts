@@ -1,6 +1,6 @@
 import { chmod, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 
 /**
@@ -22,8 +22,15 @@ export interface ControlResponse {
 
 const MAX_MESSAGE_BYTES = 1024 * 1024;
 
+/** Unix socket paths are limited to about 107 bytes; past that the kernel would truncate the path. */
+const MAX_SOCKET_PATH_BYTES = 100;
+
 export function controlSocketPath(dataDir: string): string {
-  return join(dataDir, 'control.sock');
+  const path = join(resolve(dataDir), 'control.sock');
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
+    throw new Error(`DATA_DIR is too long for its control socket (${path} is over ${MAX_SOCKET_PATH_BYTES} bytes); use a shorter path`);
+  }
+  return path;
 }
 
 export async function listenControlSocket(
@@ -61,10 +68,16 @@ export async function listenControlSocket(
         .then((response) => socket.end(`${JSON.stringify(response)}\n`));
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => resolve());
-  });
+  // Created under umask 077, so the socket is never reachable by others, not even for a moment.
+  const umask = process.umask(0o077);
+  try {
+    await new Promise<void>((done, fail) => {
+      server.once('error', fail);
+      server.listen(path, () => done());
+    });
+  } finally {
+    process.umask(umask);
+  }
   await chmod(path, 0o600);
   return server;
 }

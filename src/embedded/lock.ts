@@ -19,38 +19,58 @@ export interface DataDirLock {
 
 export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
   const path = join(dataDir, 'tessera.lock');
+  const self = { pid: process.pid, started: await startTime(process.pid) };
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const file = await open(path, 'wx', 0o600);
-      await file.writeFile(`${process.pid}\n`);
+      await file.writeFile(`${self.pid} ${self.started ?? ''}\n`);
       await file.close();
       return {
         async release() {
           const owner = await readOwner(path);
-          if (owner === process.pid) await unlink(path).catch(() => undefined);
+          if (owner?.pid === self.pid) await unlink(path).catch(() => undefined);
         },
       };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const owner = await readOwner(path);
-      if (owner !== undefined && isAlive(owner)) throw new DataDirLockedError(owner);
+      if (owner !== undefined && (await isLiveOwner(owner))) throw new DataDirLockedError(owner.pid);
       await unlink(path).catch(() => undefined); // stale: its process has ended
     }
   }
   throw new Error(`could not take the lock ${path}`);
 }
 
-async function readOwner(path: string): Promise<number | undefined> {
-  const text = await readFile(path, 'utf8').catch(() => '');
-  const pid = Number.parseInt(text, 10);
-  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+interface Owner {
+  readonly pid: number;
+  readonly started: string | undefined;
 }
 
-function isAlive(pid: number): boolean {
+async function readOwner(path: string): Promise<Owner | undefined> {
+  const [pidText = '', started] = (await readFile(path, 'utf8').catch(() => '')).trim().split(' ');
+  const pid = Number.parseInt(pidText, 10);
+  return Number.isSafeInteger(pid) && pid > 0 ? { pid, started: started || undefined } : undefined;
+}
+
+/**
+ * Whether the process that wrote the lock still runs. Pids are reused (in a container the server
+ * is pid 1 at every start), so the lock also records the process's start time, and a live pid
+ * with another start time, or our own pid, is a stale lock from an earlier life.
+ */
+async function isLiveOwner(owner: Owner): Promise<boolean> {
+  if (owner.pid === process.pid) return false;
   try {
-    process.kill(pid, 0);
-    return true;
+    process.kill(owner.pid, 0);
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  const started = await startTime(owner.pid);
+  return owner.started === undefined || started === undefined || started === owner.started;
+}
+
+/** The process's start time in clock ticks since boot (Linux /proc); undefined where there is no /proc. */
+async function startTime(pid: number): Promise<string | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  // Field 22, counted after the parenthesised command name (which may itself contain spaces).
+  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
 }

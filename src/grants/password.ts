@@ -30,9 +30,18 @@ export const passwordGrant: Grant = {
     });
     const authTime = new Date(deps.clock.now());
     // A client allowed the refresh grant gets a refresh token, which starts a family (its `sid`).
-    const family = request.client.grant_types.includes('refresh_token')
-      ? await startFamily(deps, { userId: user.id, clientId: request.client.id, scope, authTime })
-      : undefined;
+    let family: { token: string; familyId: string } | undefined;
+    if (request.client.grant_types.includes('refresh_token')) {
+      family = await startFamily(deps, {
+        userId: user.id,
+        passwordChangedAt: user.password_changed_at,
+        clientId: request.client.id,
+        scope,
+        authTime,
+      });
+      // The password changed (or the user was disabled) while we verified it: the login is void.
+      if (family === undefined) throw new OAuthError('invalid_grant', 'the username or password is incorrect');
+    }
     const accessToken = await signAccessToken(deps, {
       sub: user.id,
       clientId: request.client.id,

@@ -52,6 +52,11 @@ export function isInfrastructureError(error: unknown): boolean {
   return false;
 }
 
+function isDataException(error: unknown): boolean {
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && code.startsWith('22');
+}
+
 /** body-parser's error types, as RFC 6749 errors. */
 function fromBodyParser(error: { type?: unknown; status?: unknown }): OAuthError | undefined {
   switch (error.type) {
@@ -62,6 +67,8 @@ function fromBodyParser(error: { type?: unknown; status?: unknown }): OAuthError
     case 'encoding.unsupported':
     case 'charset.unsupported':
       return new OAuthError('invalid_request', 'the request body encoding is not supported', { status: 415 });
+    case 'json.duplicate.key':
+      return new OAuthError('invalid_request', 'a parameter is repeated');
     case 'entity.parse.failed':
     case 'entity.verify.failed':
     case 'request.aborted':
@@ -82,6 +89,12 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     if (error instanceof OAuthError) return sendError(res, error);
     const parsed = typeof error === 'object' && error !== null ? fromBodyParser(error) : undefined;
     if (parsed) return sendError(res, parsed);
+    // SQLSTATE class 22 (data exception: a NUL byte, an invalid uuid) is bad input that slipped past
+    // validation: still the client's error, never a 500.
+    if (isDataException(error)) {
+      log.warn({ err: error }, 'input the database refused');
+      return sendError(res, new OAuthError('invalid_request', 'the request contains a value that is not allowed'));
+    }
     if (isInfrastructureError(error)) {
       log.warn({ err: error }, 'infrastructure failure: answering 503');
       return sendError(

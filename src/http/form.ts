@@ -11,7 +11,49 @@ export const parseForm: RequestHandler = express.urlencoded({
   inflate: false,
 });
 
-export const parseJson: RequestHandler = express.json({ limit: '16kb', inflate: false, strict: true });
+/** JSON bodies (for /refresh and the user endpoints) follow the same rule as forms: each parameter once. */
+export const parseJson: RequestHandler = express.json({
+  limit: '16kb',
+  inflate: false,
+  strict: true,
+  verify: (_req, _res, body: Buffer) => {
+    if (findDuplicateKey(body.toString('utf8')) !== undefined) {
+      throw Object.assign(new Error('a JSON member is repeated'), { type: 'json.duplicate.key' });
+    }
+  },
+});
+
+/**
+ * The first key that occurs twice in the top-level object of a JSON text (JSON.parse would silently
+ * keep the last one). Undefined when there is none, or when the text is not JSON (the parser then
+ * reports that).
+ */
+export function findDuplicateKey(text: string): string | undefined {
+  const seen = new Set<string>();
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i];
+    if (char === '{' || char === '[') depth++;
+    else if (char === '}' || char === ']') depth--;
+    else if (char === '"') {
+      let end = i + 1;
+      while (end < text.length && text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
+      const literal = text.slice(i, end + 1);
+      i = end;
+      if (depth !== 1 || text.slice(end + 1).trimStart()[0] !== ':') continue;
+      let key: unknown;
+      try {
+        key = JSON.parse(literal);
+      } catch {
+        return undefined;
+      }
+      if (typeof key !== 'string') return undefined;
+      if (seen.has(key)) return key;
+      seen.add(key);
+    }
+  }
+  return undefined;
+}
 
 /**
  * RFC 6749 §3.2: parameters are sent once each as application/x-www-form-urlencoded strings. A

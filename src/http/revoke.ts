@@ -5,17 +5,18 @@ import type { Deps } from '../deps.js';
 import { authenticateClient } from '../oauth/client-auth.js';
 import { invalidRequest } from '../oauth/errors.js';
 import { hashRefreshToken, isWellFormedRefreshToken } from '../refresh/tokens.js';
+import { verifyAccessToken } from '../tokens/access-token.js';
 import { methodNotAllowed } from './errors.js';
 import { parseForm, readParams } from './form.js';
 import { noStore, rejectQueryParameters, requireForm } from './token-endpoint.js';
 
 /**
  * POST /revoke (RFC 7009). Revoking a refresh token ends its whole family: the user is logged out
- * of that session. Access tokens are self-contained JWTs that expire within ACCESS_TOKEN_TTL and
- * cannot be recalled one by one; ending their family (`sid`) stops them being renewed.
- * An unknown token, an access token, or another client's token answers 200 and changes nothing
- * (§2.2), so the endpoint tells nobody which tokens exist. `token_type_hint` only orders the search
- * (§2.1), and refresh tokens are the only kind looked up, so every hint leads to the same place.
+ * of that session. Revoking an access token ends the family it belongs to (its `sid`) as well:
+ * the session ends, Tessera's own endpoints refuse its access tokens at once, and downstream
+ * verifiers stop seeing new ones (they cannot recall a self-contained JWT before its `exp`).
+ * An unknown token, or another client's token, answers 200 and changes nothing (§2.2), so the
+ * endpoint tells nobody which tokens exist. `token_type_hint` only orders the search (§2.1).
  */
 export function revokeRouter(deps: Deps): Router {
   const router = Router();
@@ -30,16 +31,22 @@ export function revokeRouter(deps: Deps): Router {
     const token = params['token'];
     if (token === undefined || token === '') throw invalidRequest('token is required');
 
-    if (isWellFormedRefreshToken(token)) {
-      const family = await findFamilyByTokenHash(deps.db, hashRefreshToken(token));
-      if (family !== undefined && family.client_id === client.id) {
-        if (await revokeFamily(deps.db, family.id, 'logout', new Date(deps.clock.now()))) {
-          audit(deps.log, 'refresh_family_revoked', { reason: 'logout', family_id: family.id, user_id: family.user_id, client_id: client.id, ip: req.ip });
-        }
-      }
+    const familyId = await findFamilyOf(deps, token, client.id);
+    if (familyId !== undefined && (await revokeFamily(deps.db, familyId, 'logout', new Date(deps.clock.now())))) {
+      audit(deps.log, 'refresh_family_revoked', { reason: 'logout', family_id: familyId, client_id: client.id, ip: req.ip });
     }
     res.status(200).end();
   });
   router.all('/revoke', methodNotAllowed('POST'));
   return router;
+}
+
+/** The family a token of this client belongs to: a refresh token by its hash, an access token by its `sid`. */
+async function findFamilyOf(deps: Deps, token: string, clientId: string): Promise<string | undefined> {
+  if (isWellFormedRefreshToken(token)) {
+    const family = await findFamilyByTokenHash(deps.db, hashRefreshToken(token));
+    return family?.client_id === clientId ? family.id : undefined;
+  }
+  const claims = await verifyAccessToken(deps, token).catch(() => undefined);
+  return claims?.client_id === clientId ? claims.sid : undefined;
 }

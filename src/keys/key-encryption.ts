@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -16,6 +16,8 @@ export interface KeyRing {
   encrypt(plaintext: Buffer, associatedData: string): EncryptedSecret;
   /** Throws KeyDecryptionError when no key in the ring opens it. */
   decrypt(secret: EncryptedSecret, associatedData: string): Buffer;
+  /** A 32-byte key for `purpose` from each key of the ring (HKDF-SHA256), the encrypting one first. */
+  derive(purpose: string): Buffer[];
 }
 
 export class KeyDecryptionError extends Error {
@@ -47,6 +49,9 @@ export function createKeyRing(keys: readonly Buffer[]): KeyRing {
         ciphertext: Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64'),
         kekId: kekFingerprint(primary),
       };
+    },
+    derive(purpose) {
+      return keys.map((key) => Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), `tessera ${purpose}`, 32)));
     },
     decrypt(secret, associatedData) {
       const key = byId.get(secret.kekId);

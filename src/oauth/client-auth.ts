@@ -25,6 +25,13 @@ export function invalidClient(description = 'client authentication failed'): OAu
   });
 }
 
+/** RFC 6749 §A.1 allows any printable ASCII; Tessera's client ids are URL- and header-safe. */
+const CLIENT_ID = /^[A-Za-z0-9._~-]{1,64}$/;
+
+export function isValidClientId(id: string): boolean {
+  return CLIENT_ID.test(id);
+}
+
 /** A hash that matches nothing, compared against when the client is unknown, so both paths do the same work. */
 const UNKNOWN_CLIENT_HASH = hashClientSecret('\0unknown-client');
 
@@ -37,7 +44,8 @@ export async function authenticateClient(
   input: ClientCredentialsInput,
 ): Promise<AuthenticatedClient> {
   const presented = readCredentials(input);
-  const client = await findClientById(db, presented.clientId);
+  // Nothing that cannot be a client id reaches the database (a NUL would make PostgreSQL fail).
+  const client = isValidClientId(presented.clientId) ? await findClientById(db, presented.clientId) : undefined;
   if (presented.method === 'none') {
     if (client?.type !== 'public') throw invalidClient();
     return { client, method: 'none' };

@@ -9,17 +9,26 @@ import { generateRefreshToken, hashRefreshToken, openSuccessor, sealSuccessor } 
 
 export interface NewFamily {
   readonly userId: string;
+  /** The user's password_changed_at as read when the password was verified. */
+  readonly passwordChangedAt: Date;
   readonly clientId: string;
   readonly scope: readonly string[];
   readonly authTime: Date;
 }
 
-/** A login starts a family: its first refresh token, and the family id that becomes the access token's `sid`. */
-export async function startFamily(deps: Pick<Deps, 'db' | 'clock' | 'config'>, start: NewFamily): Promise<{ token: string; familyId: string }> {
+/**
+ * A login starts a family: its first refresh token, and the family id that becomes the access
+ * token's `sid`. Undefined if the user's password changed, or the user was disabled, since the
+ * password was verified.
+ */
+export async function startFamily(
+  deps: Pick<Deps, 'db' | 'clock' | 'config'>,
+  start: NewFamily,
+): Promise<{ token: string; familyId: string } | undefined> {
   const token = generateRefreshToken();
   const familyId = randomUUID();
   const now = new Date(deps.clock.now());
-  await insertFamily(
+  const started = await insertFamily(
     deps.db,
     {
       id: familyId,
@@ -33,8 +42,9 @@ export async function startFamily(deps: Pick<Deps, 'db' | 'clock' | 'config'>, s
       generation: 1,
     },
     hashRefreshToken(token),
+    start.passwordChangedAt,
   );
-  return { token, familyId };
+  return started ? { token, familyId } : undefined;
 }
 
 export interface Rotation {
@@ -81,6 +91,8 @@ export async function rotateRefreshToken(
     if (family.client_id !== request.client.id) return { kind: 'refused', reason: 'other_client', family };
     if (family.revoked_at !== null) return { kind: 'refused', reason: 'revoked', family };
     if (family.user_disabled) return { kind: 'refused', reason: 'user_disabled', family };
+    // Families end when the password changes; this also covers one started in a race with the change.
+    if (family.created_at < family.user_password_changed_at) return { kind: 'refused', reason: 'password_changed', family };
     const idleDeadline = family.last_used_at.getTime() + deps.config.refreshTokenIdleTtl * 1000;
     if (now >= family.expires_at.getTime() || now >= idleDeadline) return { kind: 'refused', reason: 'expired', family };
 
@@ -91,7 +103,7 @@ export async function rotateRefreshToken(
         familyId: family.id,
         generation: family.generation + 1,
         tokenHash: hashRefreshToken(successor),
-        successorCiphertext: sealSuccessor(request.token, successor, family.id),
+        successorCiphertext: sealSuccessor(request.token, successor, family.id, deps.successorKeys),
         now: new Date(now),
       });
       return { kind: 'rotated', token: successor, family, scope };
@@ -100,7 +112,7 @@ export async function rotateRefreshToken(
     const isParent = family.token_generation === family.generation - 1;
     const inGrace = family.rotated_at !== null && now - family.rotated_at.getTime() <= deps.config.refreshReuseGrace * 1000;
     if (isParent && inGrace && family.successor_ciphertext !== null) {
-      const successor = openSuccessor(request.token, family.successor_ciphertext, family.id);
+      const successor = openSuccessor(request.token, family.successor_ciphertext, family.id, deps.successorKeys);
       if (successor !== undefined) return { kind: 'replayed', token: successor, family, scope: await request.decideScope(family, trx) };
     }
     await revokeFamily(trx, family.id, 'reuse', new Date(now));

@@ -16,40 +16,48 @@ export function isWellFormedRefreshToken(token: string): boolean {
 }
 
 /*
- * Grace replays without plaintext tokens at rest.
+ * Grace replays without usable tokens at rest.
  *
  * When token P is rotated to successor S, the family row stores S encrypted (AES-256-GCM) under a
- * key derived from P itself (HKDF-SHA256, distinct from the lookup hash by its `info`). A client
- * that retries with P inside the grace window can therefore be handed S again, byte for byte,
- * because it holds the one secret that opens it. The database holds only SHA-256(P) and the
- * ciphertext, so a dump reveals no usable token: opening the ciphertext needs P, and P cannot be
- * recovered from its hash. Only the latest successor is kept; a newer rotation replaces it, and
- * revoking the family erases it.
+ * key derived (HKDF-SHA256) from P itself together with a server secret derived from
+ * KEY_ENCRYPTION_KEYS. A client that retries with P inside the grace window can be handed S
+ * again, byte for byte: it holds P, and the server holds the secret. Neither half is enough:
+ * - a database dump holds only SHA-256(P) and the ciphertext, and P cannot be recovered from its hash;
+ * - a dump together with a leaked, already-used P still lacks the server secret, which is never
+ *   in the database.
+ * Only the latest successor is kept; a rotation replaces it, and revocation or the purge erases it.
+ * Every key of the ring is tried when opening, so rotating KEY_ENCRYPTION_KEYS breaks no replay.
  */
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
+export const SUCCESSOR_SEAL_PURPOSE = 'refresh successor v1';
 
-function successorKey(parent: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', Buffer.from(parent, 'utf8'), Buffer.alloc(0), 'tessera refresh successor v1', 32));
+function successorKey(parent: string, serverKey: Buffer, familyId: string): Buffer {
+  return Buffer.from(
+    hkdfSync('sha256', Buffer.concat([serverKey, Buffer.from(parent, 'utf8')]), Buffer.from(familyId, 'utf8'), 'tessera refresh successor v1', 32),
+  );
 }
 
-export function sealSuccessor(parent: string, successor: string, familyId: string): string {
+export function sealSuccessor(parent: string, successor: string, familyId: string, serverKeys: readonly Buffer[]): string {
   const iv = randomBytes(IV_BYTES);
-  const cipher = createCipheriv('aes-256-gcm', successorKey(parent), iv);
+  const cipher = createCipheriv('aes-256-gcm', successorKey(parent, serverKeys[0]!, familyId), iv);
   cipher.setAAD(Buffer.from(familyId, 'utf8'));
   const body = Buffer.concat([cipher.update(successor, 'utf8'), cipher.final()]);
   return Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64url');
 }
 
-/** Undefined if `parent` is not the token the successor was sealed for. */
-export function openSuccessor(parent: string, sealed: string, familyId: string): string | undefined {
+/** Undefined if `parent` is not the token the successor was sealed for (or no server key matches). */
+export function openSuccessor(parent: string, sealed: string, familyId: string, serverKeys: readonly Buffer[]): string | undefined {
   const raw = Buffer.from(sealed, 'base64url');
-  try {
-    const decipher = createDecipheriv('aes-256-gcm', successorKey(parent), raw.subarray(0, IV_BYTES));
-    decipher.setAAD(Buffer.from(familyId, 'utf8'));
-    decipher.setAuthTag(raw.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
-    return Buffer.concat([decipher.update(raw.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]).toString('utf8');
-  } catch {
-    return undefined;
+  for (const serverKey of serverKeys) {
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', successorKey(parent, serverKey, familyId), raw.subarray(0, IV_BYTES));
+      decipher.setAAD(Buffer.from(familyId, 'utf8'));
+      decipher.setAuthTag(raw.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
+      return Buffer.concat([decipher.update(raw.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]).toString('utf8');
+    } catch {
+      // not this key
+    }
   }
+  return undefined;
 }

@@ -48,7 +48,9 @@ export async function signAccessToken(
   const { kid, privateKey } = deps.keys.current().signing;
   const now = epochSeconds(deps.clock);
   const ttl = deps.config.accessTokenTtl;
-  const audience = subject.audience.length > 0 ? [...subject.audience] : [deps.config.audience];
+  // The client's own audiences, and always Tessera's AUDIENCE, so that the user can also use the
+  // token at Tessera's own endpoints (/userinfo, password change). RFC 9068 §2.2 allows a list.
+  const audience = [...new Set([...subject.audience, deps.config.audience])];
   const claims: Record<string, unknown> = { client_id: subject.clientId, scope: subject.scope.join(' ') };
   if (subject.authTime !== undefined) claims['auth_time'] = subject.authTime;
   if (subject.sid !== undefined) claims['sid'] = subject.sid;

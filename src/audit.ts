@@ -24,7 +24,11 @@ export type AuditEvent =
   | 'client_deleted'
   | 'client_secret_rotated'
   | 'role_changed'
-  | 'signing_key_created';
+  | 'signing_key_created'
+  | 'signing_key_activated'
+  | 'signing_key_removed'
+  | 'keys_reencrypted'
+  | 'client_token_issued';
 
 /** Security events that need a human (reuse of a refresh token) are logged at `warn`. */
 export function audit(log: Logger, event: AuditEvent, fields: Readonly<Record<string, unknown>>, level: 'info' | 'warn' = 'info'): void {

@@ -50,6 +50,10 @@ export interface Config {
   readonly refreshTokenAbsoluteTtl: number;
   readonly refreshReuseGrace: number;
   readonly jwksMaxAge: number;
+  /** How often each replica re-reads the key table: the bound on how long a key change takes to reach it. */
+  readonly keyReloadInterval: number;
+  /** Rotate the signing key automatically this long after it became active; undefined: only by hand. */
+  readonly keyRotationInterval: number | undefined;
   readonly trustProxy: TrustProxy;
   readonly argon2: Argon2Params;
   /** At most this many Argon2 operations at once; further ones wait in a queue of `argon2QueueLimit`. */
@@ -214,7 +218,9 @@ export function loadConfig(env: Env): Config {
     refreshTokenAbsoluteTtl: duration('REFRESH_TOKEN_ABSOLUTE_TTL', '90d', 60),
     // A retry window, not a second lifetime: longer would let a stolen parent token go unnoticed.
     refreshReuseGrace: duration('REFRESH_REUSE_GRACE', '10s', 0, 60),
-    jwksMaxAge: duration('JWKS_MAX_AGE', '5m', 0),
+    jwksMaxAge: duration('JWKS_MAX_AGE', '5m', 0, 86_400),
+    keyReloadInterval: duration('KEY_RELOAD_INTERVAL', '30s', 1, 300),
+    keyRotationInterval: read('KEY_ROTATION_INTERVAL') === undefined ? undefined : duration('KEY_ROTATION_INTERVAL', '90d', 3600),
     trustProxy: parseTrustProxy(read('TRUST_PROXY'), problems),
     argon2,
     // libuv's thread pool runs Argon2; by default let it fill the pool and no more.

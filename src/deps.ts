@@ -4,6 +4,7 @@ import type { PasswordHasher } from './auth/passwords.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { Database } from './db/schema.js';
+import type { KeyRing } from './keys/key-encryption.js';
 import type { KeyStore } from './keys/key-store.js';
 import type { RateLimits } from './limits/rate-limits.js';
 
@@ -14,6 +15,8 @@ export interface Deps {
   readonly clock: Clock;
   readonly log: Logger;
   readonly keys: KeyStore;
+  /** KEY_ENCRYPTION_KEYS: seals signing keys at rest. */
+  readonly keyRing: KeyRing;
   readonly passwords: PasswordHasher;
   readonly limits: RateLimits;
   /** Server secrets (from KEY_ENCRYPTION_KEYS) that seal refresh-token successors: src/refresh/tokens.ts. */

@@ -15,13 +15,12 @@ import { lockDataDir } from './embedded/lock.js';
 import { createApp } from './http/app.js';
 import { createKeyRing, type KeyRing, loadOrCreateEmbeddedKek } from './keys/key-encryption.js';
 import { createKeyStore, ensureSigningKey } from './keys/key-store.js';
+import { maintainSigningKeys } from './keys/lifecycle.js';
 import { createRateLimits } from './limits/rate-limits.js';
 import { connectRedis } from './limits/redis.js';
 import { purgeRefreshFamilies } from './refresh/housekeeping.js';
 import { SUCCESSOR_SEAL_PURPOSE } from './refresh/tokens.js';
 
-/** Keys changed by another replica or the CLI reach this one within this bound. */
-export const KEY_RELOAD_INTERVAL_MS = 30_000;
 /** How often each replica purges dead refresh families (batched, SKIP LOCKED: replicas do not collide). */
 const PURGE_INTERVAL_MS = 15 * 60_000;
 
@@ -74,7 +73,7 @@ export async function prepareDeps(config: Config, handle: DatabaseHandle, log: L
   // Last: nothing after it can fail and leave the Redis connection open.
   const limits = createRateLimits(config.rateLimits, config.redisUrl ? connectRedis(config.redisUrl, log) : undefined, log);
   if (config.redisUrl === undefined) log.info('no REDIS_URL: rate limits are kept per process, in memory');
-  return { config, db: handle.db, clock, log, keys, passwords, limits, successorKeys: ring.derive(SUCCESSOR_SEAL_PURPOSE) };
+  return { config, db: handle.db, clock, log, keys, keyRing: ring, passwords, limits, successorKeys: ring.derive(SUCCESSOR_SEAL_PURPOSE) };
 }
 
 /** BOOTSTRAP_ADMIN_*: an admin (direct scope `admin`) on a database that has no user yet. */
@@ -89,6 +88,25 @@ async function bootstrapAdmin(deps: Pick<Deps, 'config' | 'db' | 'clock' | 'log'
     if (error instanceof AccountError) throw new Error(`BOOTSTRAP_ADMIN_*: ${error.message}`);
     throw error;
   }
+}
+
+/**
+ * Every KEY_RELOAD_INTERVAL: the key lifecycle's pending changes (done by one replica at a time),
+ * then a re-read of the key table, so that a change made anywhere (another replica, the CLI)
+ * reaches this replica within one interval.
+ */
+export function startKeyMaintenance(deps: Deps): { stop(): void } {
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    maintainSigningKeys({ ...deps, ring: deps.keyRing })
+      .then(() => deps.keys.reload())
+      .catch((error: unknown) => deps.log.warn({ err: error }, 'could not maintain or reload signing keys'))
+      .finally(() => (running = false));
+  }, deps.config.keyReloadInterval * 1000);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
 }
 
 export interface RunningServer {
@@ -118,10 +136,7 @@ export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<
     server.listen(deps.config.port, deps.config.host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
-  const reload = setInterval(() => {
-    deps.keys.reload().catch((error: unknown) => deps.log.warn({ err: error }, 'could not reload signing keys'));
-  }, KEY_RELOAD_INTERVAL_MS);
-  reload.unref();
+  const reload = startKeyMaintenance(deps);
   const purge = setInterval(() => {
     purgeRefreshFamilies(deps)
       .then((deleted) => deleted > 0 && deps.log.info({ families_deleted: deleted }, 'purged dead refresh families'))
@@ -132,7 +147,7 @@ export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
-      clearInterval(reload);
+      reload.stop();
       clearInterval(purge);
       draining = true;
       for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');

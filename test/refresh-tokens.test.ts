@@ -620,7 +620,7 @@ describe('logs', () => {
 describe('discovery', () => {
   it('lists the refresh grant and the revocation endpoint', async () => {
     const res = await request(service.app).get('/.well-known/oauth-authorization-server');
-    expect(res.body.grant_types_supported).toEqual(['password', 'refresh_token']);
+    expect(res.body.grant_types_supported).toEqual(['password', 'refresh_token', 'client_credentials']);
     expect(res.body.revocation_endpoint).toBe('http://tessera.test/revoke');
   });
 });

@@ -5,6 +5,7 @@ import type { PasswordHasher } from '../auth/passwords.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db/schema.js';
+import type { KeyRing } from '../keys/key-encryption.js';
 
 /** Exit codes scripts can rely on. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, config: 78 } as const;
@@ -16,6 +17,7 @@ export interface CommandContext {
   readonly clock: Clock;
   readonly log: Logger;
   readonly passwords: PasswordHasher;
+  readonly keyRing: KeyRing;
   /** Standard input, read in full when the command asked for it (--password-stdin, --secret-stdin). */
   readonly stdin: string | undefined;
   out(text: string): void;
@@ -34,8 +36,12 @@ export type Command = (args: readonly string[], ctx: CommandContext) => Promise<
  * as an argument (`set-password alice S3cret`) is refused instead of silently ignored. The
  * offending value is never repeated back.
  */
-export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: readonly string[], options: T, maxPositionals = 0) {
-  let parsed;
+type Parsed<T extends NonNullable<ParseArgsConfig['options']>> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: T & { json: { type: 'boolean' } }; allowPositionals: true; strict: true }>
+>;
+
+export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: readonly string[], options: T, maxPositionals = 0): Parsed<T> {
+  let parsed: Parsed<T>;
   try {
     parsed = parseArgs({ args: [...args], options: { ...options, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
   } catch (error) {

@@ -1,6 +1,7 @@
 import { AccountError } from '../auth/accounts.js';
 import { isForeignKeyViolation } from '../db/errors.js';
 import { clientCommands } from './clients.js';
+import { keyCommands } from './keys.js';
 import { purgeRefreshFamilies } from '../refresh/housekeeping.js';
 import { type Command, type CommandContext, CommandError, EXIT, parse, print, UsageError } from './command.js';
 import { roleCommands } from './roles.js';
@@ -11,6 +12,7 @@ const groups: Record<string, Record<string, Command>> = {
   users: userCommands,
   roles: roleCommands,
   clients: clientCommands,
+  keys: keyCommands,
 };
 
 /** `tessera purge`: delete revoked and expired refresh families now (the server also does it periodically). */
@@ -48,6 +50,10 @@ export const USAGE = `Usage: tessera <command> [options]
                  [--default-scope S]... [--audience AUD]... [--secret-stdin]
   clients list | clients delete <client_id>
   clients rotate-secret <client_id> [--secret-stdin]
+
+  keys list                               signing keys: state, dates, when each next changes
+  keys rotate                             add a next key (signs once every verifier can know it)
+  keys reencrypt                          seal every private key under the first KEY_ENCRYPTION_KEYS entry
 
 Every command takes --json for machine-readable output. Passwords and secrets are read from
 standard input (--password-stdin, --secret-stdin) or generated and printed once; never from

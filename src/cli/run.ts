@@ -11,7 +11,7 @@ import {
 } from '../embedded/control-socket.js';
 import { DataDirLockedError } from '../embedded/lock.js';
 import { createLogger } from '../logger.js';
-import { listen, migrateDatabase, openConfiguredDatabase, prepareDeps } from '../service.js';
+import { listen, loadKeyRing, migrateDatabase, openConfiguredDatabase, prepareDeps } from '../service.js';
 import type { Deps } from '../deps.js';
 import { type CommandContext, EXIT } from './command.js';
 import { isDatabaseCommand, runCommand, USAGE } from './commands.js';
@@ -86,14 +86,15 @@ async function runDirect(config: Config, log: Logger, clock: Clock, request: Con
       }
     }
     const passwords = createPasswordHasher(config.argon2, { maxConcurrent: config.argon2MaxConcurrency, queueLimit: config.argon2QueueLimit });
-    return await runCommand(request.argv, commandContext({ config, db: handle.db, clock, log, passwords }, request, io));
+    const keyRing = await loadKeyRing(config);
+    return await runCommand(request.argv, commandContext({ config, db: handle.db, clock, log, passwords, keyRing }, request, io));
   } finally {
     await handle.close();
   }
 }
 
 function commandContext(
-  deps: Pick<Deps, 'config' | 'db' | 'clock' | 'log' | 'passwords'>,
+  deps: Pick<Deps, 'config' | 'db' | 'clock' | 'log' | 'passwords' | 'keyRing'>,
   request: ControlRequest,
   io: Pick<CliIo, 'stdout' | 'stderr'>,
 ): CommandContext {

@@ -158,3 +158,22 @@ export async function eraseStaleSuccessors(db: Kysely<Database>, graceEnded: Dat
     .executeTakeFirst();
   return Number(result.numUpdatedRows);
 }
+
+export interface RefreshTokenState extends RefreshFamily {
+  readonly token_generation: number;
+  readonly token_created_at: Date;
+  readonly username: string;
+  readonly user_disabled: boolean;
+}
+
+/** A refresh token's family, its own generation and issue time, and its user (for introspection). */
+export async function findRefreshTokenState(db: Kysely<Database>, tokenHash: string): Promise<RefreshTokenState | undefined> {
+  return db
+    .selectFrom('refresh_tokens as t')
+    .innerJoin('refresh_families as f', 'f.id', 't.family_id')
+    .innerJoin('users as u', 'u.id', 'f.user_id')
+    .selectAll('f')
+    .select(['t.generation as token_generation', 't.created_at as token_created_at', 'u.username', 'u.disabled as user_disabled'])
+    .where('t.token_hash', '=', tokenHash)
+    .executeTakeFirst();
+}

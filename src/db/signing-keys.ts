@@ -19,3 +19,28 @@ export async function insertSigningKey(
 export async function findActiveSigningKey(db: Kysely<Database>): Promise<SigningKeyRow | undefined> {
   return db.selectFrom('signing_keys').selectAll().where('state', '=', 'active').executeTakeFirst();
 }
+
+export async function findNextSigningKey(db: Kysely<Database>): Promise<SigningKeyRow | undefined> {
+  return db.selectFrom('signing_keys').selectAll().where('state', '=', 'next').orderBy('created_at').executeTakeFirst();
+}
+
+/** The active key retires and `kid` (a next key) becomes active, in one statement pair inside the caller's transaction. */
+export async function promoteSigningKey(trx: Kysely<Database>, kid: string, now: Date): Promise<void> {
+  await trx.updateTable('signing_keys').set({ state: 'retired', retired_at: now }).where('state', '=', 'active').execute();
+  await trx.updateTable('signing_keys').set({ state: 'active', activated_at: now }).where('kid', '=', kid).execute();
+}
+
+/** Retired keys whose every token has expired leave the JWKS. */
+export async function deleteRetiredKeys(db: Kysely<Database>, retiredBefore: Date): Promise<string[]> {
+  const rows = await db
+    .deleteFrom('signing_keys')
+    .where('state', '=', 'retired')
+    .where('retired_at', '<', retiredBefore)
+    .returning('kid')
+    .execute();
+  return rows.map((row) => row.kid);
+}
+
+export async function updateSigningKeyCiphertext(db: Kysely<Database>, kid: string, ciphertext: string, kekId: string): Promise<void> {
+  await db.updateTable('signing_keys').set({ private_key_ciphertext: ciphertext, kek_id: kekId }).where('kid', '=', kid).execute();
+}

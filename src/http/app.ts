@@ -2,6 +2,7 @@ import express, { type Express } from 'express';
 import type { Deps } from '../deps.js';
 import { errorHandler, notFound } from './errors.js';
 import { healthRouter } from './health.js';
+import { introspectRouter } from './introspect.js';
 import { passwordChangeRouter } from './password-change.js';
 import { requestLogger } from './request-log.js';
 import { revokeRouter } from './revoke.js';
@@ -24,6 +25,7 @@ export function createApp(deps: Deps): Express {
   });
   app.use(tokenRouter(deps));
   app.use(revokeRouter(deps));
+  app.use(introspectRouter(deps));
   app.use(wellKnownRouter(deps));
   app.use(userinfoRouter(deps));
   app.use(passwordChangeRouter(deps));

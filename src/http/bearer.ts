@@ -26,7 +26,7 @@ export async function authenticateBearer(deps: Deps, req: Request): Promise<Acce
 }
 
 /** Users have uuid ids; a client_credentials token's `sub` is a client id and names no user. */
-function isUserId(sub: string): boolean {
+export function isUserId(sub: string): boolean {
   return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(sub);
 }
 

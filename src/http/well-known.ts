@@ -18,6 +18,8 @@ export function discoveryMetadata(config: Config): Record<string, unknown> {
     userinfo_endpoint: at('/userinfo'),
     revocation_endpoint: at('/revoke'),
     revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
+    introspection_endpoint: at('/introspect'),
+    introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
     grant_types_supported: supportedGrantTypes(),
     // No authorization endpoint (yet): no browser response types are offered.
     response_types_supported: [],

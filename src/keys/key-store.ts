@@ -63,6 +63,10 @@ export async function loadKeySet(db: Kysely<Database>, ring: KeyRing): Promise<K
   const rows = await listSigningKeys(db);
   const active = rows.find((row) => row.state === 'active');
   if (active === undefined) throw new Error('there is no active signing key');
+  // A next key must open too, or its promotion would break signing later: fail now, clearly.
+  for (const row of rows.filter((r) => r.state === 'next')) {
+    ring.decrypt({ ciphertext: row.private_key_ciphertext, kekId: row.kek_id }, row.kid);
+  }
   const privateKey = createPrivateKey({
     key: ring.decrypt({ ciphertext: active.private_key_ciphertext, kekId: active.kek_id }, active.kid),
     format: 'der',

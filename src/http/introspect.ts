@@ -1,0 +1,110 @@
+import { Router } from 'express';
+import type { Client } from '../db/schema.js';
+import { findFamilyById, findRefreshTokenState } from '../db/refresh-families.js';
+import { findUserById } from '../db/users.js';
+import { findClientById } from '../db/clients.js';
+import type { Deps } from '../deps.js';
+import { authenticateClient, invalidClient } from '../oauth/client-auth.js';
+import { invalidRequest } from '../oauth/errors.js';
+import { hashRefreshToken, isWellFormedRefreshToken } from '../refresh/tokens.js';
+import { type AccessTokenClaims, verifyAccessToken } from '../tokens/access-token.js';
+import { isUserId } from './bearer.js';
+import { methodNotAllowed } from './errors.js';
+import { parseForm, readParams } from './form.js';
+import { noStore, rejectQueryParameters, requireForm } from './token-endpoint.js';
+
+const INACTIVE = { active: false } as const;
+
+/**
+ * POST /introspect (RFC 7662). The caller authenticates as a client and learns about a token only
+ * if the token was issued to it, or (access tokens) names it in `aud` by its id or one of its
+ * audiences: a resource server registered as a client. Everything else, expired, revoked,
+ * malformed, unknown or foreign, is `{"active": false}` and nothing more (§2.2).
+ */
+export function introspectRouter(deps: Deps): Router {
+  const router = Router();
+  router.post('/introspect', noStore, requireForm, parseForm, ...deps.limits.client, async (req, res) => {
+    rejectQueryParameters(req);
+    const params = readParams(req.body);
+    const { client, method } = await authenticateClient(deps.db, {
+      authorization: req.get('authorization'),
+      clientId: params['client_id'],
+      clientSecret: params['client_secret'],
+    });
+    // RFC 7662 §2.1: the caller must be authorised; a public client's id proves nothing.
+    if (method === 'none') throw invalidClient('introspection needs a confidential client');
+    const token = params['token'];
+    if (token === undefined || token === '') throw invalidRequest('token is required');
+    const answer = isWellFormedRefreshToken(token)
+      ? await introspectRefreshToken(deps, token, client)
+      : await introspectAccessToken(deps, token, client);
+    res.json(answer);
+  });
+  router.all('/introspect', methodNotAllowed('POST'));
+  return router;
+}
+
+async function introspectAccessToken(deps: Deps, token: string, caller: Client): Promise<object> {
+  const claims = await verifyAccessToken(deps, token).catch(() => undefined);
+  if (claims === undefined || !mayIntrospect(claims, caller)) return INACTIVE;
+  const username = await stillValid(deps, claims);
+  if (username === null) return INACTIVE;
+  return {
+    active: true,
+    token_type: 'Bearer',
+    scope: claims.scope,
+    client_id: claims.client_id,
+    ...(username === undefined ? {} : { username }),
+    sub: claims.sub,
+    aud: claims.aud,
+    iss: claims.iss,
+    jti: claims.jti,
+    iat: claims.iat,
+    exp: claims.exp,
+    ...(claims.auth_time === undefined ? {} : { auth_time: claims.auth_time }),
+    ...(claims.sid === undefined ? {} : { sid: claims.sid }),
+  };
+}
+
+function mayIntrospect(claims: AccessTokenClaims, caller: Client): boolean {
+  if (claims.client_id === caller.id) return true;
+  const audience = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+  return audience.some((aud) => aud === caller.id || caller.audience.includes(aud as string));
+}
+
+/**
+ * Whether what the token stands for still holds: a user token's user exists and is enabled and
+ * its session has not ended; a client token's client still exists. Returns the username for a
+ * user token, undefined for a client token, null when the token no longer stands.
+ */
+async function stillValid(deps: Deps, claims: AccessTokenClaims): Promise<string | undefined | null> {
+  if (!isUserId(claims.sub)) return (await findClientById(deps.db, claims.sub)) ? undefined : null;
+  const user = await findUserById(deps.db, claims.sub);
+  if (user === undefined || user.disabled) return null;
+  if (claims.sid !== undefined) {
+    const family = await findFamilyById(deps.db, claims.sid);
+    if (family === undefined || family.revoked_at !== null) return null;
+  }
+  return user.username;
+}
+
+async function introspectRefreshToken(deps: Deps, token: string, caller: Client): Promise<object> {
+  const state = await findRefreshTokenState(deps.db, hashRefreshToken(token));
+  if (state === undefined || state.client_id !== caller.id) return INACTIVE;
+  const now = deps.clock.now();
+  const expires = Math.min(state.expires_at.getTime(), state.last_used_at.getTime() + deps.config.refreshTokenIdleTtl * 1000);
+  // Only the current token of a live family is usable; a consumed one is not, even inside the grace window.
+  if (state.revoked_at !== null || state.user_disabled || now >= expires || state.token_generation !== state.generation) return INACTIVE;
+  return {
+    active: true,
+    token_type: 'refresh_token',
+    scope: state.scope.join(' '),
+    client_id: state.client_id,
+    username: state.username,
+    sub: state.user_id,
+    iss: deps.config.issuer,
+    iat: Math.floor(state.token_created_at.getTime() / 1000),
+    exp: Math.floor(expires / 1000),
+    sid: state.id,
+  };
+}

@@ -1,9 +1,12 @@
 import type { Kysely } from 'kysely';
 import type { Database, SigningKeyRow } from './schema.js';
 
-/** Every key that is published in the JWKS: next, active and retired. */
+/**
+ * Every key that is published in the JWKS: next, active and retired, newest first. The order is
+ * total (kid breaks ties), so every replica builds the same JWKS document and the same ETag.
+ */
 export async function listSigningKeys(db: Kysely<Database>): Promise<SigningKeyRow[]> {
-  return db.selectFrom('signing_keys').selectAll().orderBy('created_at', 'desc').execute();
+  return db.selectFrom('signing_keys').selectAll().orderBy('created_at', 'desc').orderBy('kid').execute();
 }
 
 export async function insertSigningKey(

@@ -54,7 +54,8 @@ export interface KeyStatus {
 }
 
 export async function listKeyStatus(db: Kysely<Database>, config: LifecycleConfig): Promise<KeyStatus[]> {
-  const rows = await listSigningKeys(db);
+  const rank = { active: 0, next: 1, retired: 2 } as const;
+  const rows = (await listSigningKeys(db)).sort((a, b) => rank[a.state] - rank[b.state]);
   return rows.map((row) => ({
     kid: row.kid,
     state: row.state,

@@ -1,0 +1,195 @@
+import { randomBytes } from 'node:crypto';
+import { decodeProtectedHeader } from 'jose';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Env } from '../src/config.js';
+import { runCli } from '../src/cli/run.js';
+import { kekFingerprint } from '../src/keys/key-encryption.js';
+import { maintainSigningKeys, promotionDelaySeconds, retentionSeconds } from '../src/keys/lifecycle.js';
+import { startKeyMaintenance } from '../src/service.js';
+import { createFakeClock } from './helpers/clock.js';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { createTestClient, createTestUser, startTestService, testEnv, type TestService } from './helpers/service.js';
+
+let database: TestDatabase;
+let env: Env;
+let service: TestService;
+const clock = createFakeClock();
+const oldKek = randomBytes(32).toString('base64');
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  env = testEnv(database, { KEY_ENCRYPTION_KEYS: oldKek, JWKS_MAX_AGE: '60s', KEY_RELOAD_INTERVAL: '1s' });
+  service = await startTestService(database, { env, clock });
+});
+afterAll(async () => {
+  await service?.close();
+  await database?.drop();
+});
+
+const SECOND = 1000;
+
+async function cli(...argv: string[]) {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(argv, { ...env, LOG_LEVEL: '' }, { readStdin: async () => '', stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) }, clock);
+  return { code, stdout, stderr };
+}
+
+async function kidOfNewToken(target: TestService = service): Promise<string> {
+  const client = await createTestClient(target, { grantTypes: ['client_credentials'] });
+  const res = await request(target.app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'client_credentials' });
+  expect(res.status).toBe(200);
+  return decodeProtectedHeader(res.body.access_token).kid!;
+}
+
+const jwksKids = async (target: TestService = service) => ((await request(target.app).get('/.well-known/jwks.json')).body.keys as { kid: string }[]).map((key) => key.kid);
+
+const maintain = async (target: TestService = service) => {
+  await maintainSigningKeys({ ...target.deps, ring: target.deps.keyRing });
+  await target.deps.keys.reload();
+};
+
+describe('the key lifecycle: next -> active -> retired -> removed', () => {
+  it('a rotated-in key is published at once, signs only after the promotion delay, and the old one lingers until its tokens expire', async () => {
+    const first = service.deps.keys.current().signing.kid;
+    const user = await createTestUser(service);
+    const client = await createTestClient(service);
+    const oldToken = (await request(service.app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'password', username: user.username, password: user.password })).body.access_token as string;
+
+    const rotated = await cli('keys', 'rotate', '--json');
+    expect(rotated.code).toBe(0);
+    const { kid: next, state, activates_at } = JSON.parse(rotated.stdout) as { kid: string; state: string; activates_at: string };
+    expect(state).toBe('next');
+    const delay = promotionDelaySeconds(service.config);
+    expect(delay).toBe(61);
+    expect(new Date(activates_at).getTime()).toBe(clock.now() + delay * SECOND);
+
+    await maintain();
+    expect(await jwksKids()).toEqual([first, next]); // published, the active key first
+    expect(await kidOfNewToken()).toBe(first); // not signing yet
+
+    clock.advance((delay - 1) * SECOND);
+    await maintain();
+    expect(await kidOfNewToken()).toBe(first);
+
+    clock.advance(1 * SECOND);
+    await maintain();
+    expect(await kidOfNewToken()).toBe(next);
+    expect(await jwksKids()).toEqual([next, first]);
+    expect(service.logs.entries('signing_key_activated')).toEqual([expect.objectContaining({ kid: next })]);
+    // A token of the retired key still works while it lives.
+    expect((await request(service.app).get('/userinfo').set('Authorization', `Bearer ${oldToken}`)).status).toBe(200);
+
+    const list = JSON.parse((await cli('keys', 'list', '--json')).stdout) as { kid: string; state: string; next_change_at: string | null }[];
+    expect(list.map(({ kid, state: s }) => ({ kid, state: s }))).toEqual([
+      { kid: next, state: 'active' },
+      { kid: first, state: 'retired' },
+    ]);
+    const retention = retentionSeconds(service.config);
+    expect(new Date(list[1]!.next_change_at!).getTime()).toBe(clock.now() + retention * SECOND);
+
+    clock.advance((retention - 1) * SECOND);
+    await maintain();
+    expect(await jwksKids()).toEqual([next, first]);
+    clock.advance(2 * SECOND);
+    await maintain();
+    expect(await jwksKids()).toEqual([next]);
+    expect(service.logs.entries('signing_key_removed')).toEqual([expect.objectContaining({ kid: first })]);
+  });
+
+  it('only one next key at a time', async () => {
+    expect((await cli('keys', 'rotate')).code).toBe(0);
+    const again = await cli('keys', 'rotate');
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/^error: key \S+ is already waiting to become active\n$/);
+    clock.advance(promotionDelaySeconds(service.config) * SECOND);
+    await maintain();
+  });
+
+  it('a promotion is done by exactly one of several replicas', async () => {
+    const second = await startTestService(database, { env, clock });
+    try {
+      expect((await cli('keys', 'rotate')).code).toBe(0);
+      clock.advance(promotionDelaySeconds(service.config) * SECOND);
+      const before = service.logs.entries('signing_key_activated').length + second.logs.entries('signing_key_activated').length;
+      await Promise.all([maintain(service), maintain(second), maintain(service), maintain(second)]);
+      const after = service.logs.entries('signing_key_activated').length + second.logs.entries('signing_key_activated').length;
+      expect(after - before).toBe(1);
+      const active = await database.db.selectFrom('signing_keys').select('kid').where('state', '=', 'active').execute();
+      expect(active).toHaveLength(1);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('KEY_ROTATION_INTERVAL starts a rotation by itself', async () => {
+    const auto = await startTestService(database, { env: { ...env, KEY_ROTATION_INTERVAL: '2h' }, clock });
+    try {
+      const count = async () => (await database.db.selectFrom('signing_keys').select('kid').where('state', '=', 'next').execute()).length;
+      await maintain(auto);
+      expect(await count()).toBe(0);
+      clock.advance(2 * 3600 * SECOND);
+      await maintain(auto);
+      expect(await count()).toBe(1);
+      expect(auto.logs.entries('signing_key_created')).toEqual([expect.objectContaining({ actor: 'schedule' })]);
+      clock.advance(promotionDelaySeconds(service.config) * SECOND);
+      await maintain(auto);
+      expect(await count()).toBe(0);
+    } finally {
+      await auto.close();
+    }
+  });
+});
+
+describe('one key set for all replicas', () => {
+  it('a rotation through the CLI reaches both instances within KEY_RELOAD_INTERVAL: same kid, same ETag', async () => {
+    const second = await startTestService(database, { env, clock });
+    const loops = [startKeyMaintenance(service.deps), startKeyMaintenance(second.deps)];
+    try {
+      expect((await cli('keys', 'rotate')).code).toBe(0);
+      clock.advance(promotionDelaySeconds(service.config) * SECOND);
+      const target = (await database.db.selectFrom('signing_keys').select('kid').where('state', '=', 'next').executeTakeFirstOrThrow()).kid;
+      // Documented bound: one KEY_RELOAD_INTERVAL (1 s here) for the promotion, one more to reload.
+      const deadline = Date.now() + 2 * service.config.keyReloadInterval * SECOND + 2 * SECOND;
+      while ((service.deps.keys.current().signing.kid !== target || second.deps.keys.current().signing.kid !== target) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(await kidOfNewToken(service)).toBe(target);
+      expect(await kidOfNewToken(second)).toBe(target);
+      const [a, b] = await Promise.all([request(service.app).get('/.well-known/jwks.json'), request(second.app).get('/.well-known/jwks.json')]);
+      expect(a.headers['etag']).toBe(b.headers['etag']);
+      expect(a.text).toBe(b.text);
+    } finally {
+      loops.forEach((loop) => loop.stop());
+      await second.close();
+    }
+  });
+});
+
+describe('key-encryption-key rotation', () => {
+  it('`keys reencrypt` seals every private key under the first KEK; the old KEK can then go', async () => {
+    const newKek = randomBytes(32).toString('base64');
+    const ringEnv = { ...env, KEY_ENCRYPTION_KEYS: `${newKek},${oldKek}` };
+    let stdout = '';
+    const code = await runCli(['keys', 'reencrypt', '--json'], { ...ringEnv, LOG_LEVEL: '' }, { readStdin: async () => '', stdout: (t) => (stdout += t), stderr: () => undefined }, clock);
+    expect(code).toBe(0);
+    const rows = await database.db.selectFrom('signing_keys').select(['kid', 'kek_id']).execute();
+    expect(JSON.parse(stdout)).toEqual({ keys_reencrypted: rows.length });
+    expect(new Set(rows.map((row) => row.kek_id))).toEqual(new Set([kekFingerprint(Buffer.from(newKek, 'base64'))]));
+
+    const onlyNew = await startTestService(database, { env: { ...env, KEY_ENCRYPTION_KEYS: newKek }, clock });
+    await onlyNew.close();
+    await expect(startTestService(database, { env: { ...env, KEY_ENCRYPTION_KEYS: oldKek }, clock })).rejects.toThrow(/KEY_ENCRYPTION_KEYS/);
+  });
+
+  it('a next key that the configured KEKs cannot open fails start-up, not its later promotion', async () => {
+    const strangerKek = randomBytes(32).toString('base64');
+    const newKek = (await database.db.selectFrom('signing_keys').select('kek_id').executeTakeFirstOrThrow()).kek_id;
+    expect(newKek).toBeTruthy();
+    // A next key sealed under a KEK this deployment does not have.
+    const code = await runCli(['keys', 'rotate'], { ...env, KEY_ENCRYPTION_KEYS: strangerKek, LOG_LEVEL: '' }, { readStdin: async () => '', stdout: () => undefined, stderr: () => undefined }, clock);
+    expect(code).toBe(0);
+    await expect(startTestService(database, { env: { ...env }, clock })).rejects.toThrow(/KEY_ENCRYPTION_KEYS/);
+  });
+});

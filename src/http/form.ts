@@ -1,5 +1,6 @@
-import express, { type RequestHandler } from 'express';
+import express, { type Request, type RequestHandler } from 'express';
 import { invalidRequest } from '../oauth/errors.js';
+import { setNoStore } from './errors.js';
 
 export type Params = Readonly<Record<string, string | undefined>>;
 
@@ -77,4 +78,30 @@ export function readParams(body: unknown): Params {
 function safeName(name: string): string {
   const printable = name.replace(/[^\x21\x23-\x5b\x5d-\x7e]/g, '?');
   return printable.length > 40 ? `${printable.slice(0, 40)}...` : printable;
+}
+
+// The steps every endpoint that takes parameters begins with.
+
+export const requireFormOrJson: RequestHandler = (req, _res, next) => {
+  if (!req.is(['application/x-www-form-urlencoded', 'application/json'])) {
+    throw invalidRequest('the request body must be application/x-www-form-urlencoded or application/json');
+  }
+  next();
+};
+
+export const noStore: RequestHandler = (_req, res, next) => {
+  setNoStore(res);
+  next();
+};
+
+export const requireForm: RequestHandler = (req, _res, next) => {
+  if (!req.is('application/x-www-form-urlencoded')) {
+    throw invalidRequest('the request body must be application/x-www-form-urlencoded');
+  }
+  next();
+};
+
+/** RFC 6749 §3.2 and §2.3.1: parameters (and above all credentials) never travel in the URL. */
+export function rejectQueryParameters(req: Request): void {
+  if (req.url.includes('?')) throw invalidRequest('parameters must be sent in the request body, not the URL');
 }

@@ -10,8 +10,7 @@ import { hashRefreshToken, isWellFormedRefreshToken } from '../refresh/tokens.js
 import { type AccessTokenClaims, verifyAccessToken } from '../tokens/access-token.js';
 import { isUserId } from './bearer.js';
 import { methodNotAllowed } from './errors.js';
-import { parseForm, readParams } from './form.js';
-import { noStore, rejectQueryParameters, requireForm } from './token-endpoint.js';
+import { noStore, parseForm, readParams, rejectQueryParameters, requireForm } from './form.js';
 
 const INACTIVE = { active: false } as const;
 

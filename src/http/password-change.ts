@@ -6,8 +6,7 @@ import type { Deps } from '../deps.js';
 import { invalidRequest } from '../oauth/errors.js';
 import { authenticateUser } from './bearer.js';
 import { methodNotAllowed } from './errors.js';
-import { parseForm, parseJson, readParams } from './form.js';
-import { noStore, rejectQueryParameters, requireFormOrJson } from './token-endpoint.js';
+import { noStore, parseForm, parseJson, readParams, rejectQueryParameters, requireFormOrJson } from './form.js';
 
 /**
  * POST /users/me/password: the bearer changes their own password, proving the current one. Every

@@ -7,8 +7,7 @@ import { invalidRequest } from '../oauth/errors.js';
 import { hashRefreshToken, isWellFormedRefreshToken } from '../refresh/tokens.js';
 import { verifyAccessToken } from '../tokens/access-token.js';
 import { methodNotAllowed } from './errors.js';
-import { parseForm, readParams } from './form.js';
-import { noStore, rejectQueryParameters, requireForm } from './token-endpoint.js';
+import { noStore, parseForm, readParams, rejectQueryParameters, requireForm } from './form.js';
 
 /**
  * POST /revoke (RFC 7009). Revoking a refresh token ends its whole family: the user is logged out

@@ -1,10 +1,10 @@
-import { type Request, type RequestHandler, type Response, Router } from 'express';
+import { type Request, type Response, Router } from 'express';
 import type { Deps } from '../deps.js';
 import { grants } from '../grants/index.js';
 import { authenticateClient } from '../oauth/client-auth.js';
 import { invalidRequest, OAuthError } from '../oauth/errors.js';
-import { methodNotAllowed, setNoStore } from './errors.js';
-import { type Params, parseForm, parseJson, readParams } from './form.js';
+import { methodNotAllowed } from './errors.js';
+import { noStore, type Params, parseForm, parseJson, readParams, rejectQueryParameters, requireForm, requireFormOrJson } from './form.js';
 
 /**
  * POST /token (RFC 6749 §3.2). The endpoint is a short list of steps: no-store headers, form-only
@@ -20,13 +20,6 @@ export function tokenRouter(deps: Deps): Router {
   return router;
 }
 
-export const requireFormOrJson: RequestHandler = (req, _res, next) => {
-  if (!req.is(['application/x-www-form-urlencoded', 'application/json'])) {
-    throw invalidRequest('the request body must be application/x-www-form-urlencoded or application/json');
-  }
-  next();
-};
-
 /** /refresh implies grant_type=refresh_token; naming another grant there is a mistake worth reporting. */
 function readRefreshBody(req: Request): Params {
   const params = readParams(req.body);
@@ -35,23 +28,6 @@ function readRefreshBody(req: Request): Params {
     throw new OAuthError('unsupported_grant_type', 'this endpoint serves grant_type=refresh_token only');
   }
   return { ...params, grant_type: 'refresh_token' };
-}
-
-export const noStore: RequestHandler = (_req, res, next) => {
-  setNoStore(res);
-  next();
-};
-
-export const requireForm: RequestHandler = (req, _res, next) => {
-  if (!req.is('application/x-www-form-urlencoded')) {
-    throw invalidRequest('the request body must be application/x-www-form-urlencoded');
-  }
-  next();
-};
-
-/** RFC 6749 §3.2 and §2.3.1: parameters (and above all credentials) never travel in the URL. */
-export function rejectQueryParameters(req: Request): void {
-  if (req.url.includes('?')) throw invalidRequest('parameters must be sent in the request body, not the URL');
 }
 
 export function handleTokenRequest(deps: Deps, readBody: (req: Request) => Params = (req) => readParams(req.body)) {

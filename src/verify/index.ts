@@ -98,6 +98,11 @@ export function createVerifier(options: VerifierOptions): Verifier {
       if (typeof payload['client_id'] !== 'string' || typeof payload['scope'] !== 'string') {
         throw new VerificationError(401, 'invalid_token', 'the access token is not valid');
       }
+      // jose checks `iat` only against a maximum age, which a verifier cannot know: a token
+      // claiming to be issued in the future is refused here (RFC 8725 §3.10's spirit).
+      if (typeof payload.iat !== 'number' || payload.iat > Date.now() / 1000 + (options.clockTolerance ?? 5)) {
+        throw new VerificationError(401, 'invalid_token', 'the access token is not valid');
+      }
       const claims = payload as JWTPayload & { client_id: string; scope: string; sub: string };
       return { ...claims, scopes: new Set(claims.scope.split(' ').filter(Boolean)) };
     } catch (error) {

@@ -213,6 +213,18 @@ describe('the client layer', () => {
     expect(limited.body).toEqual(TOO_MANY);
     expect(limited.headers['ratelimit-policy']).toContain('"client"; q=3; w=60');
     expect((await revoke(other)).status).toBe(200);
+    // Naming the password grant in the body does not step around the client layer at /revoke.
+    const sneaky = await request(service.app).post('/revoke').type('form').set('Authorization', client.basic).send({ token: 'A'.repeat(43), grant_type: 'password' });
+    expect(sneaky.status).toBe(429);
+  });
+
+  it('someone who knows a client id cannot spend that client budget from elsewhere', async () => {
+    const service = await serviceWith({ CLIENT_RATE_LIMIT: '2', TRUST_PROXY: 'loopback' });
+    const gateway = await createTestClient(service);
+    const revokeFrom = (ip: string) =>
+      request(service.app).post('/revoke').type('form').set('X-Forwarded-For', ip).set('Authorization', gateway.basic).send({ token: 'A'.repeat(43) });
+    expect(await statuses([revokeFrom('203.0.113.9'), revokeFrom('203.0.113.9'), revokeFrom('203.0.113.9')])).toEqual([200, 200, 429]);
+    expect((await revokeFrom('198.51.100.20')).status).toBe(200);
   });
 });
 

@@ -35,7 +35,7 @@ const create: Command = async (args, ctx) => {
     'secret-stdin': { type: 'boolean' },
   });
   const id = values.id ?? randomBytes(12).toString('base64url');
-  if (!isValidClientId(id)) throw new UsageError('--id has 1 to 64 letters, digits or . _ ~ -');
+  if (!isValidClientId(id)) throw new UsageError('--id has 1 to 64 letters, digits or . _ ~ - and is not shaped like a uuid');
   const type: ClientType = values.public ? 'public' : 'confidential';
   // DESIGN.md: the password grant is for confidential clients unless an operator says otherwise.
   if (type === 'public' && values.grant === undefined) {

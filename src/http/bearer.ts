@@ -25,10 +25,15 @@ export async function authenticateBearer(deps: Deps, req: Request): Promise<Acce
   return verifyAccessToken(deps, match[1]!);
 }
 
-/** Users have uuid ids; a client_credentials token's `sub` is a client id and names no user. */
-export function isUserId(sub: string): boolean {
-  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(sub);
+/**
+ * A client_credentials token (RFC 9068 §2.2: `sub` is the client itself) names no user. Users have
+ * uuid ids and client ids may not look like one (src/oauth/client-auth.ts), so the two never meet.
+ */
+export function isClientToken(claims: Pick<AccessTokenClaims, 'sub' | 'client_id'>): boolean {
+  return claims.sub === claims.client_id || !USER_ID.test(claims.sub);
 }
+
+const USER_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const revokedToken = () =>
   new OAuthError('invalid_token', 'the access token is not valid', {
@@ -42,7 +47,7 @@ const revokedToken = () =>
  */
 export async function authenticateUser(deps: Deps, req: Request): Promise<{ claims: AccessTokenClaims; user: User }> {
   const claims = await authenticateBearer(deps, req);
-  const user = isUserId(claims.sub) ? await findUserById(deps.db, claims.sub) : undefined;
+  const user = isClientToken(claims) ? undefined : await findUserById(deps.db, claims.sub);
   if (user === undefined || user.disabled) throw revokedToken();
   if (claims.sid !== undefined) {
     const family = await findFamilyById(deps.db, claims.sid);

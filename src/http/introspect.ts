@@ -8,7 +8,7 @@ import { authenticateClient, invalidClient } from '../oauth/client-auth.js';
 import { invalidRequest } from '../oauth/errors.js';
 import { hashRefreshToken, isWellFormedRefreshToken } from '../refresh/tokens.js';
 import { type AccessTokenClaims, verifyAccessToken } from '../tokens/access-token.js';
-import { isUserId } from './bearer.js';
+import { isClientToken } from './bearer.js';
 import { methodNotAllowed } from './errors.js';
 import { noStore, parseForm, readParams, rejectQueryParameters, requireForm } from './form.js';
 
@@ -45,12 +45,14 @@ export function introspectRouter(deps: Deps): Router {
 
 async function introspectAccessToken(deps: Deps, token: string, caller: Client): Promise<object> {
   const claims = await verifyAccessToken(deps, token).catch(() => undefined);
-  if (claims === undefined || !mayIntrospect(claims, caller)) return INACTIVE;
+  // Verification tolerates a little clock skew; an answer must never say active past `exp`.
+  if (claims === undefined || claims.exp * 1000 <= deps.clock.now() || !mayIntrospect(deps, claims, caller)) return INACTIVE;
   const username = await stillValid(deps, claims);
   if (username === null) return INACTIVE;
   return {
     active: true,
     token_type: 'Bearer',
+    token_use: 'access_token',
     scope: claims.scope,
     client_id: claims.client_id,
     ...(username === undefined ? {} : { username }),
@@ -65,9 +67,14 @@ async function introspectAccessToken(deps: Deps, token: string, caller: Client):
   };
 }
 
-function mayIntrospect(claims: AccessTokenClaims, caller: Client): boolean {
+/**
+ * The token's own client, or a resource server it names in `aud` (by client id, or by one of the
+ * caller's audiences). Tessera's own AUDIENCE is in every token, so it never counts here: a client
+ * that lists it must not see everyone's tokens.
+ */
+function mayIntrospect(deps: Deps, claims: AccessTokenClaims, caller: Client): boolean {
   if (claims.client_id === caller.id) return true;
-  const audience = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+  const audience = (Array.isArray(claims.aud) ? claims.aud : [claims.aud]).filter((aud) => aud !== deps.config.audience);
   return audience.some((aud) => aud === caller.id || caller.audience.includes(aud as string));
 }
 
@@ -77,7 +84,7 @@ function mayIntrospect(claims: AccessTokenClaims, caller: Client): boolean {
  * user token, undefined for a client token, null when the token no longer stands.
  */
 async function stillValid(deps: Deps, claims: AccessTokenClaims): Promise<string | undefined | null> {
-  if (!isUserId(claims.sub)) return (await findClientById(deps.db, claims.sub)) ? undefined : null;
+  if (isClientToken(claims)) return (await findClientById(deps.db, claims.sub)) ? undefined : null;
   const user = await findUserById(deps.db, claims.sub);
   if (user === undefined || user.disabled) return null;
   if (claims.sid !== undefined) {
@@ -96,7 +103,8 @@ async function introspectRefreshToken(deps: Deps, token: string, caller: Client)
   if (state.revoked_at !== null || state.user_disabled || now >= expires || state.token_generation !== state.generation) return INACTIVE;
   return {
     active: true,
-    token_type: 'refresh_token',
+    // RFC 7662's token_type is an access-token type (RFC 6749 §5.1); a refresh token has none.
+    token_use: 'refresh_token',
     scope: state.scope.join(' '),
     client_id: state.client_id,
     username: state.username,

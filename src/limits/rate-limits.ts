@@ -22,7 +22,7 @@ export type LimitBackend = 'redis' | 'memory' | 'memory_fallback';
  *   cannot use that layer to lock the owner out cheaply from one place.
  * - login_account: failed logins per account from all IPs, capped at 100 (NIST SP 800-63B
  *   §5.2.2): stops a distributed guess at one account.
- * - client: refresh, revoke and introspection requests per client: protects the database.
+ * - client: refresh, revoke and introspection requests per client and source IP: protects the database.
  *
  * Only `invalid_grant` answers count as failed logins. Accounts are keyed by a hash of the
  * normalised username, known or not, so a limited unknown account looks exactly like a known one.
@@ -77,16 +77,18 @@ export function createRateLimits(config: RateLimitConfig, redis: RedisLink | und
     skipSuccessfulRequests: true,
     requestWasSuccessful: failedLogin,
   });
-  // The password grant has its own layers; every other token-endpoint request counts per client.
+  // Per client and source: a noisy gateway is slowed, but nobody who merely knows a client id
+  // (it is no secret) can spend that client's budget from elsewhere.
   const client = limiter('client', config.client, {
-    keyGenerator: (req) => claimedClient(req) ?? `ip:${ip(req)}`,
-    skip: isPasswordGrant,
+    keyGenerator: (req) => `${claimedClient(req) ?? 'anonymous'}|${ip(req)}`,
   });
+  // On /token the password grant has its own layers; every other grant counts per client.
+  const clientUnlessPassword: RequestHandler = (req, res, next) => (isPasswordGrant(req) ? next() : client(req, res, next));
   // Changing a password proves the current one: guesses with a stolen access token count per IP.
   const passwordChange = limiter('password_change', config.loginIp, { keyGenerator: ip });
 
   return {
-    token: [loginIp, loginIpAccount, loginAccount, clearOnSuccess(loginIpAccount, (req) => `${ip(req)}|${accountKey(req)}`), client],
+    token: [loginIp, loginIpAccount, loginAccount, clearOnSuccess(loginIpAccount, (req) => `${ip(req)}|${accountKey(req)}`), clientUnlessPassword],
     client: [client],
     passwordChange: [passwordChange],
     backend: () => (redis === undefined ? 'memory' : redis.isUsable() ? 'redis' : 'memory_fallback'),

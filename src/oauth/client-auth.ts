@@ -27,9 +27,11 @@ export function invalidClient(description = 'client authentication failed'): OAu
 
 /** RFC 6749 §A.1 allows any printable ASCII; Tessera's client ids are URL- and header-safe. */
 const CLIENT_ID = /^[A-Za-z0-9._~-]{1,64}$/;
+/** A client id shaped like a user id would make its client_credentials tokens pass for that user's. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function isValidClientId(id: string): boolean {
-  return CLIENT_ID.test(id);
+  return CLIENT_ID.test(id) && !UUID.test(id);
 }
 
 /** A hash that matches nothing, compared against when the client is unknown, so both paths do the same work. */

@@ -126,8 +126,10 @@ export function createVerifier(options: VerifierOptions): Verifier {
     res.status(error.status).json({ error: error.code, error_description: error.description });
   };
 
+  // Only an `auth` this verifier made counts as authenticated: other middleware may set req.auth too.
+  const ours = new WeakSet<object>();
   const authenticate: RequestHandler = (req: Request, res: Response, next: NextFunction) => {
-    if (req.auth) return next();
+    if (req.auth && ours.has(req.auth)) return next();
     const header = req.get('authorization');
     // RFC 6750 §3.1: a request with no credentials gets the challenge without an error code.
     if (header === undefined) {
@@ -139,6 +141,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (!match) return send(res, new VerificationError(401, 'invalid_token', 'the Authorization header is not a bearer token'));
     verify(match[1]!).then(
       (auth) => {
+        ours.add(auth);
         req.auth = auth;
         next();
       },

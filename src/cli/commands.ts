@@ -15,7 +15,7 @@ const groups: Record<string, Record<string, Command>> = {
   keys: keyCommands,
 };
 
-/** `tessera purge`: delete revoked and expired refresh families now (the server also does it periodically). */
+/** `tessera purge`: delete expired refresh families now (the server also does it periodically). */
 const purge: Command = async (args, ctx) => {
   const { values } = parse(args, {});
   print(ctx, values.json, { families_deleted: await purgeRefreshFamilies(ctx) });
@@ -32,7 +32,7 @@ export const USAGE = `Usage: tessera <command> [options]
 
   serve                                   run the HTTP service (applies pending migrations first)
   migrate                                 apply pending database migrations
-  purge                                   delete revoked and expired refresh-token families now
+  purge                                   delete expired refresh-token families now
 
   users create <username> [--password-stdin] [--scope S]... [--role R]...
   users list [--limit N] [--after USERNAME]

@@ -28,7 +28,8 @@ export type AuditEvent =
   | 'signing_key_activated'
   | 'signing_key_removed'
   | 'keys_reencrypted'
-  | 'client_token_issued';
+  | 'client_token_issued'
+  | 'user_registered';
 
 /** Security events that need a human (reuse of a refresh token) are logged at `warn`. */
 export function audit(log: Logger, event: AuditEvent, fields: Readonly<Record<string, unknown>>, level: 'info' | 'warn' = 'info'): void {

@@ -1,9 +1,11 @@
 import express, { type Express } from 'express';
 import type { Deps } from '../deps.js';
+import { cors } from './cors.js';
 import { errorHandler, notFound } from './errors.js';
 import { healthRouter } from './health.js';
 import { introspectRouter } from './introspect.js';
 import { passwordChangeRouter } from './password-change.js';
+import { registerRouter } from './register.js';
 import { requestLogger } from './request-log.js';
 import { revokeRouter } from './revoke.js';
 import { tokenRouter } from './token-endpoint.js';
@@ -18,6 +20,7 @@ export function createApp(deps: Deps): Express {
   app.set('trust proxy', deps.config.trustProxy);
 
   app.use(requestLogger(deps.log));
+  app.use(cors(deps.config.corsOrigins));
   app.use((_req, res, next) => {
     res.set('X-Content-Type-Options', 'nosniff');
     res.set('Cache-Control', 'no-store');
@@ -29,6 +32,7 @@ export function createApp(deps: Deps): Express {
   app.use(wellKnownRouter(deps));
   app.use(userinfoRouter(deps));
   app.use(passwordChangeRouter(deps));
+  app.use(registerRouter(deps));
   app.use(healthRouter(deps));
   app.use(notFound);
   app.use(errorHandler(deps.log));

@@ -9,7 +9,7 @@ import { OAuthError } from '../oauth/errors.js';
 import { FailoverStore } from './failover-store.js';
 import type { RedisLink } from './redis.js';
 
-export type LimitLayer = 'login_ip' | 'login_ip_account' | 'login_account' | 'client' | 'password_change';
+export type LimitLayer = 'login_ip' | 'login_ip_account' | 'login_account' | 'client' | 'password_change' | 'register';
 export type LimitBackend = 'redis' | 'memory' | 'memory_fallback';
 
 /**
@@ -34,6 +34,8 @@ export interface RateLimits {
   readonly client: RequestHandler[];
   /** For POST /users/me/password. */
   readonly passwordChange: RequestHandler[];
+  /** For POST /register. */
+  readonly register: RequestHandler[];
   backend(): LimitBackend;
   /** Stops the memory stores' timers and closes the Redis connection. */
   close(): Promise<void>;
@@ -86,11 +88,14 @@ export function createRateLimits(config: RateLimitConfig, redis: RedisLink | und
   const clientUnlessPassword: RequestHandler = (req, res, next) => (isPasswordGrant(req) ? next() : client(req, res, next));
   // Changing a password proves the current one: guesses with a stolen access token count per IP.
   const passwordChange = limiter('password_change', config.loginIp, { keyGenerator: ip });
+  // Self-registration costs an Argon2 hash and a row: per IP, like logins.
+  const register = limiter('register', config.loginIp, { keyGenerator: ip });
 
   return {
     token: [loginIp, loginIpAccount, loginAccount, clearOnSuccess(loginIpAccount, (req) => `${ip(req)}|${accountKey(req)}`), clientUnlessPassword],
     client: [client],
     passwordChange: [passwordChange],
+    register: [register],
     backend: () => (redis === undefined ? 'memory' : redis.isUsable() ? 'redis' : 'memory_fallback'),
     async close() {
       for (const store of stores) store.shutdown();

@@ -1,0 +1,42 @@
+import { Router } from 'express';
+import { audit } from '../audit.js';
+import { AccountError, createAccount } from '../auth/accounts.js';
+import { hasControlCharacters, MAX_PASSWORD_BYTES } from '../auth/passwords.js';
+import type { Deps } from '../deps.js';
+import { invalidRequest, OAuthError } from '../oauth/errors.js';
+import { methodNotAllowed } from './errors.js';
+import { noStore, parseForm, parseJson, readParams, rejectQueryParameters, requireFormOrJson } from './form.js';
+
+/**
+ * POST /register, only with REGISTRATION=open (otherwise the endpoint does not exist): a new user
+ * with no scopes, under the same username rules and password policy as everywhere. Rate-limited
+ * per IP like logins. A taken username is a 409 that says only that this name cannot be
+ * registered; nothing else about existing accounts is revealed.
+ */
+export function registerRouter(deps: Deps): Router {
+  const router = Router();
+  if (deps.config.registration !== 'open') return router;
+  router.post('/register', noStore, requireFormOrJson, parseForm, parseJson, ...deps.limits.register, async (req, res) => {
+    rejectQueryParameters(req);
+    const params = readParams(req.body);
+    const username = params['username'];
+    const password = params['password'];
+    if (!username || !password) throw invalidRequest('username and password are required');
+    if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES || hasControlCharacters(password) || hasControlCharacters(username)) {
+      throw invalidRequest('username and password must be short and free of control characters');
+    }
+    try {
+      const user = await createAccount(deps.db, deps.passwords, { username, password }, new Date(deps.clock.now()));
+      audit(deps.log, 'user_registered', { user_id: user.id, ip: req.ip });
+      res.status(201).json({ sub: user.id, username: user.username });
+    } catch (error) {
+      if (!(error instanceof AccountError)) throw error;
+      if (error.code === 'username_taken') {
+        throw new OAuthError('invalid_request', 'this username cannot be registered', { status: 409 });
+      }
+      throw invalidRequest(error.message);
+    }
+  });
+  router.all('/register', methodNotAllowed('POST'));
+  return router;
+}

@@ -536,8 +536,8 @@ describe('tessera clients create', () => {
     [['--scope', 'bad"scope'], 'not a valid scope: bad"scope'],
     [['--scope', 'profile', '--default-scope', 'orders:read'], 'default scopes must be allowed scopes too: orders:read'],
     [['--default-scope', 'profile'], 'default scopes must be allowed scopes too: profile'],
-    [['--id', 'has space'], '--id has 1 to 64 letters, digits or . _ ~ -'],
-    [['--id', 'x'.repeat(65)], '--id has 1 to 64 letters, digits or . _ ~ -'],
+    [['--id', 'has space'], '--id has 1 to 64 letters, digits or . _ ~ - and is not shaped like a uuid'],
+    [['--id', 'x'.repeat(65)], '--id has 1 to 64 letters, digits or . _ ~ - and is not shaped like a uuid'],
   ])('refuses %j as a usage error and creates nothing', async (extra, message) => {
     const before = await database.db.selectFrom('clients').select('id').execute();
     expect(await cli(['clients', 'create', '--id', 'badapp', ...extra])).toEqual({ code: 2, stdout: '', stderr: `error: ${message}\n${USAGE_HINT}` });

@@ -62,7 +62,7 @@ describe('the key lifecycle: next -> active -> retired -> removed', () => {
     const { kid: next, state, activates_at } = JSON.parse(rotated.stdout) as { kid: string; state: string; activates_at: string };
     expect(state).toBe('next');
     const delay = promotionDelaySeconds(service.config);
-    expect(delay).toBe(61);
+    expect(delay).toBe(61); // JWKS_MAX_AGE 60s (above the 30 s refetch cooldown) + KEY_RELOAD_INTERVAL 1s
     expect(new Date(activates_at).getTime()).toBe(clock.now() + delay * SECOND);
 
     await maintain();
@@ -191,5 +191,12 @@ describe('key-encryption-key rotation', () => {
     const code = await runCli(['keys', 'rotate'], { ...env, KEY_ENCRYPTION_KEYS: strangerKek, LOG_LEVEL: '' }, { readStdin: async () => '', stdout: () => undefined, stderr: () => undefined }, clock);
     expect(code).toBe(0);
     await expect(startTestService(database, { env: { ...env }, clock })).rejects.toThrow(/KEY_ENCRYPTION_KEYS/);
+  });
+});
+
+describe('the promotion delay', () => {
+  it('is never shorter than a verifier refetch cooldown (30 s), however small JWKS_MAX_AGE is', () => {
+    expect(promotionDelaySeconds({ jwksMaxAge: 0, keyReloadInterval: 1, accessTokenTtl: 900, keyRotationInterval: undefined })).toBe(31);
+    expect(promotionDelaySeconds({ jwksMaxAge: 300, keyReloadInterval: 30, accessTokenTtl: 900, keyRotationInterval: undefined })).toBe(330);
   });
 });

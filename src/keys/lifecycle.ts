@@ -24,15 +24,22 @@ const CLOCK_SKEW_SECONDS = 5;
 type LifecycleConfig = Pick<Config, 'jwksMaxAge' | 'keyReloadInterval' | 'accessTokenTtl' | 'keyRotationInterval'>;
 
 /**
+ * Verifiers refetch a JWKS when they meet an unknown kid, but not more often than this: jose's
+ * createRemoteJWKSet waits 30 s between fetches (its cooldownDuration), whatever max-age says.
+ */
+const VERIFIER_REFETCH_COOLDOWN_SECONDS = 30;
+
+/**
  * The key lifecycle (DESIGN.md, Signing keys): next -> active -> retired -> removed.
  *
- * A next key is published at once but signs only when every verifier can have seen it: every
- * replica re-reads the key table within KEY_RELOAD_INTERVAL, and a verifier's cached JWKS is at
- * most JWKS_MAX_AGE old. So it is promoted that long after its creation, never sooner (Hydra
- * signs with a new key at once and breaks cached verifiers: ory/hydra#2535).
+ * A next key is published at once but signs only when every verifier can have it: every replica
+ * re-reads the key table within KEY_RELOAD_INTERVAL; a verifier that honours Cache-Control holds a
+ * JWKS at most JWKS_MAX_AGE; one that caches longer refetches on an unknown kid, at most once per
+ * cooldown. So it is promoted after the longer of the two, plus the reload interval, never sooner
+ * (Hydra signs with a new key at once and breaks cached verifiers: ory/hydra#2535).
  */
 export function promotionDelaySeconds(config: LifecycleConfig): number {
-  return config.jwksMaxAge + config.keyReloadInterval;
+  return Math.max(config.jwksMaxAge, VERIFIER_REFETCH_COOLDOWN_SECONDS) + config.keyReloadInterval;
 }
 
 /**

@@ -223,8 +223,9 @@ export function loadConfig(env: Env): Config {
     keyRotationInterval: read('KEY_ROTATION_INTERVAL') === undefined ? undefined : duration('KEY_ROTATION_INTERVAL', '90d', 3600),
     trustProxy: parseTrustProxy(read('TRUST_PROXY'), problems),
     argon2,
-    // libuv's thread pool runs Argon2; by default let it fill the pool and no more.
-    argon2MaxConcurrency: integer('ARGON2_MAX_CONCURRENCY', integer('UV_THREADPOOL_SIZE', 4, 1, 1024), 1, 1024),
+    // libuv's thread pool runs Argon2, and also DNS look-ups, file I/O and key generation: by
+    // default Argon2 may take all of it but one thread.
+    argon2MaxConcurrency: integer('ARGON2_MAX_CONCURRENCY', Math.max(1, integer('UV_THREADPOOL_SIZE', 4, 1, 1024) - 1), 1, 1024),
     argon2QueueLimit: integer('ARGON2_QUEUE_LIMIT', 64, 0, 100_000),
     rateLimits,
     bootstrapAdmin:

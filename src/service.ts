@@ -13,7 +13,10 @@ import { countUsers } from './db/users.js';
 import type { Deps } from './deps.js';
 import { lockDataDir } from './embedded/lock.js';
 import { createApp } from './http/app.js';
-import { createKeyRing, type KeyRing, loadOrCreateEmbeddedKek } from './keys/key-encryption.js';
+import type { Kysely } from 'kysely';
+import type { Database } from './db/schema.js';
+import { listSigningKeys } from './db/signing-keys.js';
+import { createKeyRing, embeddedKekPath, type KeyRing, loadOrCreateEmbeddedKek } from './keys/key-encryption.js';
 import { createKeyStore, ensureSigningKey } from './keys/key-store.js';
 import { maintainSigningKeys } from './keys/lifecycle.js';
 import { createRateLimits } from './limits/rate-limits.js';
@@ -53,8 +56,20 @@ export async function migrateDatabase(config: Config, handle: DatabaseHandle, lo
   }
 }
 
-export async function loadKeyRing(config: Config): Promise<KeyRing> {
-  return createKeyRing(config.keyEncryptionKeys ?? [await loadOrCreateEmbeddedKek(config.dataDir)]);
+/**
+ * KEY_ENCRYPTION_KEYS, or in embedded mode the key in DATA_DIR (made on first start). A missing
+ * file next to a database that already holds sealed keys is a lost key, not a first start: say so
+ * rather than make a new key that opens nothing.
+ */
+export async function loadKeyRing(config: Config, db: Kysely<Database>): Promise<KeyRing> {
+  if (config.keyEncryptionKeys !== undefined) return createKeyRing(config.keyEncryptionKeys);
+  const { key, created } = await loadOrCreateEmbeddedKek(config.dataDir);
+  if (created && (await listSigningKeys(db)).length > 0) {
+    throw new Error(
+      `${embeddedKekPath(config.dataDir)} was missing, but the database holds signing keys sealed with it: restore the file from a backup`,
+    );
+  }
+  return createKeyRing([key]);
 }
 
 /**
@@ -64,14 +79,17 @@ export async function loadKeyRing(config: Config): Promise<KeyRing> {
 export async function prepareDeps(config: Config, handle: DatabaseHandle, log: Logger, clock: Clock = systemClock): Promise<Deps> {
   const applied = await migrateDatabase(config, handle, log);
   if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');
-  const ring = await loadKeyRing(config);
+  const ring = await loadKeyRing(config, handle.db);
   await ensureSigningKey(handle.db, ring, clock);
   const keys = await createKeyStore(handle.db, ring);
   const passwords = createPasswordHasher(config.argon2, { maxConcurrent: config.argon2MaxConcurrency, queueLimit: config.argon2QueueLimit });
   void passwords.dummyHash(); // computed now, so the first unknown-user login costs what the others do
   await bootstrapAdmin({ config, db: handle.db, clock, log, passwords });
   // Last: nothing after it can fail and leave the Redis connection open.
-  const limits = createRateLimits(config.rateLimits, config.redisUrl ? connectRedis(config.redisUrl, log) : undefined, log);
+  const redis = config.redisUrl ? connectRedis(config.redisUrl, log) : undefined;
+  // Counting starts where it will go on: in Redis, unless it cannot be reached within 2 s.
+  await redis?.ready(2_000);
+  const limits = createRateLimits(config.rateLimits, redis, log);
   if (config.redisUrl === undefined) log.info('no REDIS_URL: rate limits are kept per process, in memory');
   return { config, db: handle.db, clock, log, keys, keyRing: ring, passwords, limits, successorKeys: ring.derive(SUCCESSOR_SEAL_PURPOSE) };
 }
@@ -100,9 +118,11 @@ export function startKeyMaintenance(deps: Deps): { stop(): void } {
   const timer = setInterval(() => {
     if (running) return;
     running = true;
+    // The reload does not depend on the maintenance: a failure of one never stops the other.
     maintainSigningKeys({ ...deps, ring: deps.keyRing })
+      .catch((error: unknown) => deps.log.warn({ err: error }, 'could not run the signing-key lifecycle'))
       .then(() => deps.keys.reload())
-      .catch((error: unknown) => deps.log.warn({ err: error }, 'could not maintain or reload signing keys'))
+      .catch((error: unknown) => deps.log.error({ err: error }, 'could not reload signing keys: this replica is not ready until it can'))
       .finally(() => (running = false));
   }, deps.config.keyReloadInterval * 1000);
   timer.unref();

@@ -441,6 +441,7 @@ describe('jose createRemoteJWKSet across a full key rotation', () => {
     let reloads = 0;
     const keys: KeyStore = {
       current: () => deps.keys.current(),
+      isFresh: () => deps.keys.isFresh(),
       reload: async () => {
         await deps.keys.reload();
         reloads += 1;

@@ -4,7 +4,9 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Env } from '../src/config.js';
 import { runCli } from '../src/cli/run.js';
-import { kekFingerprint } from '../src/keys/key-encryption.js';
+import { insertSigningKey } from '../src/db/signing-keys.js';
+import { createKeyRing, kekFingerprint } from '../src/keys/key-encryption.js';
+import { generateSigningKey } from '../src/keys/key-store.js';
 import { maintainSigningKeys, promotionDelaySeconds, retentionSeconds } from '../src/keys/lifecycle.js';
 import { startKeyMaintenance } from '../src/service.js';
 import { createFakeClock } from './helpers/clock.js';
@@ -62,7 +64,7 @@ describe('the key lifecycle: next -> active -> retired -> removed', () => {
     const { kid: next, state, activates_at } = JSON.parse(rotated.stdout) as { kid: string; state: string; activates_at: string };
     expect(state).toBe('next');
     const delay = promotionDelaySeconds(service.config);
-    expect(delay).toBe(61); // JWKS_MAX_AGE 60s (above the 30 s refetch cooldown) + KEY_RELOAD_INTERVAL 1s
+    expect(delay).toBe(67); // JWKS_MAX_AGE 60s (above the 30 s refetch cooldown) + 2 x KEY_RELOAD_INTERVAL 1s + 5s skew
     expect(new Date(activates_at).getTime()).toBe(clock.now() + delay * SECOND);
 
     await maintain();
@@ -183,20 +185,72 @@ describe('key-encryption-key rotation', () => {
     await expect(startTestService(database, { env: { ...env, KEY_ENCRYPTION_KEYS: oldKek }, clock })).rejects.toThrow(/KEY_ENCRYPTION_KEYS/);
   });
 
-  it('a next key that the configured KEKs cannot open fails start-up, not its later promotion', async () => {
-    const strangerKek = randomBytes(32).toString('base64');
-    const newKek = (await database.db.selectFrom('signing_keys').select('kek_id').executeTakeFirstOrThrow()).kek_id;
-    expect(newKek).toBeTruthy();
-    // A next key sealed under a KEK this deployment does not have.
-    const code = await runCli(['keys', 'rotate'], { ...env, KEY_ENCRYPTION_KEYS: strangerKek, LOG_LEVEL: '' }, { readStdin: async () => '', stdout: () => undefined, stderr: () => undefined }, clock);
-    expect(code).toBe(0);
-    await expect(startTestService(database, { env: { ...env }, clock })).rejects.toThrow(/KEY_ENCRYPTION_KEYS/);
+  it('a KEK mismatch is refused at rotation, never promoted, and makes a replica unready, not silently stale', async () => {
+    const own = await createTestDatabase();
+    const kek = randomBytes(32).toString('base64');
+    const ownEnv = testEnv(own, { KEY_ENCRYPTION_KEYS: kek, JWKS_MAX_AGE: '60s', KEY_RELOAD_INTERVAL: '1s' });
+    const replica = await startTestService(own, { env: ownEnv, clock });
+    try {
+      // The CLI run with keys the deployment does not have: refused, nothing written.
+      let stderr = '';
+      const stranger = randomBytes(32).toString('base64');
+      const code = await runCli(['keys', 'rotate'], { ...ownEnv, KEY_ENCRYPTION_KEYS: stranger, LOG_LEVEL: '' }, { readStdin: async () => '', stdout: () => undefined, stderr: (t) => (stderr += t) }, clock);
+      expect(code).toBe(1);
+      expect(stderr).toBe("error: these KEY_ENCRYPTION_KEYS cannot open the active signing key: run this with the service's keys\n");
+      expect(await own.db.selectFrom('signing_keys').select('kid').where('state', '=', 'next').execute()).toEqual([]);
+
+      // A next key sealed under a stranger's ring anyway (written by hand): never promoted...
+      const sealed = await generateSigningKey(createKeyRing([Buffer.from(stranger, 'base64')]));
+      await insertSigningKey(own.db, { ...sealed, state: 'next', created_at: new Date(clock.now()), activated_at: null, retired_at: null });
+      const active = replica.deps.keys.current().signing.kid;
+      clock.advance(promotionDelaySeconds(replica.config) * SECOND);
+      await maintainSigningKeys({ ...replica.deps, ring: replica.deps.keyRing });
+      expect((await own.db.selectFrom('signing_keys').select('kid').where('state', '=', 'active').executeTakeFirstOrThrow()).kid).toBe(active);
+      expect(replica.logs.entries().some((e) => e['msg'] === 'a next signing key cannot be opened with KEY_ENCRYPTION_KEYS: not promoting it')).toBe(true);
+      // ...the replica's reload fails and it says it is not ready...
+      await expect(replica.deps.keys.reload()).rejects.toThrow(/KEY_ENCRYPTION_KEYS/);
+      const ready = await request(replica.app).get('/readyz');
+      expect(ready.status).toBe(503);
+      expect(ready.body.checks.keys).toBe('unavailable');
+      // ...and a new replica refuses to start, naming the setting.
+      await expect(startTestService(own, { env: ownEnv, clock })).rejects.toThrow(/KEY_ENCRYPTION_KEYS/);
+    } finally {
+      await replica.close();
+      await own.drop();
+    }
   });
 });
 
 describe('the promotion delay', () => {
   it('is never shorter than a verifier refetch cooldown (30 s), however small JWKS_MAX_AGE is', () => {
-    expect(promotionDelaySeconds({ jwksMaxAge: 0, keyReloadInterval: 1, accessTokenTtl: 900, keyRotationInterval: undefined })).toBe(31);
-    expect(promotionDelaySeconds({ jwksMaxAge: 300, keyReloadInterval: 30, accessTokenTtl: 900, keyRotationInterval: undefined })).toBe(330);
+    expect(promotionDelaySeconds({ jwksMaxAge: 0, keyReloadInterval: 1, accessTokenTtl: 900, keyRotationInterval: undefined })).toBe(37);
+    expect(promotionDelaySeconds({ jwksMaxAge: 300, keyReloadInterval: 30, accessTokenTtl: 900, keyRotationInterval: undefined })).toBe(365);
+  });
+});
+
+describe('embedded key-encryption key', () => {
+  it('a lost DATA_DIR/key-encryption-key next to sealed signing keys is reported as lost, not silently replaced', async () => {
+    const { mkdtemp, rm, stat } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { loadKeyRing } = await import('../src/service.js');
+    const dataDir = await mkdtemp(join(tmpdir(), 'tessera-kek-'));
+    try {
+      const embedded = { ...service.config, keyEncryptionKeys: undefined, dataDir };
+      await expect(loadKeyRing(embedded, database.db)).rejects.toThrow(
+        `${join(dataDir, 'key-encryption-key')} was missing, but the database holds signing keys sealed with it: restore the file from a backup`,
+      );
+      // On an empty database the same call is a first start: the key is made, mode 0600.
+      const empty = await createTestDatabase();
+      try {
+        await rm(join(dataDir, 'key-encryption-key'), { force: true });
+        await loadKeyRing(embedded, empty.db);
+        expect((await stat(join(dataDir, 'key-encryption-key'))).mode & 0o777).toBe(0o600);
+      } finally {
+        await empty.drop();
+      }
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });

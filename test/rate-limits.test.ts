@@ -89,7 +89,9 @@ describe('the login layers', () => {
     const limited = await login(service, client, user.username, user.password);
     expect(limited.status).toBe(429);
     expect(limited.body).toEqual(TOO_MANY);
-    expect(limited.headers['ratelimit-policy']).toContain('"login_ip_account"; q=3; w=900');
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(890);
+    // Account layers are not announced: their counts are nobody's business.
+    expect(limited.headers['ratelimit-policy']).not.toContain('account');
     // Another account from the same IP is not affected; successes never counted.
     expect((await login(service, client, other.username, other.password)).status).toBe(200);
   });
@@ -104,7 +106,8 @@ describe('the login layers', () => {
     const limited = await login(service, client, user.username, user.password, '198.51.100.7');
     expect(limited.status).toBe(429);
     expect(limited.body).toEqual(TOO_MANY);
-    expect(limited.headers['ratelimit-policy']).toContain('"login_account"; q=5; w=3600');
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(3590);
+    expect(limited.headers['ratelimit-policy']).not.toContain('account');
     // Case and Unicode variants are the same account (and the same counter).
     expect((await login(service, client, user.username.toUpperCase(), user.password, '198.51.100.8')).status).toBe(429);
   });
@@ -167,6 +170,39 @@ describe('the login layers', () => {
   });
 });
 
+describe('the account layer cannot be used to lock the owner out', () => {
+  it('100 guesses from elsewhere lock strangers out, not the owner at a source that logged in before', async () => {
+    const service = await serviceWith({ TRUST_PROXY: 'loopback', LOGIN_ACCOUNT_FAILURE_LIMIT: '5' });
+    const client = await createTestClient(service);
+    const user = await createTestUser(service);
+    expect((await login(service, client, user.username, user.password, '192.0.2.1')).status).toBe(200); // the owner's usual place
+    for (let i = 0; i < 5; i++) await login(service, client, user.username, 'wrong-password', `203.0.113.${100 + i}`);
+    expect((await login(service, client, user.username, 'wrong-password', '203.0.113.200')).status).toBe(429); // a new source
+    expect((await login(service, client, user.username, user.password, '198.51.100.1')).status).toBe(429); // even with the password
+    expect((await login(service, client, user.username, user.password, '192.0.2.1')).status).toBe(200); // the owner, at home
+  });
+
+  it('a success clears the account failure count (NIST: consecutive failures)', async () => {
+    const service = await serviceWith({ TRUST_PROXY: 'loopback', LOGIN_ACCOUNT_FAILURE_LIMIT: '3' });
+    const client = await createTestClient(service);
+    const user = await createTestUser(service);
+    for (let i = 0; i < 2; i++) await login(service, client, user.username, 'wrong-password', `203.0.113.${i + 1}`);
+    expect((await login(service, client, user.username, user.password, '198.51.100.50')).status).toBe(200);
+    for (let i = 0; i < 2; i++) expect((await login(service, client, user.username, 'wrong-password', `203.0.113.${i + 10}`)).status).toBe(400);
+    expect((await login(service, client, user.username, 'wrong-password', '203.0.113.30')).status).toBe(400);
+    expect((await login(service, client, user.username, 'wrong-password', '203.0.113.31')).status).toBe(429);
+  });
+
+  it('no header tells anyone how many failures an account has', async () => {
+    const service = await serviceWith({});
+    const client = await createTestClient(service);
+    const user = await createTestUser(service);
+    const res = await login(service, client, user.username, 'wrong-password');
+    expect(res.headers['ratelimit']).toMatch(/^"login_ip"; r=\d+; t=\d+$/);
+    expect(res.headers['ratelimit-policy']).toMatch(/^"login_ip"; q=\d+; w=\d+; pk=:[^:]+:$/);
+  });
+});
+
 describe('the real client address', () => {
   it('a spoofed X-Forwarded-For is ignored without a trusted proxy', async () => {
     const service = await serviceWith({ LOGIN_IP_LIMIT: '3' });
@@ -201,7 +237,7 @@ describe('shared by replicas', () => {
 });
 
 describe('the client layer', () => {
-  it('refresh and revoke requests are limited per client', async () => {
+  it('refresh, revoke and client-credentials requests are limited per source, whatever client they name', async () => {
     const service = await serviceWith({ CLIENT_RATE_LIMIT: '3' });
     const client = await createTestClient(service);
     const other = await createTestClient(service);
@@ -212,7 +248,12 @@ describe('the client layer', () => {
     expect(limited.status).toBe(429);
     expect(limited.body).toEqual(TOO_MANY);
     expect(limited.headers['ratelimit-policy']).toContain('"client"; q=3; w=60');
-    expect((await revoke(other)).status).toBe(200);
+    // Another (or an invented) client id from the same source buys no fresh budget.
+    expect((await revoke(other)).status).toBe(429);
+    const invented = await request(service.app).post('/introspect').type('form').auth('invented-1', 'x').send({ token: 'x' });
+    expect(invented.status).toBe(429);
+    const cc = await request(service.app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'client_credentials' });
+    expect(cc.status).toBe(429);
     // Naming the password grant in the body does not step around the client layer at /revoke.
     const sneaky = await request(service.app).post('/revoke').type('form').set('Authorization', client.basic).send({ token: 'A'.repeat(43), grant_type: 'password' });
     expect(sneaky.status).toBe(429);
@@ -260,6 +301,32 @@ describe('without Redis and when Redis fails', () => {
       expect((await login(service, client, 'after', 'wrong-password')).status).toBe(400);
       expect(await redisKeys(redis.url, service.config.rateLimits.prefix)).not.toEqual([]);
     } finally {
+      await redis.stop();
+    }
+  }, 30_000);
+});
+
+describe('a hung Redis', () => {
+  it('costs no request more than a short timeout, limits continue in memory, and Redis is used again once it answers', async () => {
+    const redis = await startRedisServer();
+    try {
+      const service = await serviceWith({ LOGIN_IP_LIMIT: '3' }, { redisUrl: redis.url });
+      const client = await createTestClient(service);
+      expect((await login(service, client, 'hung', 'wrong-password')).status).toBe(400);
+      redis.freeze();
+      const during = await statuses(Array.from({ length: 5 }, () => login(service, client, 'hung', 'wrong-password')));
+      expect(during.every((s) => s === 400 || s === 429)).toBe(true);
+      expect(during.filter((s) => s === 429).length).toBeGreaterThanOrEqual(2);
+      expect(service.logs.entries().filter((e) => String(e['msg']).startsWith('redis is unreachable'))).toHaveLength(1);
+      redis.thaw();
+      // After the cooldown, the next command reaches Redis again and says so.
+      await waitFor(async () => {
+        await login(service, client, 'after-thaw', 'wrong-password');
+        return service.logs.entries().some((e) => e['msg'] === 'redis is back: rate limits are shared again');
+      });
+      expect((await request(service.app).get('/readyz')).body.checks.rate_limits).toBe('redis');
+    } finally {
+      redis.thaw();
       await redis.stop();
     }
   }, 30_000);
@@ -328,8 +395,11 @@ async function startRedisServer() {
       await exited;
     }
   };
+  /** A hung Redis: the process stops answering but keeps its connections open. */
+  const freeze = () => child?.kill('SIGSTOP');
+  const thaw = () => child?.kill('SIGCONT');
   await start();
-  return { url, start, stop };
+  return { url, start, stop, freeze, thaw };
 }
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {

@@ -566,3 +566,59 @@ describe('signing-key rotation', () => {
     }
   });
 });
+
+describe('a key set that cannot be refreshed', () => {
+  /** A JWKS endpoint of our own in front of Tessera's, which can answer 503. */
+  async function flakyJwks() {
+    let failing = false;
+    const app = express();
+    app.get('/jwks', async (_req, res) => {
+      if (failing) return void res.status(503).send('unavailable');
+      const upstream = await fetch(`${tessera.issuer}${JWKS_PATH}`);
+      res.type('application/json').send(await upstream.text());
+    });
+    const server = createServer(app);
+    const port = await listenOnLoopback(server);
+    return {
+      uri: `http://127.0.0.1:${port}/jwks`,
+      fail: (on: boolean) => (failing = on),
+      close: () => closeServer(server),
+    };
+  }
+
+  it('a 5xx from the JWKS before any keys are cached is 503, never 401 (clients would drop a valid token)', async () => {
+    const jwks = await flakyJwks();
+    try {
+      jwks.fail(true);
+      const res = await call('get', '/orders', await passwordToken('orders:read'), ordersApi(createVerifier({ issuer: tessera.issuer, audience: AUDIENCE, jwksUri: jwks.uri })));
+      expect(res.status).toBe(503);
+      expect(res.body).toEqual({ error: 'temporarily_unavailable', error_description: 'the token issuer cannot be reached' });
+      expect(res.headers['www-authenticate']).toBeUndefined();
+    } finally {
+      await jwks.close();
+    }
+  });
+
+  it('keeps verifying with the keys it has when a refresh fails (stale-if-error)', async () => {
+    const jwks = await flakyJwks();
+    const app = ordersApi(createVerifier({ issuer: tessera.issuer, audience: AUDIENCE, jwksUri: jwks.uri }));
+    try {
+      const token = await passwordToken('orders:read');
+      expect((await call('get', '/orders', token, app)).status).toBe(200);
+      jwks.fail(true);
+      // Eleven minutes later the cache is stale (jose keeps it ten): the refresh fails, the old keys serve.
+      vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 11 * 60_000 });
+      const fresh = await passwordTokenAt(Date.now());
+      expect((await call('get', '/orders', fresh, app)).status).toBe(200);
+    } finally {
+      vi.useRealTimers();
+      await jwks.close();
+    }
+  });
+});
+
+/** A token whose iat is `at` (Tessera's clock moved there). */
+async function passwordTokenAt(at: number): Promise<string> {
+  tessera.service.clock.set(at);
+  return passwordToken('orders:read');
+}

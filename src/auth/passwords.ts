@@ -71,7 +71,12 @@ export function createPasswordHasher(
         }
       }),
     needsRehash: (stored) => argon2.needsRehash(stored, options),
-    dummyHash: () => (dummy ??= hash(randomBytes(32).toString('base64url'))),
+    // A failed attempt (the queue was full) is not remembered: the next call tries again.
+    dummyHash: () =>
+      (dummy ??= hash(randomBytes(32).toString('base64url')).catch((error: unknown) => {
+        dummy = undefined;
+        throw error;
+      })),
   };
 }
 

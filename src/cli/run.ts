@@ -86,7 +86,7 @@ async function runDirect(config: Config, log: Logger, clock: Clock, request: Con
       }
     }
     const passwords = createPasswordHasher(config.argon2, { maxConcurrent: config.argon2MaxConcurrency, queueLimit: config.argon2QueueLimit });
-    const keyRing = await loadKeyRing(config);
+    const keyRing = await loadKeyRing(config, handle.db);
     return await runCommand(request.argv, commandContext({ config, db: handle.db, clock, log, passwords, keyRing }, request, io));
   } finally {
     await handle.close();

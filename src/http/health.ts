@@ -33,12 +33,9 @@ export function healthRouter(deps: Deps): Router {
   return router;
 }
 
+/** Keys are loaded, and the latest reload worked (else this replica may sign with a retired key). */
 function keysLoaded(deps: Deps): boolean {
-  try {
-    return deps.keys.current().signing.kid !== '';
-  } catch {
-    return false;
-  }
+  return deps.keys.isFresh() && deps.keys.current().signing.kid !== '';
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

@@ -16,8 +16,8 @@ const INACTIVE = { active: false } as const;
 
 /**
  * POST /introspect (RFC 7662). The caller authenticates as a client and learns about a token only
- * if the token was issued to it, or (access tokens) names it in `aud` by its id or one of its
- * audiences: a resource server registered as a client. Everything else, expired, revoked,
+ * if the token was issued to it, or (access tokens) names it in `aud` by its client id: a resource
+ * server registered as a client. Everything else, expired, revoked,
  * malformed, unknown or foreign, is `{"active": false}` and nothing more (§2.2).
  */
 export function introspectRouter(deps: Deps): Router {
@@ -46,7 +46,7 @@ export function introspectRouter(deps: Deps): Router {
 async function introspectAccessToken(deps: Deps, token: string, caller: Client): Promise<object> {
   const claims = await verifyAccessToken(deps, token).catch(() => undefined);
   // Verification tolerates a little clock skew; an answer must never say active past `exp`.
-  if (claims === undefined || claims.exp * 1000 <= deps.clock.now() || !mayIntrospect(deps, claims, caller)) return INACTIVE;
+  if (claims === undefined || claims.exp * 1000 <= deps.clock.now() || !mayIntrospect(claims, caller)) return INACTIVE;
   const username = await stillValid(deps, claims);
   if (username === null) return INACTIVE;
   return {
@@ -68,14 +68,14 @@ async function introspectAccessToken(deps: Deps, token: string, caller: Client):
 }
 
 /**
- * The token's own client, or a resource server it names in `aud` (by client id, or by one of the
- * caller's audiences). Tessera's own AUDIENCE is in every token, so it never counts here: a client
- * that lists it must not see everyone's tokens.
+ * The token's own client, or a resource server that the token names in `aud` by its client id (a
+ * resource server registers as a confidential client whose id is its audience). A client's
+ * `audience` setting says what to put in tokens issued to it, not what it may read: two gateways
+ * sharing an audience must not read each other's tokens (RFC 7662 §4).
  */
-function mayIntrospect(deps: Deps, claims: AccessTokenClaims, caller: Client): boolean {
+function mayIntrospect(claims: AccessTokenClaims, caller: Client): boolean {
   if (claims.client_id === caller.id) return true;
-  const audience = (Array.isArray(claims.aud) ? claims.aud : [claims.aud]).filter((aud) => aud !== deps.config.audience);
-  return audience.some((aud) => aud === caller.id || caller.audience.includes(aud as string));
+  return (Array.isArray(claims.aud) ? claims.aud : [claims.aud]).includes(caller.id);
 }
 
 /**

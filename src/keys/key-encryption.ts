@@ -57,7 +57,7 @@ export function createKeyRing(keys: readonly Buffer[]): KeyRing {
       const key = byId.get(secret.kekId);
       if (key === undefined) {
         throw new KeyDecryptionError(
-          `no key in KEY_ENCRYPTION_KEYS matches the one (${secret.kekId}) that encrypted signing key ${associatedData}`,
+          `no key in KEY_ENCRYPTION_KEYS (embedded: DATA_DIR/key-encryption-key) matches the one (${secret.kekId}) that encrypted signing key ${associatedData}`,
         );
       }
       const raw = Buffer.from(secret.ciphertext, 'base64');
@@ -77,12 +77,12 @@ export function createKeyRing(keys: readonly Buffer[]): KeyRing {
  * Embedded mode only: the key-encryption key lives in DATA_DIR (mode 0600), created on first start.
  * With DATABASE_URL, KEY_ENCRYPTION_KEYS is required instead (src/config.ts).
  */
-export async function loadOrCreateEmbeddedKek(dataDir: string): Promise<Buffer> {
-  const path = join(dataDir, 'key-encryption-key');
+export async function loadOrCreateEmbeddedKek(dataDir: string): Promise<{ key: Buffer; created: boolean }> {
+  const path = embeddedKekPath(dataDir);
   try {
     const key = Buffer.from((await readFile(path, 'utf8')).trim(), 'base64');
     if (key.length !== 32) throw new Error(`${path} does not hold a 32-byte base64 key`);
-    return key;
+    return { key, created: false };
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
@@ -93,5 +93,9 @@ export async function loadOrCreateEmbeddedKek(dataDir: string): Promise<Buffer> 
     throw error;
   });
   await chmod(path, 0o600);
-  return loadOrCreateEmbeddedKek(dataDir);
+  return { key: (await loadOrCreateEmbeddedKek(dataDir)).key, created: true };
+}
+
+export function embeddedKekPath(dataDir: string): string {
+  return join(dataDir, 'key-encryption-key');
 }

@@ -26,6 +26,8 @@ export interface KeyStore {
   current(): KeySet;
   /** Re-reads the key table (another replica or the CLI may have changed it). */
   reload(): Promise<void>;
+  /** False while the latest reload failed: this replica may be signing with an outdated key. */
+  isFresh(): boolean;
 }
 
 /**
@@ -90,10 +92,18 @@ function publicMembers(jwk: Record<string, unknown>): Record<string, unknown> {
 
 export async function createKeyStore(db: Kysely<Database>, ring: KeyRing): Promise<KeyStore> {
   let keySet = await loadKeySet(db, ring);
+  let fresh = true;
   return {
     current: () => keySet,
+    isFresh: () => fresh,
     async reload() {
-      keySet = await loadKeySet(db, ring);
+      try {
+        keySet = await loadKeySet(db, ring);
+        fresh = true;
+      } catch (error) {
+        fresh = false;
+        throw error;
+      }
     },
   };
 }

@@ -39,7 +39,8 @@ const VERIFIER_REFETCH_COOLDOWN_SECONDS = 30;
  * (Hydra signs with a new key at once and breaks cached verifiers: ory/hydra#2535).
  */
 export function promotionDelaySeconds(config: LifecycleConfig): number {
-  return Math.max(config.jwksMaxAge, VERIFIER_REFETCH_COOLDOWN_SECONDS) + config.keyReloadInterval;
+  // Two reload intervals (one tick may be missed) and the clocks' skew as margin.
+  return Math.max(config.jwksMaxAge, VERIFIER_REFETCH_COOLDOWN_SECONDS) + 2 * config.keyReloadInterval + CLOCK_SKEW_SECONDS;
 }
 
 /**
@@ -80,11 +81,29 @@ export async function listKeyStatus(db: Kysely<Database>, config: LifecycleConfi
 
 export class KeyLifecycleError extends Error {}
 
-/** Adds a next key (published now, signing after the promotion delay). One next key at a time. */
+/** Whether this ring opens a key: a ring that cannot is not the deployment's. */
+function opens(ring: KeyRing, key: SigningKeyRow): boolean {
+  try {
+    ring.decrypt({ ciphertext: key.private_key_ciphertext, kekId: key.kek_id }, key.kid);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Adds a next key (published now, signing after the promotion delay). One next key at a time.
+ * Refused when this process's KEY_ENCRYPTION_KEYS cannot open the active key: a key sealed under
+ * a ring the replicas do not have would break them when it became active.
+ */
 export async function rotateSigningKey(db: Kysely<Database>, ring: KeyRing, clock: Clock, log: Logger, actor: string): Promise<string> {
   const key = await generateSigningKey(ring);
   await db.transaction().execute(async (trx) => {
     await sql`select pg_advisory_xact_lock(${KEY_CHANGE_LOCK})`.execute(trx);
+    const active = await findActiveSigningKey(trx);
+    if (active && !opens(ring, active)) {
+      throw new KeyLifecycleError('these KEY_ENCRYPTION_KEYS cannot open the active signing key: run this with the service\'s keys');
+    }
     const waiting = await findNextSigningKey(trx);
     if (waiting) throw new KeyLifecycleError(`key ${waiting.kid} is already waiting to become active`);
     await insertSigningKey(trx, { ...key, state: 'next', created_at: new Date(clock.now()), activated_at: null, retired_at: null });
@@ -113,9 +132,14 @@ export async function maintainSigningKeys(deps: {
     let change = false;
     const next = await findNextSigningKey(trx);
     if (next && next.created_at.getTime() + promotionDelaySeconds(config) * 1000 <= now) {
-      await promoteSigningKey(trx, next.kid, new Date(now));
-      audit(log, 'signing_key_activated', { kid: next.kid });
-      change = true;
+      if (!opens(deps.ring, next)) {
+        // Promoting it would leave every replica unable to sign: keep the current key and say so.
+        log.error({ kid: next.kid }, 'a next signing key cannot be opened with KEY_ENCRYPTION_KEYS: not promoting it');
+      } else {
+        await promoteSigningKey(trx, next.kid, new Date(now));
+        audit(log, 'signing_key_activated', { kid: next.kid });
+        change = true;
+      }
     }
     const removed = await deleteRetiredKeys(trx, new Date(now - retentionSeconds(config) * 1000));
     for (const kid of removed) audit(log, 'signing_key_removed', { kid });

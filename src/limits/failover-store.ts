@@ -1,6 +1,10 @@
-import { MemoryStore, type Options, type Store } from 'express-rate-limit';
+import type { Options, Store } from 'express-rate-limit';
 import { RedisStore } from 'rate-limit-redis';
+import { BoundedMemoryStore } from './bounded-memory-store.js';
 import type { RedisLink } from './redis.js';
+
+/** Counters one layer may keep in memory (about 300 bytes each): the bound while Redis is away. */
+export const MEMORY_KEYS_PER_LAYER = 50_000;
 
 /**
  * A rate-limit store that counts in Redis while Redis answers, and in this process's memory while
@@ -10,7 +14,7 @@ import type { RedisLink } from './redis.js';
  */
 export class FailoverStore implements Store {
   readonly localKeys = false;
-  private readonly memory = new MemoryStore();
+  private readonly memory = new BoundedMemoryStore(MEMORY_KEYS_PER_LAYER);
   private readonly redisStore: RedisStore | undefined;
   private options: Options | undefined;
 
@@ -39,10 +43,12 @@ export class FailoverStore implements Store {
     await this.redisStore.init(this.options).catch((error: unknown) => this.redis?.reportFailure(error));
   }
 
-  private async either<T>(inRedis: (store: RedisStore) => Promise<T>, inMemory: (store: MemoryStore) => Promise<T> | T): Promise<T> {
+  private async either<T>(inRedis: (store: RedisStore) => Promise<T>, inMemory: (store: BoundedMemoryStore) => T): Promise<T> {
     if (this.redisStore !== undefined && this.redis?.isUsable()) {
       try {
-        return await inRedis(this.redisStore);
+        const result = await inRedis(this.redisStore);
+        this.redis.reportSuccess();
+        return result;
       } catch (error) {
         this.redis.reportFailure(error);
       }
@@ -79,6 +85,6 @@ export class FailoverStore implements Store {
   }
 
   shutdown(): void {
-    this.memory.shutdown();
+    // Nothing to stop: the memory store keeps no timers.
   }
 }

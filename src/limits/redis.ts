@@ -15,6 +15,10 @@ export interface RedisLink {
   isUsable(): boolean;
   /** A command failed: fall back to memory (a warning is logged once per outage). */
   reportFailure(error: unknown): void;
+  /** A command succeeded: an outage (even one the connection never noticed, a hung Redis) is over. */
+  reportSuccess(): void;
+  /** Resolves once Redis is ready, or after `timeoutMs` (then counting starts in memory). */
+  ready(timeoutMs: number): Promise<void>;
   /** Runs `listener` every time Redis becomes usable again. */
   onReady(listener: () => void): void;
   close(): Promise<void>;
@@ -41,12 +45,15 @@ export function connectRedis(url: string, log: Logger, now: () => number = Date.
     down = true;
     log.warn({ err: error }, 'redis is unreachable: rate limits continue per process, in memory, until it is back');
   };
-  client.on('error', markDown);
-  client.on('close', () => markDown(new Error('the connection to redis closed')));
-  client.on('ready', () => {
+  const markUp = () => {
     skipUntil = 0;
     if (down) log.info('redis is back: rate limits are shared again');
     down = false;
+  };
+  client.on('error', markDown);
+  client.on('close', () => markDown(new Error('the connection to redis closed')));
+  client.on('ready', () => {
+    markUp();
     for (const listener of listeners) listener();
   });
 
@@ -54,6 +61,19 @@ export function connectRedis(url: string, log: Logger, now: () => number = Date.
     client,
     isUsable: () => client.status === 'ready' && now() >= skipUntil,
     reportFailure: markDown,
+    reportSuccess: () => {
+      if (down) markUp();
+    },
+    ready: (timeoutMs) =>
+      client.status === 'ready'
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, timeoutMs);
+            client.once('ready', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+          }),
     onReady: (listener) => {
       listeners.push(listener);
     },

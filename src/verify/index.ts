@@ -10,7 +10,7 @@
  * Self-contained on purpose (jose and Express only): it runs in other services' processes.
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { createRemoteJWKSet, errors, type JWTPayload, jwtVerify } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, errors, type JWTPayload, jwtVerify } from 'jose';
 
 export interface VerifierOptions {
   /** Tessera's ISSUER, exactly. */
@@ -80,12 +80,23 @@ export function createVerifier(options: VerifierOptions): Verifier {
 
   async function verify(token: string): Promise<TesseraAuth> {
     if (token.length > 8192) throw new VerificationError(401, 'invalid_token', 'the access token is not valid');
-    let jwks: ReturnType<typeof createRemoteJWKSet>;
+    let remote: ReturnType<typeof createRemoteJWKSet>;
     try {
-      jwks = await keys();
+      remote = await keys();
     } catch {
       throw new VerificationError(503, 'temporarily_unavailable', 'the token issuer cannot be reached');
     }
+    // Stale-if-error: when a refresh of the key set fails (Tessera down, a 5xx, a timeout), the
+    // keys last fetched still verify, so an outage of Tessera is not an outage of its verifiers.
+    const jwks: Parameters<typeof jwtVerify>[1] = async (header, input) => {
+      try {
+        return await remote(header, input);
+      } catch (error) {
+        const cached = remote.jwks();
+        if (isFetchFailure(error) && cached) return createLocalJWKSet(cached)(header, input);
+        throw error;
+      }
+    };
     try {
       const { payload } = await jwtVerify(token, jwks, {
         issuer: options.issuer,
@@ -107,8 +118,8 @@ export function createVerifier(options: VerifierOptions): Verifier {
       return { ...claims, scopes: new Set(claims.scope.split(' ').filter(Boolean)) };
     } catch (error) {
       if (error instanceof VerificationError) throw error;
-      // The key set could not be fetched (a network error is not a JOSE error): not the token's fault.
-      if (error instanceof errors.JWKSTimeout || !(error instanceof errors.JOSEError)) {
+      // The key set could not be fetched: not the token's fault, and never a reason to discard it.
+      if (isFetchFailure(error)) {
         throw new VerificationError(503, 'temporarily_unavailable', 'the token issuer cannot be reached');
       }
       if (error instanceof errors.JWTExpired) throw new VerificationError(401, 'invalid_token', 'the access token has expired');
@@ -164,6 +175,16 @@ export function createVerifier(options: VerifierOptions): Verifier {
         });
     },
   };
+}
+
+/**
+ * A failure to fetch the key set, as opposed to a token that does not verify: a network error (not
+ * a JOSE error at all), a timeout, a non-200 or non-JSON answer (jose's generic error), or a
+ * malformed key set.
+ */
+function isFetchFailure(error: unknown): boolean {
+  if (!(error instanceof errors.JOSEError)) return true;
+  return error instanceof errors.JWKSTimeout || error instanceof errors.JWKSInvalid || error.code === 'ERR_JOSE_GENERIC';
 }
 
 async function discoverJwksUri(options: VerifierOptions): Promise<string> {

@@ -21,6 +21,7 @@ export type AuditEvent =
   | 'user_updated'
   | 'user_deleted'
   | 'client_created'
+  | 'client_updated'
   | 'client_deleted'
   | 'client_secret_rotated'
   | 'role_changed'

@@ -36,6 +36,8 @@ export interface RateLimitConfig {
 export interface Config {
   readonly port: number;
   readonly host: string;
+  /** Undefined: GET /metrics on `port`. A number: only on HOST:metricsPort, a listener of its own. */
+  readonly metricsPort: number | undefined;
   readonly issuer: string;
   readonly audience: string;
   /** Unset: the embedded PGlite database in `dataDir`. */
@@ -123,6 +125,10 @@ export function loadConfig(env: Env): Config {
 
   const port = integer('PORT', 3000, 0, 65535);
   const host = read('HOST') ?? '0.0.0.0';
+  const metricsPort = read('METRICS_PORT') === undefined ? undefined : integer('METRICS_PORT', 0, 0, 65535);
+  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === port) {
+    problems.push(`METRICS_PORT must differ from PORT (both are ${port})`);
+  }
 
   const issuer = read('ISSUER') ?? `http://localhost:${port}`;
   problems.push(...checkIssuer(issuer));
@@ -207,6 +213,7 @@ export function loadConfig(env: Env): Config {
   const config: Config = {
     port,
     host,
+    metricsPort,
     issuer,
     audience,
     databaseUrl,

@@ -7,6 +7,7 @@ import type { Database } from './db/schema.js';
 import type { KeyRing } from './keys/key-encryption.js';
 import type { KeyStore } from './keys/key-store.js';
 import type { RateLimits } from './limits/rate-limits.js';
+import type { Metrics } from './metrics.js';
 
 /** Everything the HTTP layer, the grants and the CLI need, passed in (never imported as singletons). */
 export interface Deps {
@@ -21,4 +22,6 @@ export interface Deps {
   readonly limits: RateLimits;
   /** Server secrets (from KEY_ENCRYPTION_KEYS) that seal refresh-token successors: src/refresh/tokens.ts. */
   readonly successorKeys: readonly Buffer[];
+  /** Prometheus instruments on this service's own registry (src/metrics.ts). */
+  readonly metrics: Metrics;
 }

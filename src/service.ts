@@ -13,6 +13,7 @@ import { countUsers } from './db/users.js';
 import type { Deps } from './deps.js';
 import { lockDataDir } from './embedded/lock.js';
 import { createApp } from './http/app.js';
+import { listenForMetrics } from './http/metrics.js';
 import type { Kysely } from 'kysely';
 import type { Database } from './db/schema.js';
 import { listSigningKeys } from './db/signing-keys.js';
@@ -20,6 +21,7 @@ import { createKeyRing, embeddedKekPath, type KeyRing, loadOrCreateEmbeddedKek }
 import { createKeyStore, ensureSigningKey } from './keys/key-store.js';
 import { maintainSigningKeys } from './keys/lifecycle.js';
 import { createRateLimits } from './limits/rate-limits.js';
+import { createMetrics } from './metrics.js';
 import { connectRedis } from './limits/redis.js';
 import { purgeRefreshFamilies } from './refresh/housekeeping.js';
 import { SUCCESSOR_SEAL_PURPOSE } from './refresh/tokens.js';
@@ -82,16 +84,28 @@ export async function prepareDeps(config: Config, handle: DatabaseHandle, log: L
   const ring = await loadKeyRing(config, handle.db);
   await ensureSigningKey(handle.db, ring, clock);
   const keys = await createKeyStore(handle.db, ring);
-  const passwords = createPasswordHasher(config.argon2, { maxConcurrent: config.argon2MaxConcurrency, queueLimit: config.argon2QueueLimit });
+  const metrics = createMetrics();
+  const passwords = createPasswordHasher(
+    config.argon2,
+    { maxConcurrent: config.argon2MaxConcurrency, queueLimit: config.argon2QueueLimit },
+    metrics.argon2Completed,
+  );
   void passwords.dummyHash(); // computed now, so the first unknown-user login costs what the others do
   await bootstrapAdmin({ config, db: handle.db, clock, log, passwords });
   // Last: nothing after it can fail and leave the Redis connection open.
   const redis = config.redisUrl ? connectRedis(config.redisUrl, log) : undefined;
   // Counting starts where it will go on: in Redis, unless it cannot be reached within 2 s.
   await redis?.ready(2_000);
-  const limits = createRateLimits(config.rateLimits, redis, log);
+  const limits = createRateLimits(config.rateLimits, redis, log, metrics);
+  metrics.watch({
+    rateLimitBackend: limits.backend,
+    argon2Load: () => passwords.load,
+    databasePool: handle.poolUsage,
+    signingKeyActivatedAt: () => keys.current().signing.activatedAt,
+    now: () => clock.now(),
+  });
   if (config.redisUrl === undefined) log.info('no REDIS_URL: rate limits are kept per process, in memory');
-  return { config, db: handle.db, clock, log, keys, keyRing: ring, passwords, limits, successorKeys: ring.derive(SUCCESSOR_SEAL_PURPOSE) };
+  return { config, db: handle.db, clock, log, keys, keyRing: ring, passwords, limits, successorKeys: ring.derive(SUCCESSOR_SEAL_PURPOSE), metrics };
 }
 
 /** BOOTSTRAP_ADMIN_*: an admin (direct scope `admin`) on a database that has no user yet. */
@@ -132,6 +146,8 @@ export function startKeyMaintenance(deps: Deps): { stop(): void } {
 export interface RunningServer {
   readonly server: Server;
   readonly url: string;
+  /** Where /metrics is served when METRICS_PORT is set (else it is on `url`). */
+  readonly metricsUrl: string | undefined;
   /** Stops accepting, lets in-flight requests finish within the shutdown timeout, then closes. */
   close(): Promise<void>;
 }
@@ -156,6 +172,10 @@ export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<
     server.listen(deps.config.port, deps.config.host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
+  const metrics = await listenForMetrics(deps).catch((error: unknown) => {
+    server.close();
+    throw error;
+  });
   const reload = startKeyMaintenance(deps);
   const purge = setInterval(() => {
     purgeRefreshFamilies(deps)
@@ -176,9 +196,10 @@ export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, deps.config.shutdownTimeout * 1000).unref());
       await Promise.race([drained, deadline]);
       server.closeAllConnections();
+      await metrics?.close();
       await deps.limits.close();
       await onClose();
     })());
   const host = deps.config.host === '0.0.0.0' || deps.config.host === '::' ? 'localhost' : deps.config.host;
-  return { server, url: `http://${host}:${port}`, close };
+  return { server, url: `http://${host}:${port}`, metricsUrl: metrics && `http://${host}:${metrics.port}`, close };
 }

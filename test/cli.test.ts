@@ -532,12 +532,12 @@ describe('tessera clients create', () => {
     [['--grant', 'implicit'], 'unknown grant type: implicit (known: password, refresh_token, client_credentials)'],
     [['--public', '--grant', 'client_credentials'], 'a public client cannot use client_credentials: it has no secret'],
     // DESIGN.md: the password grant is for confidential clients unless the operator says otherwise.
-    [['--public'], 'a public client needs its grants named explicitly (--grant password --grant refresh_token)'],
+    [['--public'], 'a public client needs its grant types named explicitly (password, refresh_token)'],
     [['--scope', 'bad"scope'], 'not a valid scope: bad"scope'],
     [['--scope', 'profile', '--default-scope', 'orders:read'], 'default scopes must be allowed scopes too: orders:read'],
     [['--default-scope', 'profile'], 'default scopes must be allowed scopes too: profile'],
-    [['--id', 'has space'], '--id has 1 to 64 letters, digits or . _ ~ - and is not shaped like a uuid'],
-    [['--id', 'x'.repeat(65)], '--id has 1 to 64 letters, digits or . _ ~ - and is not shaped like a uuid'],
+    [['--id', 'has space'], 'a client id has 1 to 64 letters, digits or . _ ~ - and is not shaped like a uuid'],
+    [['--id', 'x'.repeat(65)], 'a client id has 1 to 64 letters, digits or . _ ~ - and is not shaped like a uuid'],
   ])('refuses %j as a usage error and creates nothing', async (extra, message) => {
     const before = await database.db.selectFrom('clients').select('id').execute();
     expect(await cli(['clients', 'create', '--id', 'badapp', ...extra])).toEqual({ code: 2, stdout: '', stderr: `error: ${message}\n${USAGE_HINT}` });

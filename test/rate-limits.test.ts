@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Env } from '../src/config.js';
 import { createApp } from '../src/http/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { createTestClient, createTestUser, startTestService, TEST_REDIS_URL, testEnv, type TestClient, type TestService } from './helpers/service.js';
+import { createTestClient, createTestUser, recordResponses, startTestService, TEST_REDIS_URL, testEnv, type TestClient, type TestService } from './helpers/service.js';
 
 let database: TestDatabase;
 const services: TestService[] = [];
@@ -124,7 +124,7 @@ describe('the login layers', () => {
     const service = await serviceWith({ LOGIN_IP_LIMIT: '2' });
     let verifies = 0;
     const real = service.deps.passwords;
-    const app = createApp({ ...service.deps, passwords: { ...real, verify: (h, p) => (verifies++, real.verify(h, p)) } });
+    const app = recordResponses(createApp({ ...service.deps, passwords: { ...real, verify: (h, p) => (verifies++, real.verify(h, p)) } }));
     const client = await createTestClient(service);
     const send = () => request(app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'password', username: 'nobody', password: 'whatever1' });
     expect((await send()).status).toBe(400);

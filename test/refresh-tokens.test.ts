@@ -11,6 +11,7 @@ import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import {
   createTestClient,
   createTestUser,
+  recordResponses,
   startTestService,
   testEnv,
   type TestClient,
@@ -285,7 +286,7 @@ describe('races and replays', () => {
     const gate = new Promise<void>((resolve) => (releaseVerify = resolve));
     const real = service.deps.passwords;
     const gated = { ...real, verify: async (hash: string, password: string) => (verifying(), await gate, real.verify(hash, password)) };
-    const app = createApp({ ...service.deps, passwords: gated });
+    const app = recordResponses(createApp({ ...service.deps, passwords: gated }));
     const pending = request(app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'password', username: user.username, password: user.password }).then((res) => res);
     await inVerify;
     await setAccountPassword(service.deps.db, real, user, 'a brand new passphrase', new Date(service.clock.now() + SECOND));

@@ -2,7 +2,7 @@ import { decodeJwt, decodeProtectedHeader } from 'jose';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { createTestClient, createTestUser, startTestService, TEST_ISSUER, type TestService } from './helpers/service.js';
+import { createTestClient, createTestUser, recordResponses, startTestService, TEST_ISSUER, type TestService } from './helpers/service.js';
 
 let database: TestDatabase;
 let service: TestService;
@@ -138,7 +138,7 @@ describe('password grant: request format (RFC 6749 §3.2)', () => {
   it('an oversized password is refused before any hashing', async () => {
     let verifies = 0;
     const counting = { ...service.deps.passwords, verify: async (...args: [string, string]) => (verifies++, service.deps.passwords.verify(...args)) };
-    const app = (await import('../src/http/app.js')).createApp({ ...service.deps, passwords: counting });
+    const app = recordResponses((await import('../src/http/app.js')).createApp({ ...service.deps, passwords: counting }));
     const res = await request(app).post('/token').type('form').set('Authorization', client.basic).send({ ...form(), password: 'x'.repeat(100_000) });
     expect(res.status).toBe(413);
     expect(res.body).toEqual(errorBody('invalid_request', 'the request body is too large'));
@@ -315,7 +315,7 @@ describe('password grant: users and passwords', () => {
     const verified: string[] = [];
     const real = service.deps.passwords;
     const counting = { ...real, verify: (hash: string, password: string) => (verified.push(hash), real.verify(hash, password)) };
-    const app = (await import('../src/http/app.js')).createApp({ ...service.deps, passwords: counting });
+    const app = recordResponses((await import('../src/http/app.js')).createApp({ ...service.deps, passwords: counting }));
     const known = await createTestUser(service);
     const send = (username: string) =>
       request(app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'password', username, password: 'wrong-password' });
@@ -358,7 +358,7 @@ describe('password grant: users and passwords', () => {
     const { createPasswordHasher } = await import('../src/auth/passwords.js');
     const user = await createTestUser(service);
     const stronger = { memoryKib: 512, iterations: 2, parallelism: 1 };
-    const app = (await import('../src/http/app.js')).createApp({ ...service.deps, passwords: createPasswordHasher(stronger) });
+    const app = recordResponses((await import('../src/http/app.js')).createApp({ ...service.deps, passwords: createPasswordHasher(stronger) }));
     const res = await request(app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'password', username: user.username, password: user.password });
     expect(res.status).toBe(200);
     const row = await service.deps.db.selectFrom('users').selectAll().where('id', '=', user.id).executeTakeFirstOrThrow();

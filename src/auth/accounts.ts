@@ -1,13 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
-import { isUniqueViolation } from '../db/errors.js';
+import { isForeignKeyViolation, isUniqueViolation } from '../db/errors.js';
+import { findExistingRoles, replaceUserRoles } from '../db/roles.js';
 import type { Database, User } from '../db/schema.js';
 import { revokeUserFamilies } from '../db/refresh-families.js';
-import { changePassword, grantUserScopes, insertUser, setUserDisabled } from '../db/users.js';
+import { changePassword, grantUserScopes, insertUser, replaceUserScopes, setUserDisabled, touchUser } from '../db/users.js';
 import { checkNewPassword, type PasswordHasher } from './passwords.js';
+import { checkScopeList } from './scopes.js';
 import { normaliseUsername, USERNAME_RULES } from './usernames.js';
 
-export type AccountErrorCode = 'invalid_username' | 'weak_password' | 'username_taken' | 'not_found';
+export type AccountErrorCode = 'invalid_username' | 'weak_password' | 'invalid_scope' | 'unknown_role' | 'username_taken' | 'not_found';
 
 /** A rule about accounts was broken; the message is safe to show to whoever asked. */
 export class AccountError extends Error {
@@ -24,9 +26,14 @@ export interface NewAccount {
   readonly username: string;
   readonly password: string;
   readonly scopes?: readonly string[];
+  readonly roles?: readonly string[];
 }
 
-/** Creates a user from raw input (CLI, bootstrap, later the admin API and registration): one set of rules. */
+/**
+ * Creates a user from raw input (CLI, bootstrap, admin API, registration): one set of rules. The
+ * user, their scopes and their roles are written in one transaction, so an unknown role leaves no
+ * half-created user behind.
+ */
 export async function createAccount(
   db: Kysely<Database>,
   passwords: PasswordHasher,
@@ -37,9 +44,12 @@ export async function createAccount(
   if (username === undefined) throw new AccountError('invalid_username', `the username must have ${USERNAME_RULES}`);
   const weakness = checkNewPassword(input.password, username);
   if (weakness !== undefined) throw new AccountError('weak_password', weakness);
+  const scopes = checkedScopes(input.scopes);
+  const roles = unique(input.roles ?? []);
   const passwordHash = await passwords.hash(input.password);
-  try {
-    return await db.transaction().execute(async (trx) => {
+  return withAccountErrors(() =>
+    db.transaction().execute(async (trx) => {
+      await requireRoles(trx, roles);
       const user = await insertUser(trx, {
         id: randomUUID(),
         username,
@@ -48,11 +58,66 @@ export async function createAccount(
         updated_at: now,
         password_changed_at: now,
       });
-      await grantUserScopes(trx, user.id, input.scopes ?? []);
+      await grantUserScopes(trx, user.id, scopes);
+      await replaceUserRoles(trx, user.id, roles);
       return user;
-    });
+    }),
+  );
+}
+
+export interface AccountChanges {
+  /** Replaces the user's direct scopes. */
+  readonly scopes?: readonly string[] | undefined;
+  /** Replaces the user's roles. */
+  readonly roles?: readonly string[] | undefined;
+  readonly disabled?: boolean | undefined;
+}
+
+/**
+ * Changes what a user may do, in one transaction. Disabling ends every refresh family of the user
+ * too; enabling does not bring them back. Returns how many families ended.
+ */
+export async function updateAccount(db: Kysely<Database>, userId: string, changes: AccountChanges, now: Date): Promise<number> {
+  const scopes = changes.scopes === undefined ? undefined : checkedScopes(changes.scopes);
+  const roles = changes.roles === undefined ? undefined : unique(changes.roles);
+  return withAccountErrors(() =>
+    db.transaction().execute(async (trx) => {
+      const found =
+        changes.disabled === undefined ? await touchUser(trx, userId, now) : await setUserDisabled(trx, userId, changes.disabled, now);
+      if (!found) throw new AccountError('not_found', 'no such user');
+      if (scopes !== undefined) await replaceUserScopes(trx, userId, scopes);
+      if (roles !== undefined) {
+        await requireRoles(trx, roles);
+        await replaceUserRoles(trx, userId, roles);
+      }
+      return changes.disabled === true ? revokeUserFamilies(trx, userId, 'user_disabled', now) : 0;
+    }),
+  );
+}
+
+function unique(values: readonly string[]): string[] {
+  return [...new Set(values)];
+}
+
+function checkedScopes(scopes: readonly string[] | undefined): string[] {
+  const problem = checkScopeList(scopes ?? []);
+  if (problem !== undefined) throw new AccountError('invalid_scope', problem);
+  return unique(scopes ?? []);
+}
+
+async function requireRoles(db: Kysely<Database>, roles: readonly string[]): Promise<void> {
+  const existing = new Set(await findExistingRoles(db, roles));
+  const missing = roles.filter((role) => !existing.has(role));
+  if (missing.length > 0) throw new AccountError('unknown_role', `no such role: ${missing.join(' ')}`);
+}
+
+/** A race with a concurrent change (the same username created, a role deleted) is the same error as losing it outright. */
+async function withAccountErrors<T>(write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
   } catch (error) {
     if (isUniqueViolation(error)) throw new AccountError('username_taken', 'a user with this username already exists');
+    if (isForeignKeyViolation(error)) throw new AccountError('unknown_role', 'a role named there does not exist');
     throw error;
   }
 }
@@ -80,8 +145,5 @@ export async function setAccountPassword(
 
 /** Disabling a user ends their sessions too; enabling does not bring them back. */
 export async function setAccountDisabled(db: Kysely<Database>, userId: string, disabled: boolean, now: Date): Promise<number> {
-  return db.transaction().execute(async (trx) => {
-    if (!(await setUserDisabled(trx, userId, disabled, now))) throw new AccountError('not_found', 'no such user');
-    return disabled ? revokeUserFamilies(trx, userId, 'user_disabled', now) : 0;
-  });
+  return updateAccount(db, userId, { disabled }, now);
 }

@@ -11,6 +11,8 @@ export const MAX_PASSWORD_BYTES = 1024;
 export const MIN_NEW_PASSWORD_LENGTH = 8;
 export const MAX_NEW_PASSWORD_LENGTH = 256;
 
+export type Argon2Operation = 'hash' | 'verify';
+
 export interface PasswordHasher {
   /** How many Argon2 operations run and wait right now, and the most that ever ran at once. */
   readonly load: Pick<ConcurrencyLimit, 'active' | 'queued' | 'peak'>;
@@ -37,11 +39,13 @@ export function normalisePassword(password: string): string {
  * Argon2id at the configured parameters. Every hash and verify goes through one bounded queue: at
  * most `maxConcurrent` run at once (each holds `memoryKib` of memory), at most `queueLimit` wait,
  * and past that the caller gets 503 temporarily_unavailable. So the memory Argon2 can take is
- * bounded by maxConcurrent x memoryKib whatever the flood (ATTACKS.md C4).
+ * bounded by maxConcurrent x memoryKib whatever the flood (ATTACKS.md C4). `observe` learns how long
+ * each operation took once it had its slot (the metrics' Argon2 histogram).
  */
 export function createPasswordHasher(
   params: Argon2Params,
   bound: { readonly maxConcurrent: number; readonly queueLimit: number } = { maxConcurrent: 4, queueLimit: 64 },
+  observe: (operation: Argon2Operation, seconds: number) => void = () => undefined,
 ): PasswordHasher {
   const limit = createConcurrencyLimit(
     bound.maxConcurrent,
@@ -58,18 +62,28 @@ export function createPasswordHasher(
     parallelism: params.parallelism,
   } as const;
   let dummy: Promise<string> | undefined;
-  const hash = (password: string) => limit.run(() => argon2.hash(normalisePassword(password), options));
+  const timed = async <T>(operation: Argon2Operation, work: () => Promise<T>): Promise<T> => {
+    const start = performance.now();
+    try {
+      return await work();
+    } finally {
+      observe(operation, (performance.now() - start) / 1000);
+    }
+  };
+  const hash = (password: string) => limit.run(() => timed('hash', () => argon2.hash(normalisePassword(password), options)));
   return {
     load: limit,
     hash,
     verify: (stored, password) =>
-      limit.run(async () => {
-        try {
-          return await argon2.verify(stored, normalisePassword(password));
-        } catch {
-          return false; // a malformed stored hash never matches
-        }
-      }),
+      limit.run(() =>
+        timed('verify', async () => {
+          try {
+            return await argon2.verify(stored, normalisePassword(password));
+          } catch {
+            return false; // a malformed stored hash never matches
+          }
+        }),
+      ),
     needsRehash: (stored) => argon2.needsRehash(stored, options),
     // A failed attempt (the queue was full) is not remembered: the next call tries again.
     dummyHash: () =>
@@ -78,6 +92,11 @@ export function createPasswordHasher(
         throw error;
       })),
   };
+}
+
+/** A password Tessera makes up for an operator (CLI, admin API): 128 bits from the CSPRNG, shown once. */
+export function generatePassword(): string {
+  return randomBytes(16).toString('base64url');
 }
 
 /** Control characters would be truncated or mangled by some clients and logs: refuse them outright. */

@@ -18,6 +18,15 @@ export function parseScope(text: string | undefined): string[] | undefined {
   return [...new Set(tokens)];
 }
 
+/**
+ * Scopes named by an operator (CLI, admin API) for a user, role or client: each must be a
+ * scope-token. Returns what is wrong, or undefined (like checkNewPassword).
+ */
+export function checkScopeList(scopes: readonly string[]): string | undefined {
+  const bad = scopes.filter((scope) => !isScopeToken(scope));
+  return bad.length > 0 ? `not a valid scope: ${bad.join(' ')}` : undefined;
+}
+
 export function formatScope(scopes: readonly string[]): string {
   return scopes.join(' ');
 }

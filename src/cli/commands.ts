@@ -1,4 +1,6 @@
 import { AccountError } from '../auth/accounts.js';
+import { ClientError } from '../auth/client-registry.js';
+import { RoleError } from '../auth/roles.js';
 import { isForeignKeyViolation } from '../db/errors.js';
 import { clientCommands } from './clients.js';
 import { keyCommands } from './keys.js';
@@ -60,6 +62,8 @@ standard input (--password-stdin, --secret-stdin) or generated and printed once;
 arguments. Exit codes: 0 done, 1 failed (no such user, conflict, policy), 2 usage, 78 configuration.
 `;
 
+const USAGE_ERROR_CODES = new Set<string>(['invalid_scope', 'invalid_role', 'invalid_client_metadata']);
+
 export function isDatabaseCommand(argv: readonly string[]): boolean {
   return findCommand(argv).command !== undefined;
 }
@@ -79,7 +83,13 @@ export async function runCommand(argv: readonly string[], ctx: CommandContext): 
       ctx.err(`error: ${error.message}\n(see tessera --help)\n`);
       return EXIT.usage;
     }
-    if (error instanceof CommandError || error instanceof AccountError) {
+    if (error instanceof AccountError || error instanceof RoleError || error instanceof ClientError) {
+      // Malformed input is a usage error, like a wrong option; a rule the input broke is a failure.
+      const usage = USAGE_ERROR_CODES.has(error.code);
+      ctx.err(`error: ${error.message}\n${usage ? '(see tessera --help)\n' : ''}`);
+      return usage ? EXIT.usage : EXIT.failed;
+    }
+    if (error instanceof CommandError) {
       ctx.err(`error: ${error.message}\n`);
       return EXIT.failed;
     }

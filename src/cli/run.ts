@@ -134,7 +134,7 @@ async function serve(config: Config, log: Logger, clock: Clock, io: CliIo): Prom
     await handle.close();
   });
   log.info(
-    { url: running.url, issuer: config.issuer, database: handle.kind, rate_limits: config.redisUrl ? 'redis' : 'memory' },
+    { url: running.url, metrics_url: running.metricsUrl, issuer: config.issuer, database: handle.kind, rate_limits: config.redisUrl ? 'redis' : 'memory' },
     'tessera is serving',
   );
   if (handle.kind === 'embedded') {

@@ -1,9 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { audit } from '../audit.js';
 import { createAccount, setAccountDisabled, setAccountPassword } from '../auth/accounts.js';
-import { isScopeToken } from '../auth/scopes.js';
+import { generatePassword } from '../auth/passwords.js';
+import { checkScopeList } from '../auth/scopes.js';
 import { normaliseUsername } from '../auth/usernames.js';
-import { addUserRole, roleExists } from '../db/roles.js';
 import type { User } from '../db/schema.js';
 import {
   deleteUser,
@@ -17,12 +16,9 @@ import {
 import { revokeUserFamilies } from '../db/refresh-families.js';
 import { type Command, type CommandContext, CommandError, parse, positional, print, printTable, readSecretFromStdin, UsageError } from './command.js';
 
-const MAX_LIST_LIMIT = 1000;
+// The account rules (src/auth/accounts.ts) are the admin API's too; this file only reads arguments and prints.
 
-/** A generated password: 128 bits, printed once. */
-function generatePassword(): string {
-  return randomBytes(16).toString('base64url');
-}
+const MAX_LIST_LIMIT = 1000;
 
 async function requireUser(ctx: CommandContext, username: string): Promise<User> {
   const normalised = normaliseUsername(username);
@@ -32,8 +28,8 @@ async function requireUser(ctx: CommandContext, username: string): Promise<User>
 }
 
 function scopesFrom(values: readonly string[]): string[] {
-  const bad = values.filter((scope) => !isScopeToken(scope));
-  if (bad.length > 0) throw new UsageError(`not a valid scope: ${bad.join(' ')}`);
+  const problem = checkScopeList(values);
+  if (problem !== undefined) throw new UsageError(problem);
   return [...new Set(values)];
 }
 
@@ -47,13 +43,10 @@ const create: Command = async (args, ctx) => {
   }, 1);
   const generated = values['password-stdin'] ? undefined : generatePassword();
   const password = generated ?? readSecretFromStdin(ctx, '--password-stdin');
-  const scopes = scopesFrom(values.scope ?? []);
-  for (const role of values.role ?? []) {
-    if (!(await roleExists(ctx.db, role))) throw new CommandError(`no such role: ${role}`);
-  }
-  const user = await createAccount(ctx.db, ctx.passwords, { username: positional(positionals, 0, 'username'), password, scopes }, now(ctx));
-  for (const role of values.role ?? []) await addUserRole(ctx.db, user.id, role);
-  audit(ctx.log, 'user_created', { user_id: user.id, actor: 'cli', scopes, roles: values.role ?? [] });
+  const scopes = [...new Set(values.scope ?? [])];
+  const roles = [...new Set(values.role ?? [])];
+  const user = await createAccount(ctx.db, ctx.passwords, { username: positional(positionals, 0, 'username'), password, scopes, roles }, now(ctx));
+  audit(ctx.log, 'user_created', { user_id: user.id, actor: 'cli', scopes, roles });
   print(ctx, values.json, { id: user.id, username: user.username, ...(generated ? { password: generated } : {}) });
 };
 

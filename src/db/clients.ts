@@ -1,8 +1,17 @@
 import type { Kysely } from 'kysely';
-import type { Client, Database, NewClient } from './schema.js';
+import type { Client, ClientUpdate, Database, NewClient } from './schema.js';
 
 export async function findClientById(db: Kysely<Database>, id: string): Promise<Client | undefined> {
   return db.selectFrom('clients').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** The client, locked until the caller's transaction ends: changes are checked against what they replace. */
+export async function lockClient(db: Kysely<Database>, id: string): Promise<Client | undefined> {
+  return db.selectFrom('clients').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+}
+
+export async function updateClient(db: Kysely<Database>, id: string, changes: ClientUpdate): Promise<Client | undefined> {
+  return db.updateTable('clients').set(changes).where('id', '=', id).returningAll().executeTakeFirst();
 }
 
 export async function insertClient(db: Kysely<Database>, client: NewClient): Promise<Client> {

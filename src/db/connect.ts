@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import type { PoolUsage } from '../metrics.js';
 import type { Database } from './schema.js';
 
 export type DatabaseKind = 'postgres' | 'embedded';
@@ -10,6 +11,8 @@ export type DatabaseKind = 'postgres' | 'embedded';
 export interface DatabaseHandle {
   readonly db: Kysely<Database>;
   readonly kind: DatabaseKind;
+  /** The pg pool's connections now (for the metrics); undefined on PGlite, which has no pool. */
+  readonly poolUsage: (() => PoolUsage) | undefined;
   close(): Promise<void>;
 }
 
@@ -33,9 +36,10 @@ export function openPostgres(url: string, log: Logger, options: PostgresOptions 
   const timeouts = options.forMigrations
     ? {}
     : { statement_timeout: 2_000, query_timeout: 2_500, idle_in_transaction_session_timeout: 10_000 };
+  const max = options.poolSize ?? 10;
   const pool = new pg.Pool({
     connectionString: url,
-    max: options.poolSize ?? 10,
+    max,
     connectionTimeoutMillis: 2_000,
     idleTimeoutMillis: 30_000,
     ...timeouts,
@@ -49,7 +53,8 @@ export function openPostgres(url: string, log: Logger, options: PostgresOptions 
     client.on('error', (error) => log.warn({ err: error }, 'database connection lost'));
   });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  return { db, kind: 'postgres', close: () => db.destroy() };
+  const poolUsage = () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max });
+  return { db, kind: 'postgres', poolUsage, close: () => db.destroy() };
 }
 
 /** Where the embedded PGlite cluster lives inside DATA_DIR. */
@@ -70,5 +75,5 @@ export async function openEmbedded(dataDir: string): Promise<DatabaseHandle> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const pglite = await PGlite.create(embeddedDatabasePath(dataDir));
   const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
-  return { db, kind: 'embedded', close: () => db.destroy() };
+  return { db, kind: 'embedded', poolUsage: undefined, close: () => db.destroy() };
 }

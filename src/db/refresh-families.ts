@@ -115,6 +115,30 @@ export async function listUserFamilies(db: Kysely<Database>, userId: string): Pr
 }
 
 /**
+ * A page of the user's families, newest first; `after` is the id of the last family of the
+ * previous page (created_at ties are broken by id, so the order is total and no family is skipped).
+ */
+export async function pageUserFamilies(
+  db: Kysely<Database>,
+  userId: string,
+  page: { readonly limit: number; readonly after?: string | undefined },
+): Promise<RefreshFamily[]> {
+  let query = db
+    .selectFrom('refresh_families')
+    .selectAll()
+    .where('user_id', '=', userId)
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(page.limit);
+  if (page.after !== undefined) {
+    query = query.where(
+      sql<boolean>`(created_at, id) < (select f.created_at, f.id from refresh_families f where f.id = ${page.after} and f.user_id = ${userId})`,
+    );
+  }
+  return query.execute();
+}
+
+/**
  * Deletes up to `batchSize` families that can never be used again: past their absolute lifetime,
  * or idle too long. Revoked families are kept until then, so that a stolen token replayed after a
  * revocation is still recognised (and logged) as a token of a revoked family. SKIP LOCKED passes

@@ -27,6 +27,31 @@ export async function listRoles(db: Kysely<Database>): Promise<RoleWithScopes[]>
   }));
 }
 
+export async function findRole(db: Kysely<Database>, name: string): Promise<RoleWithScopes | undefined> {
+  const role = await db.selectFrom('roles').select(['name', 'description']).where('name', '=', name).executeTakeFirst();
+  if (role === undefined) return undefined;
+  const scopes = await db.selectFrom('role_scopes').select('scope').where('role_name', '=', name).orderBy('scope').execute();
+  return { ...role, scopes: scopes.map((row) => row.scope) };
+}
+
+/** Which of these role names exist. */
+export async function findExistingRoles(db: Kysely<Database>, names: readonly string[]): Promise<string[]> {
+  if (names.length === 0) return [];
+  const rows = await db.selectFrom('roles').select('name').where('name', 'in', names).execute();
+  return rows.map((row) => row.name);
+}
+
+export async function updateRoleDescription(db: Kysely<Database>, name: string, description: string): Promise<boolean> {
+  const result = await db.updateTable('roles').set({ description }).where('name', '=', name).executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+/** The role's scopes become exactly these (inside the caller's transaction). */
+export async function replaceRoleScopes(db: Kysely<Database>, role: string, scopes: readonly string[]): Promise<void> {
+  await db.deleteFrom('role_scopes').where('role_name', '=', role).execute();
+  await addRoleScopes(db, role, scopes);
+}
+
 export async function roleExists(db: Kysely<Database>, name: string): Promise<boolean> {
   return (await db.selectFrom('roles').select('name').where('name', '=', name).executeTakeFirst()) !== undefined;
 }
@@ -51,4 +76,15 @@ export async function addUserRole(db: Kysely<Database>, userId: string, role: st
 
 export async function removeUserRole(db: Kysely<Database>, userId: string, role: string): Promise<void> {
   await db.deleteFrom('user_roles').where('user_id', '=', userId).where('role_name', '=', role).execute();
+}
+
+/** The user's roles become exactly these (inside the caller's transaction). */
+export async function replaceUserRoles(db: Kysely<Database>, userId: string, roles: readonly string[]): Promise<void> {
+  await db.deleteFrom('user_roles').where('user_id', '=', userId).execute();
+  if (roles.length === 0) return;
+  await db
+    .insertInto('user_roles')
+    .values(roles.map((role) => ({ user_id: userId, role_name: role })))
+    .onConflict((oc) => oc.doNothing())
+    .execute();
 }

@@ -105,5 +105,6 @@ export type NewUser = Insertable<UsersTable>;
 export type UserUpdate = Updateable<UsersTable>;
 export type Client = Selectable<ClientsTable>;
 export type NewClient = Insertable<ClientsTable>;
+export type ClientUpdate = Updateable<ClientsTable>;
 export type SigningKeyRow = Selectable<SigningKeysTable>;
 export type RefreshFamily = Selectable<RefreshFamiliesTable>;

@@ -18,13 +18,24 @@ export async function countUsers(db: Kysely<Database>): Promise<number> {
   return Number(row.count);
 }
 
+/**
+ * A page of users in username order, after the username `after`. `search` keeps the usernames that
+ * contain it (it is compared as plain text: LIKE's `%`, `_` and `\` in it match only themselves).
+ */
 export async function listUsers(
   db: Kysely<Database>,
-  page: { readonly limit: number; readonly after?: string | undefined },
+  page: { readonly limit: number; readonly after?: string | undefined; readonly search?: string | undefined },
 ): Promise<User[]> {
   let query = db.selectFrom('users').selectAll().orderBy('username').limit(page.limit);
   if (page.after !== undefined) query = query.where('username', '>', page.after);
+  if (page.search !== undefined && page.search !== '') {
+    query = query.where(sql<boolean>`username like ${`%${escapeLike(page.search)}%`} escape '\\'`);
+  }
   return query.execute();
+}
+
+function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (char) => `\\${char}`);
 }
 
 /** Rehash on login: the password is unchanged, so sessions stay and password_changed_at does not move. */
@@ -44,6 +55,12 @@ export async function changePassword(db: Kysely<Database>, id: string, hash: str
 
 export async function setUserDisabled(db: Kysely<Database>, id: string, disabled: boolean, now: Date): Promise<boolean> {
   const result = await db.updateTable('users').set({ disabled, updated_at: now }).where('id', '=', id).executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+/** A change to what a user may do (scopes, roles) moves updated_at, as userinfo reports it. */
+export async function touchUser(db: Kysely<Database>, id: string, now: Date): Promise<boolean> {
+  const result = await db.updateTable('users').set({ updated_at: now }).where('id', '=', id).executeTakeFirst();
   return result.numUpdatedRows > 0n;
 }
 
@@ -86,6 +103,28 @@ export async function grantUserScopes(db: Kysely<Database>, userId: string, scop
     .values(scopes.map((scope) => ({ user_id: userId, scope })))
     .onConflict((oc) => oc.doNothing())
     .execute();
+}
+
+/** The user's direct scopes become exactly these (inside the caller's transaction). */
+export async function replaceUserScopes(db: Kysely<Database>, userId: string, scopes: readonly string[]): Promise<void> {
+  await db.deleteFrom('user_scopes').where('user_id', '=', userId).execute();
+  await grantUserScopes(db, userId, scopes);
+}
+
+/** Roles and direct scopes of many users at once (a page of a listing), each list sorted. */
+export async function findAccessOfUsers(
+  db: Kysely<Database>,
+  userIds: readonly string[],
+): Promise<Map<string, { roles: string[]; scopes: string[] }>> {
+  const access = new Map(userIds.map((id) => [id, { roles: [] as string[], scopes: [] as string[] }]));
+  if (userIds.length === 0) return access;
+  const [roles, scopes] = await Promise.all([
+    db.selectFrom('user_roles').select(['user_id', 'role_name']).where('user_id', 'in', userIds).orderBy('role_name').execute(),
+    db.selectFrom('user_scopes').select(['user_id', 'scope']).where('user_id', 'in', userIds).orderBy('scope').execute(),
+  ]);
+  for (const row of roles) access.get(row.user_id)?.roles.push(row.role_name);
+  for (const row of scopes) access.get(row.user_id)?.scopes.push(row.scope);
+  return access;
 }
 
 export async function revokeUserScopes(db: Kysely<Database>, userId: string, scopes: readonly string[]): Promise<void> {

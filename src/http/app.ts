@@ -1,9 +1,11 @@
 import express, { type Express } from 'express';
 import type { Deps } from '../deps.js';
+import { adminRouter } from './admin/router.js';
 import { cors } from './cors.js';
 import { errorHandler, notFound } from './errors.js';
 import { healthRouter } from './health.js';
 import { introspectRouter } from './introspect.js';
+import { httpMetrics, metricsRouter } from './metrics.js';
 import { passwordChangeRouter } from './password-change.js';
 import { registerRouter } from './register.js';
 import { requestLogger } from './request-log.js';
@@ -19,6 +21,7 @@ export function createApp(deps: Deps): Express {
   app.disable('etag'); // the JWKS sets its own; nothing else is cacheable
   app.set('trust proxy', deps.config.trustProxy);
 
+  app.use(httpMetrics(deps.metrics));
   app.use(requestLogger(deps.log));
   app.use(cors(deps.config.corsOrigins));
   app.use((_req, res, next) => {
@@ -34,6 +37,9 @@ export function createApp(deps: Deps): Express {
   app.use(passwordChangeRouter(deps));
   app.use(registerRouter(deps));
   app.use(healthRouter(deps));
+  app.use(adminRouter(deps));
+  // With METRICS_PORT set, /metrics is on that listener only (src/service.ts), not on the public port.
+  if (deps.config.metricsPort === undefined) app.use(metricsRouter(deps.metrics));
   app.use(notFound);
   app.use(errorHandler(deps.log));
   return app;

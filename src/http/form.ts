@@ -75,7 +75,7 @@ export function readParams(body: unknown): Params {
 }
 
 /** Parameter names are echoed in descriptions: RFC 6749 §5.2 allows %x20-21 / %x23-5B / %x5D-7E there. */
-function safeName(name: string): string {
+export function safeName(name: string): string {
   const printable = name.replace(/[^\x21\x23-\x5b\x5d-\x7e]/g, '?');
   return printable.length > 40 ? `${printable.slice(0, 40)}...` : printable;
 }

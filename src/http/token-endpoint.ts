@@ -4,6 +4,7 @@ import { grants } from '../grants/index.js';
 import { authenticateClient } from '../oauth/client-auth.js';
 import { invalidRequest, OAuthError } from '../oauth/errors.js';
 import { methodNotAllowed } from './errors.js';
+import { countTokenRequests } from './metrics.js';
 import { noStore, type Params, parseForm, parseJson, readParams, rejectQueryParameters, requireForm, requireFormOrJson } from './form.js';
 
 /**
@@ -12,10 +13,13 @@ import { noStore, type Params, parseForm, parseJson, readParams, rejectQueryPara
  */
 export function tokenRouter(deps: Deps): Router {
   const router = Router();
-  router.post('/token', noStore, requireForm, parseForm, ...deps.limits.token, handleTokenRequest(deps));
+  // Counted first, so that a refusal by any later step is counted too.
+  const countByBody = countTokenRequests(deps.metrics, (req) => (req.body as Record<string, unknown> | undefined)?.['grant_type']);
+  router.post('/token', countByBody, noStore, requireForm, parseForm, ...deps.limits.token, handleTokenRequest(deps));
   router.all('/token', methodNotAllowed('POST'));
   // For gateways: the refresh grant with a form or JSON body, the same client authentication and response.
-  router.post('/refresh', noStore, requireFormOrJson, parseForm, parseJson, ...deps.limits.client, handleTokenRequest(deps, readRefreshBody));
+  const countAsRefresh = countTokenRequests(deps.metrics, () => 'refresh_token');
+  router.post('/refresh', countAsRefresh, noStore, requireFormOrJson, parseForm, parseJson, ...deps.limits.client, handleTokenRequest(deps, readRefreshBody));
   router.all('/refresh', methodNotAllowed('POST'));
   return router;
 }

@@ -15,7 +15,8 @@ const FIRST_KEY_LOCK = 0x7e55e4a1;
 
 /** What one process needs to sign and verify; rebuilt whenever the key table changes. */
 export interface KeySet {
-  readonly signing: { readonly kid: string; readonly privateKey: KeyObject };
+  /** `activatedAt`: when it started signing (the metrics report its age). */
+  readonly signing: { readonly kid: string; readonly privateKey: KeyObject; readonly activatedAt: Date };
   /** Every published key by kid (next, active, retired): what verification may use. */
   readonly publicKeys: ReadonlyMap<string, KeyObject>;
   /** The JWKS document and its ETag, computed once per key-set change, not per request. */
@@ -81,7 +82,8 @@ export async function loadKeySet(db: Kysely<Database>, ring: KeyRing): Promise<K
   );
   const body = JSON.stringify({ keys: published.map((row) => publicMembers(row.public_jwk)) });
   const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 32)}"`;
-  return { signing: { kid: active.kid, privateKey }, publicKeys, jwks: { body, etag } };
+  const activatedAt = active.activated_at ?? active.created_at;
+  return { signing: { kid: active.kid, privateKey, activatedAt }, publicKeys, jwks: { body, etag } };
 }
 
 /** Only what RFC 7517 lets a verifier see: never d, p, q, dp, dq or qi, whatever the row holds. */

@@ -6,11 +6,12 @@ import type { Logger } from 'pino';
 import { audit } from '../audit.js';
 import { normaliseUsername } from '../auth/usernames.js';
 import type { LimitSetting, RateLimitConfig } from '../config.js';
+import type { Metrics } from '../metrics.js';
 import { OAuthError } from '../oauth/errors.js';
 import { FailoverStore } from './failover-store.js';
 import type { RedisLink } from './redis.js';
 
-export type LimitLayer = 'login_ip' | 'login_ip_account' | 'login_account' | 'client' | 'password_change' | 'register';
+export type LimitLayer = 'login_ip' | 'login_ip_account' | 'login_account' | 'client' | 'password_change' | 'register' | 'admin';
 export type LimitBackend = 'redis' | 'memory' | 'memory_fallback';
 
 /** A source that has logged in to an account is remembered this long (see login_account). */
@@ -46,6 +47,8 @@ export interface RateLimits {
   readonly passwordChange: RequestHandler[];
   /** For POST /register. */
   readonly register: RequestHandler[];
+  /** For /admin/...: per IP, before the token is checked. */
+  readonly admin: RequestHandler[];
   backend(): LimitBackend;
   /** Closes the Redis connection. */
   close(): Promise<void>;
@@ -53,7 +56,12 @@ export interface RateLimits {
 
 type LimiterOptions = Partial<Options> & { readonly announce?: boolean };
 
-export function createRateLimits(config: RateLimitConfig, redis: RedisLink | undefined, log: Logger): RateLimits {
+export function createRateLimits(
+  config: RateLimitConfig,
+  redis: RedisLink | undefined,
+  log: Logger,
+  metrics: Pick<Metrics, 'rateLimitRejected'>,
+): RateLimits {
   const store = (name: string, windowMs: number) => {
     const created = new FailoverStore(redis, `${config.prefix}${name}:`);
     created.init({ windowMs } as Options);
@@ -71,6 +79,7 @@ export function createRateLimits(config: RateLimitConfig, redis: RedisLink | und
         const info = (req as Request & { rateLimit?: { used: number; limit: number; resetTime?: Date } }).rateLimit;
         // One event per key and window (the first refusal), not one per refused request.
         if (info && info.used === info.limit + 1) audit(log, 'rate_limit_tripped', { layer, ip: req.ip }, 'warn');
+        metrics.rateLimitRejected(layer); // every refusal, unlike the audit event
         if (!res.get('Retry-After')) {
           const seconds = info?.resetTime ? Math.ceil((info.resetTime.getTime() - Date.now()) / 1000) : setting.window;
           res.set('Retry-After', String(Math.max(1, seconds)));
@@ -127,12 +136,15 @@ export function createRateLimits(config: RateLimitConfig, redis: RedisLink | und
   const passwordChange = limiter('password_change', config.loginIp, { keyGenerator: ip });
   // Self-registration costs an Argon2 hash and a row: per IP, like logins.
   const register = limiter('register', config.loginIp, { keyGenerator: ip });
+  // The admin API: per IP at the client layer's rate, counted apart so admin work and gateway traffic never starve each other.
+  const admin = limiter('admin', config.client, { keyGenerator: ip });
 
   return {
     token: [loginIp, loginIpAccount, loginAccount, afterLogin, clientUnlessPassword],
     client: [client],
     passwordChange: [passwordChange],
     register: [register],
+    admin: [admin],
     backend: () => (redis === undefined ? 'memory' : redis.isUsable() ? 'redis' : 'memory_fallback'),
     close: async () => redis?.close(),
   };

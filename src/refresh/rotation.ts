@@ -123,6 +123,7 @@ export async function rotateRefreshToken(
   switch (outcome.kind) {
     case 'rotated':
     case 'replayed':
+      if (outcome.kind === 'replayed') deps.metrics.refreshGraceReplayed();
       audit(deps.log, outcome.kind === 'rotated' ? 'token_refreshed' : 'refresh_token_replayed', {
         ...context,
         user_id: outcome.family.user_id,
@@ -130,6 +131,7 @@ export async function rotateRefreshToken(
       });
       return { token: outcome.token, family: outcome.family, scope: outcome.scope, replayed: outcome.kind === 'replayed' };
     case 'reuse':
+      deps.metrics.refreshReuseDetected();
       audit(deps.log, 'refresh_token_reuse_detected', {
         ...context,
         user_id: outcome.family.user_id,

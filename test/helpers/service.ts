@@ -15,6 +15,7 @@ import { createLogger } from '../../src/logger.js';
 import { prepareDeps } from '../../src/service.js';
 import { type FakeClock, createFakeClock } from './clock.js';
 import { type CapturedLogs, captureLogs } from './logs.js';
+import { recordResponses } from './openapi.js';
 import type { TestDatabase } from './database.js';
 
 export const TEST_ISSUER = 'http://tessera.test';
@@ -71,7 +72,8 @@ export async function startTestService(
   });
   const deps: Deps = options.passwords ? { ...prepared, passwords: options.passwords } : prepared;
   return {
-    app: createApp(deps),
+    // Every response is checked against openapi.yaml after the test (test/openapi.setup.ts).
+    app: recordResponses(createApp(deps)),
     deps,
     config,
     clock,
@@ -154,4 +156,4 @@ export async function createTestClient(
   return { ...client, secret, basic };
 }
 
-export { createPasswordHasher };
+export { createPasswordHasher, recordResponses };

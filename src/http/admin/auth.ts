@@ -1,0 +1,39 @@
+import type { Request, RequestHandler, Response } from 'express';
+import { audit, type AuditEvent } from '../../audit.js';
+import { findUserScopes } from '../../db/users.js';
+import type { Deps } from '../../deps.js';
+import { OAuthError } from '../../oauth/errors.js';
+import { authenticateUser } from '../bearer.js';
+
+export const ADMIN_SCOPE = 'admin';
+
+/** RFC 6750 §3.1: the token is fine but lacks the scope; the challenge names the one needed. */
+const insufficientScope = () =>
+  new OAuthError('insufficient_scope', 'this endpoint needs an access token with the admin scope', {
+    headers: { 'WWW-Authenticate': `Bearer realm="tessera", error="insufficient_scope", scope="${ADMIN_SCOPE}"` },
+  });
+
+/**
+ * Every /admin request: a user's access token (authenticateUser refuses disabled users and ended
+ * sessions) that carries `admin`, held by a user who still has `admin` now. The last check makes
+ * taking the admin role away effective at once, not when the admin's token expires.
+ */
+export function requireAdmin(deps: Deps): RequestHandler {
+  return async (req, res, next) => {
+    const { claims, user } = await authenticateUser(deps, req);
+    if (!claims.scope.split(' ').includes(ADMIN_SCOPE)) throw insufficientScope();
+    if (!(await findUserScopes(deps.db, user.id)).includes(ADMIN_SCOPE)) throw insufficientScope();
+    res.locals['adminId'] = user.id;
+    next();
+  };
+}
+
+/** The acting admin's user id (set by requireAdmin). */
+export function actorOf(res: Response): string {
+  return res.locals['adminId'] as string;
+}
+
+/** Audit events of the admin API name the acting admin and where the request came from. */
+export function auditAdmin(deps: Deps, req: Request, res: Response, event: AuditEvent, fields: Readonly<Record<string, unknown>>): void {
+  audit(deps.log, event, { actor: actorOf(res), ip: req.ip, ...fields });
+}

@@ -1,0 +1,85 @@
+import { Router } from 'express';
+import { clientView, registerClient, removeClient, requireClient, rotateClientSecret, updateClientSettings } from '../../auth/client-registry.js';
+import { listClients } from '../../db/clients.js';
+import type { Deps } from '../../deps.js';
+import { methodNotAllowed } from '../errors.js';
+import { auditAdmin } from './auth.js';
+import { asAdminAction } from './errors.js';
+import { readBody, requireSomeField } from './input.js';
+
+
+const SETTINGS = {
+  name: { type: 'string' },
+  grant_types: { type: 'strings' },
+  scopes: { type: 'strings' },
+  default_scopes: { type: 'strings' },
+  audience: { type: 'strings' },
+} as const;
+const CREATE = { ...SETTINGS, id: { type: 'string' }, type: { type: 'string', oneOf: ['confidential', 'public'] } } as const;
+
+const settingsFrom = (body: { name?: string; grant_types?: string[]; scopes?: string[]; default_scopes?: string[]; audience?: string[] }) => ({
+  name: body.name,
+  grantTypes: body.grant_types,
+  scopes: body.scopes,
+  defaultScopes: body.default_scopes,
+  audience: body.audience,
+});
+
+/**
+ * Clients: register, list, get, change settings (id and type are fixed), delete, rotate the
+ * secret. The rules are src/auth/client-registry.ts, the same the CLI applies. A confidential
+ * client's secret is generated here and shown once, in the response that made it; only its hash
+ * is kept.
+ */
+export function clientsRouter(deps: Deps): Router {
+  const router = Router();
+  const now = () => new Date(deps.clock.now());
+
+  router.post('/clients', async (req, res) => {
+    const body = readBody(req.body, CREATE);
+    const input = { ...settingsFrom(body), id: body.id, type: body.type };
+    const { client, generatedSecret } = await asAdminAction('client', () => registerClient(deps.db, input, now()));
+    auditAdmin(deps, req, res, 'client_created', { client_id: client.id, type: client.type, grant_types: client.grant_types });
+    res
+      .status(201)
+      .location(`/admin/clients/${client.id}`)
+      .json({ ...clientView(client), ...(generatedSecret ? { client_secret: generatedSecret } : {}) });
+  });
+
+  // Clients are few (one per gateway or service): no paging.
+  router.get('/clients', async (_req, res) => {
+    res.json({ items: (await listClients(deps.db)).map(clientView) });
+  });
+  router.all('/clients', methodNotAllowed('GET', 'HEAD', 'POST'));
+
+  router.get('/clients/:id', async (req, res) => {
+    res.json(clientView(await asAdminAction('client', () => requireClient(deps.db, req.params['id']!))));
+  });
+
+  router.patch('/clients/:id', async (req, res) => {
+    const body = readBody(req.body, SETTINGS);
+    requireSomeField(body);
+    const client = await asAdminAction('client', () => updateClientSettings(deps.db, req.params['id']!, settingsFrom(body), now()));
+    auditAdmin(deps, req, res, 'client_updated', { client_id: client.id, changed: Object.keys(body).sort() });
+    res.json(clientView(client));
+  });
+
+  router.delete('/clients/:id', async (req, res) => {
+    const id = req.params['id']!;
+    await asAdminAction('client', () => removeClient(deps.db, id));
+    auditAdmin(deps, req, res, 'client_deleted', { client_id: id });
+    res.status(204).end();
+  });
+  router.all('/clients/:id', methodNotAllowed('GET', 'HEAD', 'PATCH', 'DELETE'));
+
+  router.post('/clients/:id/secret', async (req, res) => {
+    readBody(req.body, {});
+    const id = req.params['id']!;
+    const secret = await asAdminAction('client', () => rotateClientSecret(deps.db, id, now()));
+    auditAdmin(deps, req, res, 'client_secret_rotated', { client_id: id });
+    res.json({ id, client_secret: secret });
+  });
+  router.all('/clients/:id/secret', methodNotAllowed('POST'));
+
+  return router;
+}

@@ -1,0 +1,127 @@
+import type { Request, RequestHandler } from 'express';
+import { invalidRequest, OAuthError } from '../../oauth/errors.js';
+import { safeName } from '../form.js';
+
+/**
+ * Admin input is JSON, and strict: an unknown field is refused rather than ignored (a typo such as
+ * `scope` for `scopes` must not silently change nothing), and every value has exactly one type.
+ */
+type FieldType = 'string' | 'boolean' | 'strings';
+
+export interface Field {
+  readonly type: FieldType;
+  readonly required?: boolean;
+  /** For a string: the only values it may take. */
+  readonly oneOf?: readonly string[];
+}
+
+export type Shape = Readonly<Record<string, Field>>;
+
+type ValueOf<F extends Field> = F['type'] extends 'string'
+  ? F extends { readonly oneOf: readonly (infer T)[] }
+    ? T
+    : string
+  : F['type'] extends 'boolean'
+    ? boolean
+    : string[];
+type RequiredKeys<S extends Shape> = { [K in keyof S]: S[K]['required'] extends true ? K : never }[keyof S];
+
+export type Body<S extends Shape> = { [K in RequiredKeys<S>]: ValueOf<S[K]> } & {
+  [K in Exclude<keyof S, RequiredKeys<S>>]?: ValueOf<S[K]>;
+};
+
+/** Longer than any password (1 KiB), name or description Tessera keeps. */
+const MAX_STRING_LENGTH = 1024;
+/** Scopes, roles, grant types or audiences in one list. */
+const MAX_ITEMS = 100;
+const MAX_ITEM_LENGTH = 255;
+
+/** Reads a JSON body (absent: `{}`) against its shape. */
+export function readBody<S extends Shape>(body: unknown, shape: S): Body<S> {
+  const input = body === undefined ? {} : body;
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw invalidRequest('the request body must be a JSON object');
+  const result: Record<string, unknown> = Object.create(null);
+  for (const [name, value] of Object.entries(input)) {
+    const field = Object.hasOwn(shape, name) ? shape[name] : undefined;
+    if (field === undefined) throw invalidRequest(`unknown field: ${safeName(name)}`);
+    result[name] = checkValue(name, field, value);
+  }
+  for (const [name, field] of Object.entries(shape)) {
+    if (field.required && result[name] === undefined) throw invalidRequest(`the field ${name} is required`);
+  }
+  return result as Body<S>;
+}
+
+function checkValue(name: string, field: Field, value: unknown): unknown {
+  switch (field.type) {
+    case 'boolean':
+      if (typeof value !== 'boolean') throw invalidRequest(`the field ${name} must be true or false`);
+      return value;
+    case 'string':
+      if (typeof value !== 'string') throw invalidRequest(`the field ${name} must be a string`);
+      if (value.length > MAX_STRING_LENGTH) throw invalidRequest(`the field ${name} is too long`);
+      if (field.oneOf !== undefined && !field.oneOf.includes(value)) {
+        throw invalidRequest(`the field ${name} must be one of: ${field.oneOf.join(', ')}`);
+      }
+      return value;
+    case 'strings':
+      if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) {
+        throw invalidRequest(`the field ${name} must be an array of strings`);
+      }
+      if (value.length > MAX_ITEMS) throw invalidRequest(`the field ${name} has more than ${MAX_ITEMS} items`);
+      if (value.some((item: string) => item.length > MAX_ITEM_LENGTH)) throw invalidRequest(`an item of the field ${name} is too long`);
+      return value;
+  }
+}
+
+/** A PATCH must change something: an empty one is more likely a client bug than a wish. */
+export function requireSomeField(body: object): void {
+  if (Object.keys(body).length === 0) throw invalidRequest('the request names nothing to change');
+}
+
+/**
+ * A body, when there is one, must be JSON (RFC 9110 §15.5.16: 415 otherwise). Requests without a
+ * body (a rotation, a reset with a generated password) need no Content-Type.
+ */
+export const requireJsonBody: RequestHandler = (req, _res, next) => {
+  // type-is counts `Content-Length: 0` as a body; an empty one is no body, whatever its type.
+  if (req.is('application/json') === false && req.get('content-length') !== '0') {
+    throw new OAuthError('invalid_request', 'the request body must be application/json', { status: 415 });
+  }
+  next();
+};
+
+/** The query parameters of a listing: only these names, each at most once. */
+export function readQuery(req: Request, names: readonly string[]): Readonly<Record<string, string | undefined>> {
+  const result: Record<string, string | undefined> = Object.create(null);
+  for (const [name, value] of Object.entries(req.query)) {
+    if (!names.includes(name)) throw invalidRequest(`unknown query parameter: ${safeName(name)}`);
+    if (typeof value !== 'string') throw invalidRequest(`the query parameter ${name} is repeated or malformed`);
+    result[name] = value;
+  }
+  return result;
+}
+
+const MAX_PAGE_SIZE = 100;
+const DEFAULT_PAGE_SIZE = 50;
+
+/** Pages are bounded, so one request cannot make the service read (and hold) a whole table. */
+export function readLimit(value: string | undefined): number {
+  if (value === undefined) return DEFAULT_PAGE_SIZE;
+  const limit = /^[0-9]{1,3}$/.test(value) ? Number(value) : NaN;
+  if (!(limit >= 1 && limit <= MAX_PAGE_SIZE)) throw invalidRequest(`limit must be an integer from 1 to ${MAX_PAGE_SIZE}`);
+  return limit;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** User and session ids are uuids: anything else is known to name nothing without asking PostgreSQL. */
+export function isUuid(text: string): boolean {
+  return UUID.test(text);
+}
+
+/** One page of a listing and where the next starts (null: this was the last). */
+export function page<T>(rows: readonly T[], limit: number, cursor: (row: T) => string): { items: T[]; next_after: string | null } {
+  const items = rows.slice(0, limit);
+  return { items, next_after: rows.length > limit ? cursor(items[items.length - 1]!) : null };
+}

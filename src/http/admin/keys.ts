@@ -1,0 +1,38 @@
+import { Router } from 'express';
+import { KeyLifecycleError, listKeyStatus, rotateSigningKey } from '../../keys/lifecycle.js';
+import type { Deps } from '../../deps.js';
+import { methodNotAllowed } from '../errors.js';
+import { actorOf } from './auth.js';
+import { conflict } from './errors.js';
+import { readBody } from './input.js';
+
+/**
+ * Signing keys: their states and dates (never key material: the public halves are in the JWKS),
+ * and a rotation, which adds a next key that signs once every verifier can know it
+ * (src/keys/lifecycle.ts, the same the CLI and the schedule use).
+ */
+export function keysRouter(deps: Deps): Router {
+  const router = Router();
+
+  router.get('/keys', async (_req, res) => {
+    res.json({ items: await listKeyStatus(deps.db, deps.config) });
+  });
+  router.all('/keys', methodNotAllowed('GET', 'HEAD'));
+
+  router.post('/keys/rotate', async (req, res) => {
+    readBody(req.body, {});
+    // rotateSigningKey writes the signing_key_created audit event, naming this admin as the actor.
+    const kid = await rotateSigningKey(deps.db, deps.keyRing, deps.clock, deps.log, actorOf(res)).catch((error: unknown) => {
+      // One next key at a time, and only under the deployment's key-encryption keys.
+      throw error instanceof KeyLifecycleError ? conflict(error.message) : error;
+    });
+    // Publish the new key from this replica at once; the others pick it up within KEY_RELOAD_INTERVAL.
+    await deps.keys.reload().catch((error: unknown) => deps.log.warn({ err: error }, 'reloading signing keys after a rotation failed'));
+    const status = (await listKeyStatus(deps.db, deps.config)).find((key) => key.kid === kid);
+    // 200, not 201: a key has no resource of its own to point a Location at (keys are listed at GET /admin/keys).
+    res.status(200).json(status);
+  });
+  router.all('/keys/rotate', methodNotAllowed('POST'));
+
+  return router;
+}

@@ -1,0 +1,226 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Argon2Operation } from './auth/passwords.js';
+import type { GrantType } from './db/schema.js';
+import type { LimitBackend, LimitLayer } from './limits/rate-limits.js';
+
+/** The grant of a token request; `unknown` when grant_type is missing or not one Tessera serves. */
+export type GrantLabel = GrantType | 'unknown';
+
+/**
+ * How a token request ended: `success`, its RFC 6749 error code, or what an infrastructure answer
+ * means to ops (a 429 is `rate_limited`, a 503 `unavailable`, a 500 `error`).
+ */
+export type TokenOutcome =
+  | 'success'
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'invalid_grant'
+  | 'invalid_scope'
+  | 'unauthorized_client'
+  | 'unsupported_grant_type'
+  | 'rate_limited'
+  | 'unavailable'
+  | 'error';
+
+/** A pg pool's connections: what it holds, how many are idle, how many queries wait for one. */
+export interface PoolUsage {
+  readonly total: number;
+  readonly idle: number;
+  readonly waiting: number;
+  readonly max: number;
+}
+
+/** What the state gauges read when Prometheus scrapes, so that nothing of theirs runs per request. */
+export interface MetricSources {
+  readonly rateLimitBackend: () => LimitBackend;
+  readonly argon2Load: () => { readonly active: number; readonly queued: number };
+  /** Undefined on the embedded database, which has no pool. */
+  readonly databasePool: (() => PoolUsage) | undefined;
+  /** When the signing key in use became active. */
+  readonly signingKeyActivatedAt: () => Date;
+  readonly now: () => number;
+}
+
+export interface HttpLabels {
+  readonly method: string;
+  /** The Express route pattern, never the raw URL: ids and tokens must not become label values. */
+  readonly route: string;
+  readonly status: number;
+}
+
+/**
+ * One process's Prometheus instruments, on a registry of its own (never prom-client's global one),
+ * so that two services in one process, as in the tests, do not count into each other. Label values
+ * are fixed unions: a label can never carry what a client typed.
+ */
+export interface Metrics {
+  readonly registry: Registry;
+  tokenRequest(grant: GrantLabel, outcome: TokenOutcome): void;
+  refreshReuseDetected(): void;
+  refreshGraceReplayed(): void;
+  rateLimitRejected(layer: LimitLayer): void;
+  argon2Completed(operation: Argon2Operation, seconds: number): void;
+  /** Starts timing a request; call the result once its response has been sent. */
+  httpRequestStarted(): (labels: HttpLabels) => void;
+  /** Points the state gauges at the parts they read, once those exist (src/service.ts prepareDeps). */
+  watch(sources: MetricSources): void;
+}
+
+// Records over every member of a union, so that adding a member without its label fails to compile.
+const GRANTS = keys<GrantLabel>({ password: 1, refresh_token: 1, client_credentials: 1, unknown: 1 });
+const OUTCOMES = keys<TokenOutcome>({
+  success: 1,
+  invalid_request: 1,
+  invalid_client: 1,
+  invalid_grant: 1,
+  invalid_scope: 1,
+  unauthorized_client: 1,
+  unsupported_grant_type: 1,
+  rate_limited: 1,
+  unavailable: 1,
+  error: 1,
+});
+const LAYERS = keys<LimitLayer>({ login_ip: 1, login_ip_account: 1, login_account: 1, client: 1, password_change: 1, register: 1, admin: 1 });
+const BACKENDS = keys<LimitBackend>({ redis: 1, memory: 1, memory_fallback: 1 });
+const ARGON2_OPERATIONS = keys<Argon2Operation>({ hash: 1, verify: 1 });
+
+function keys<T extends string>(members: Record<T, 1>): T[] {
+  return Object.keys(members) as T[];
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  const registers = [registry];
+  let sources: MetricSources | undefined;
+
+  collectDefaultMetrics({ register: registry });
+
+  const tokenRequests = new Counter({
+    name: 'tessera_token_requests_total',
+    help: 'Token requests (POST /token, POST /refresh) by grant and outcome; outcome=success means tokens were issued.',
+    labelNames: ['grant', 'outcome'] as const,
+    registers,
+  });
+  const reuseDetections = new Counter({
+    name: 'tessera_refresh_token_reuse_detections_total',
+    help: 'Consumed refresh tokens presented outside the grace window: each revoked its family.',
+    registers,
+  });
+  const graceReplays = new Counter({
+    name: 'tessera_refresh_token_grace_replays_total',
+    help: 'Refreshes retried inside REFRESH_REUSE_GRACE that got the same successor again.',
+    registers,
+  });
+  const rateLimitRejections = new Counter({
+    name: 'tessera_rate_limit_rejections_total',
+    help: 'Requests refused with 429, by rate-limit layer.',
+    labelNames: ['layer'] as const,
+    registers,
+  });
+  const argon2Duration = new Histogram({
+    name: 'tessera_argon2_duration_seconds',
+    help: 'Time one Argon2id hash or verify takes, not counting its wait in the queue.',
+    labelNames: ['operation'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers,
+  });
+  const httpDuration = new Histogram({
+    name: 'tessera_http_request_duration_seconds',
+    help: 'HTTP request latency by method, route pattern and status.',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers,
+  });
+
+  // Every series starts at zero, so rate() and alerts see the first event rather than a new series.
+  for (const grant of GRANTS) for (const outcome of OUTCOMES) tokenRequests.inc({ grant, outcome }, 0);
+  for (const layer of LAYERS) rateLimitRejections.inc({ layer }, 0);
+  for (const operation of ARGON2_OPERATIONS) argon2Duration.zero({ operation });
+
+  new Gauge({
+    name: 'tessera_rate_limit_backend',
+    help: 'Where rate-limit counters are kept (1 = now): redis, memory (no REDIS_URL), or memory_fallback (Redis unreachable).',
+    labelNames: ['backend'] as const,
+    registers,
+    collect() {
+      if (sources === undefined) return;
+      const current = sources.rateLimitBackend();
+      for (const backend of BACKENDS) this.set({ backend }, backend === current ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'tessera_argon2_queue_depth',
+    help: 'Argon2 operations waiting for a slot (ARGON2_QUEUE_LIMIT bounds it; beyond, 503).',
+    registers,
+    collect() {
+      if (sources !== undefined) this.set(sources.argon2Load().queued);
+    },
+  });
+  new Gauge({
+    name: 'tessera_argon2_active',
+    help: 'Argon2 operations running now (ARGON2_MAX_CONCURRENCY bounds it).',
+    registers,
+    collect() {
+      if (sources !== undefined) this.set(sources.argon2Load().active);
+    },
+  });
+  new Gauge({
+    name: 'tessera_signing_key_age_seconds',
+    help: 'Seconds since the signing key in use became active.',
+    registers,
+    collect() {
+      if (sources !== undefined) this.set(Math.max(0, (sources.now() - sources.signingKeyActivatedAt().getTime()) / 1000));
+    },
+  });
+
+  return {
+    registry,
+    tokenRequest: (grant, outcome) => tokenRequests.inc({ grant, outcome }),
+    refreshReuseDetected: () => reuseDetections.inc(),
+    refreshGraceReplayed: () => graceReplays.inc(),
+    rateLimitRejected: (layer) => rateLimitRejections.inc({ layer }),
+    argon2Completed: (operation, seconds) => argon2Duration.observe({ operation }, seconds),
+    httpRequestStarted: () => {
+      const end = httpDuration.startTimer();
+      return ({ method, route, status }) => end({ method, route, status });
+    },
+    watch: (watched) => {
+      if (sources !== undefined) throw new Error('the metrics already watch a service');
+      sources = watched;
+      const pool = watched.databasePool;
+      if (pool !== undefined) watchDatabasePool(registry, pool);
+    },
+  };
+}
+
+/** Registered only where there is a pool: on the embedded database these would be zeros that mean nothing. */
+function watchDatabasePool(registry: Registry, usage: () => PoolUsage): void {
+  const registers = [registry];
+  new Gauge({
+    name: 'tessera_db_pool_connections',
+    help: 'PostgreSQL pool connections by state: in_use (checked out) or idle.',
+    labelNames: ['state'] as const,
+    registers,
+    collect() {
+      const pool = usage();
+      this.set({ state: 'in_use' }, pool.total - pool.idle);
+      this.set({ state: 'idle' }, pool.idle);
+    },
+  });
+  new Gauge({
+    name: 'tessera_db_pool_waiting',
+    help: 'Queries waiting for a PostgreSQL pool connection.',
+    registers,
+    collect() {
+      this.set(usage().waiting);
+    },
+  });
+  new Gauge({
+    name: 'tessera_db_pool_max_connections',
+    help: 'The most connections the PostgreSQL pool opens.',
+    registers,
+    collect() {
+      this.set(usage().max);
+    },
+  });
+}

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { access, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -242,8 +242,25 @@ describe('tessera serve on the embedded database', () => {
     expect(await readFile(join(dataDir, 'tessera.lock'), 'utf8')).toMatch(new RegExp(`^${server.child.pid} \\d+\\n$`));
   }, 2 * PROCESS_TIMEOUT_MS);
 
-  it('stops gracefully on SIGTERM with exit code 0 and releases DATA_DIR', async () => {
+  it('on SIGTERM finishes the request in flight, then exits 0 and releases DATA_DIR', async () => {
+    // A login whose body is only half sent when the signal arrives.
+    const body = new URLSearchParams({ grant_type: 'password', username: 'alice', password, client_id: 'web', client_secret: clientSecret }).toString();
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    let raw = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (raw += chunk));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write(`POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
     server.child.kill('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await fetch(`${base}/healthz`).then(() => 'answered', () => 'refused')).toBe('refused'); // no new connections
+    socket.write(body.slice(10));
+    await closed;
+    expect(raw).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(raw).toMatch(/\r\nConnection: close\r\n/i);
+    expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toMatchObject({ token_type: 'Bearer', access_token: expect.any(String) });
+
     const exit = await server.exited;
     expect(exit).toEqual({ code: 0, signal: null });
 

@@ -22,8 +22,9 @@ COPY --from=build --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/dist ./dist
 COPY --chown=root:root openapi.yaml ./openapi.yaml
 # The image's files belong to root and are read-only to the service; it writes only to DATA_DIR.
-RUN mkdir -p /var/lib/tessera && chown node:node /var/lib/tessera
-USER node
+RUN mkdir -p /var/lib/tessera && chown 1000:1000 /var/lib/tessera
+# Numeric, so that runAsNonRoot can check it (the image's `node` user is 1000:1000).
+USER 1000:1000
 EXPOSE 3000
 # No curl in the image: Node itself asks /healthz.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

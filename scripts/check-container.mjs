@@ -7,12 +7,12 @@
 //    command to pass, sends SIGTERM and expects exit 0.
 // Usage: node scripts/check-container.mjs   (from the repository root)
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 
-const root = process.cwd();
+const repo = process.cwd();
 const run = (command, args, options = {}) => execFileSync(command, args, { stdio: 'inherit', ...options });
 const step = (text) => console.log(`\n== ${text}`);
 
@@ -51,6 +51,10 @@ const env = { ...process.env, PATH: `${dirname(nodePath)}:${process.env.PATH}` }
 run('node', ['--version'], { env });
 
 const scratch = mkdtempSync(join(tmpdir(), 'tessera-image-'));
+// The build context is what is committed (git archive HEAD), not whatever the working tree holds.
+const root = join(scratch, 'context');
+mkdirSync(root);
+execFileSync('sh', ['-c', `git -C "${repo}" archive HEAD | tar -x -C "${root}"`]);
 const dirs = {};
 let entrypoint;
 let cmd;
@@ -91,6 +95,10 @@ try {
   }
 
   const final = stages.at(-1);
+  step('the final stage holds production dependencies only');
+  for (const devOnly of ['typescript', 'vitest', 'supertest', '@types/node']) {
+    if (existsSync(join(final.workdir(), 'node_modules', devOnly))) throw new Error(`${devOnly} (a dev dependency) is in the final stage`);
+  }
   const port = await new Promise((done) => {
     const probe = createServer().listen(0, '127.0.0.1', () => {
       const { port: p } = probe.address();

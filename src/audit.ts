@@ -30,7 +30,8 @@ export type AuditEvent =
   | 'signing_key_removed'
   | 'keys_reencrypted'
   | 'client_token_issued'
-  | 'user_registered';
+  | 'user_registered'
+  | 'admin_access_denied';
 
 /** Security events that need a human (reuse of a refresh token) are logged at `warn`. */
 export function audit(log: Logger, event: AuditEvent, fields: Readonly<Record<string, unknown>>, level: 'info' | 'warn' = 'info'): void {

@@ -870,3 +870,31 @@ describe('secrets', () => {
     for (const entry of adminEvents) expect(entry['actor']).toMatch(/^[0-9a-f-]{36}$/);
   });
 });
+
+describe('review follow-ups', () => {
+  it('an admin cannot take the admin scope from their own account', async () => {
+    // The admin holds `admin` through the administrators role: dropping direct scopes keeps it...
+    expect((await call('patch', `/admin/users/${admin.id}`, { body: { scopes: [] } })).status).toBe(200);
+    // ...dropping the role would not.
+    const res = await call('patch', `/admin/users/${admin.id}`, { body: { roles: [] } });
+    expect(res.status).toBe(409);
+    expect(res.body).toEqual({ error: 'invalid_request', error_description: 'an admin cannot take the admin scope from their own account' });
+    expect((await call('get', '/admin/keys')).status).toBe(200); // still an admin
+  });
+
+  it('refused admin access is an audit event', async () => {
+    const before = service.logs.entries('admin_access_denied').length;
+    expect((await call('get', '/admin/users', { token: null })).status).toBe(401);
+    const denied = service.logs.entries('admin_access_denied').slice(before);
+    expect(denied).toEqual([expect.objectContaining({ reason: 'invalid_token', path: '/admin/users', ip: expect.any(String) })]);
+  });
+
+  it('client changes are audited with their new values', async () => {
+    const created = await call('post', '/admin/clients', { body: { id: 'audited-client', grant_types: ['client_credentials'], scopes: ['reports'] } });
+    expect(created.status).toBe(201);
+    expect(auditEntries('client_created', { client_id: 'audited-client' })[0]).toMatchObject({ scopes: ['reports'], grant_types: ['client_credentials'] });
+    const updated = await call('patch', '/admin/clients/audited-client', { body: { scopes: ['reports', 'admin'] } });
+    expect(updated.status).toBe(200);
+    expect(auditEntries('client_updated', { client_id: 'audited-client' })[0]).toMatchObject({ now: expect.objectContaining({ scopes: ['reports', 'admin'] }) });
+  });
+});

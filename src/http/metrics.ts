@@ -35,7 +35,8 @@ function trackRoutePattern(req: Request): () => string {
     set: (value: unknown) => {
       route = value;
       const path = (value as { path?: unknown } | undefined)?.path;
-      pattern = typeof path === 'string' ? `${req.baseUrl}${path}` : UNMATCHED;
+      // Lower-cased: routing is case-insensitive, so /ADMIN/roles must not become a label of its own.
+      pattern = typeof path === 'string' ? `${req.baseUrl}${path}`.toLowerCase() : UNMATCHED;
     },
   });
   return () => pattern;

@@ -96,7 +96,14 @@ function opens(ring: KeyRing, key: SigningKeyRow): boolean {
  * Refused when this process's KEY_ENCRYPTION_KEYS cannot open the active key: a key sealed under
  * a ring the replicas do not have would break them when it became active.
  */
-export async function rotateSigningKey(db: Kysely<Database>, ring: KeyRing, clock: Clock, log: Logger, actor: string): Promise<string> {
+export async function rotateSigningKey(
+  db: Kysely<Database>,
+  ring: KeyRing,
+  clock: Clock,
+  log: Logger,
+  actor: string,
+  ip?: string,
+): Promise<string> {
   const key = await generateSigningKey(ring);
   await db.transaction().execute(async (trx) => {
     await sql`select pg_advisory_xact_lock(${KEY_CHANGE_LOCK})`.execute(trx);
@@ -108,7 +115,7 @@ export async function rotateSigningKey(db: Kysely<Database>, ring: KeyRing, cloc
     if (waiting) throw new KeyLifecycleError(`key ${waiting.kid} is already waiting to become active`);
     await insertSigningKey(trx, { ...key, state: 'next', created_at: new Date(clock.now()), activated_at: null, retired_at: null });
   });
-  audit(log, 'signing_key_created', { kid: key.kid, actor });
+  audit(log, 'signing_key_created', { kid: key.kid, actor, ...(ip === undefined ? {} : { ip }) });
   return key.kid;
 }
 

@@ -78,7 +78,9 @@ export function createRateLimits(
       handler: (req: Request, res: Response) => {
         const info = (req as Request & { rateLimit?: { used: number; limit: number; resetTime?: Date } }).rateLimit;
         // One event per key and window (the first refusal), not one per refused request.
-        if (info && info.used === info.limit + 1) audit(log, 'rate_limit_tripped', { layer, ip: req.ip }, 'warn');
+        // The account layers name the account by its hash (never the username as typed, which may be a password).
+        const account = layer === 'login_account' || layer === 'login_ip_account' ? { account: accountKey(req) } : {};
+        if (info && info.used === info.limit + 1) audit(log, 'rate_limit_tripped', { layer, ip: req.ip, ...account }, 'warn');
         metrics.rateLimitRejected(layer); // every refusal, unlike the audit event
         if (!res.get('Retry-After')) {
           const seconds = info?.resetTime ? Math.ceil((info.resetTime.getTime() - Date.now()) / 1000) : setting.window;

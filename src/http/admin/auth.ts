@@ -20,10 +20,16 @@ const insufficientScope = () =>
  */
 export function requireAdmin(deps: Deps): RequestHandler {
   return async (req, res, next) => {
-    const { claims, user } = await authenticateUser(deps, req);
-    if (!claims.scope.split(' ').includes(ADMIN_SCOPE)) throw insufficientScope();
-    if (!(await findUserScopes(deps.db, user.id)).includes(ADMIN_SCOPE)) throw insufficientScope();
-    res.locals['adminId'] = user.id;
+    try {
+      const { claims, user } = await authenticateUser(deps, req);
+      if (!claims.scope.split(' ').includes(ADMIN_SCOPE)) throw insufficientScope();
+      if (!(await findUserScopes(deps.db, user.id)).includes(ADMIN_SCOPE)) throw insufficientScope();
+      res.locals['adminId'] = user.id;
+    } catch (error) {
+      // Someone probing for admin rights should show up where alerts look: the audit log.
+      if (error instanceof OAuthError) audit(deps.log, 'admin_access_denied', { reason: error.code, path: req.baseUrl + req.path, ip: req.ip });
+      throw error;
+    }
     next();
   };
 }

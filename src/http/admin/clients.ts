@@ -39,7 +39,14 @@ export function clientsRouter(deps: Deps): Router {
     const body = readBody(req.body, CREATE);
     const input = { ...settingsFrom(body), id: body.id, type: body.type };
     const { client, generatedSecret } = await asAdminAction('client', () => registerClient(deps.db, input, now()));
-    auditAdmin(deps, req, res, 'client_created', { client_id: client.id, type: client.type, grant_types: client.grant_types });
+    auditAdmin(deps, req, res, 'client_created', {
+      client_id: client.id,
+      type: client.type,
+      grant_types: client.grant_types,
+      scopes: client.allowed_scopes,
+      default_scopes: client.default_scopes,
+      audience: client.audience,
+    });
     res
       .status(201)
       .location(`/admin/clients/${client.id}`)
@@ -60,7 +67,8 @@ export function clientsRouter(deps: Deps): Router {
     const body = readBody(req.body, SETTINGS);
     requireSomeField(body);
     const client = await asAdminAction('client', () => updateClientSettings(deps.db, req.params['id']!, settingsFrom(body), now()));
-    auditAdmin(deps, req, res, 'client_updated', { client_id: client.id, changed: Object.keys(body).sort() });
+    // The new values, not only the names: granting a client `admin` or the password grant must show.
+    auditAdmin(deps, req, res, 'client_updated', { client_id: client.id, changed: Object.keys(body).sort(), now: clientView(client) });
     res.json(clientView(client));
   });
 

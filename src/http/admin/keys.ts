@@ -22,7 +22,7 @@ export function keysRouter(deps: Deps): Router {
   router.post('/keys/rotate', async (req, res) => {
     readBody(req.body, {});
     // rotateSigningKey writes the signing_key_created audit event, naming this admin as the actor.
-    const kid = await rotateSigningKey(deps.db, deps.keyRing, deps.clock, deps.log, actorOf(res)).catch((error: unknown) => {
+    const kid = await rotateSigningKey(deps.db, deps.keyRing, deps.clock, deps.log, actorOf(res), req.ip).catch((error: unknown) => {
       // One next key at a time, and only under the deployment's key-encryption keys.
       throw error instanceof KeyLifecycleError ? conflict(error.message) : error;
     });

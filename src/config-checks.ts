@@ -1,0 +1,62 @@
+import { isIP } from 'node:net';
+import type { TrustProxy } from './config.js';
+
+// Checks of single configuration values, for src/config.ts: each returns what is wrong, never throws.
+
+const TRUST_PROXY_PRESETS = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+export function checkIssuer(issuer: string): string[] {
+  let url: URL;
+  try {
+    url = new URL(issuer);
+  } catch {
+    return [`ISSUER must be an absolute http(s) URL (got "${issuer}")`];
+  }
+  // RFC 8414 §2: the issuer has no query or fragment. A trailing slash would make `iss` checks
+  // in verifiers depend on string details, so Tessera refuses it rather than guessing.
+  if (!['http:', 'https:'].includes(url.protocol) || url.search || url.hash || /[?#]/.test(issuer)) {
+    return [`ISSUER must be an http(s) URL without query or fragment (got "${issuer}")`];
+  }
+  if (issuer.endsWith('/')) return [`ISSUER must not end with "/" (got "${issuer}")`];
+  return [];
+}
+
+export function isOrigin(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return ['http:', 'https:'].includes(url.protocol) && url.origin === text;
+  } catch {
+    return false;
+  }
+}
+
+/** `TRUST_PROXY`: `false`, a hop count, or addresses/CIDRs. `true` would let any client pick its own IP. */
+export function parseTrustProxy(text: string | undefined, problems: string[]): TrustProxy {
+  if (text === undefined || text === 'false' || text === '0') return false;
+  if (/^\d+$/.test(text)) {
+    const hops = Number(text);
+    if (hops >= 1 && hops <= 10) return hops;
+  }
+  if (text === 'true') {
+    problems.push('TRUST_PROXY=true is refused: it trusts any X-Forwarded-For; give a hop count or a CIDR list');
+    return false;
+  }
+  const entries = text.split(',').map((entry) => entry.trim());
+  const bad = entries.filter((entry) => !TRUST_PROXY_PRESETS.has(entry) && !isCidr(entry));
+  if (bad.length > 0) {
+    problems.push(
+      `TRUST_PROXY must be false, a hop count from 1 to 10, or a list of IP addresses/CIDRs (bad: ${bad.join(', ')})`,
+    );
+    return false;
+  }
+  return entries;
+}
+
+function isCidr(text: string): boolean {
+  const [address = '', prefix, ...rest] = text.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  const bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : -1;
+  return bits >= 0 && bits <= (family === 4 ? 32 : 128);
+}

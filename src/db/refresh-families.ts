@@ -31,41 +31,40 @@ export async function insertFamily(
   });
 }
 
-export interface FamilyForRotation extends RefreshFamily {
+/** A refresh token's family, with what every use of the token needs of the token itself and of its user. */
+export interface TokenFamily extends RefreshFamily {
   /** The generation of the presented token (the family's `generation` is the current one). */
   readonly token_generation: number;
+  readonly token_created_at: Date;
+  readonly username: string;
   readonly user_disabled: boolean;
   readonly user_password_changed_at: Date;
 }
 
 /**
- * The presented token's family, locked (FOR UPDATE) until the transaction ends, so every rotation
- * of one family, on any replica, happens one after another. Token rows never change, so only the
- * family row needs the lock.
+ * The family of the token with this hash. With `lock`, the family row is locked (FOR UPDATE) until
+ * the transaction ends, so every rotation of one family, on any replica, happens one after
+ * another. Token rows never change, so only the family row needs the lock.
  */
-export async function lockFamilyByTokenHash(trx: Kysely<Database>, tokenHash: string): Promise<FamilyForRotation | undefined> {
-  return trx
+export async function findTokenFamily(db: Kysely<Database>, tokenHash: string, options: { lock?: boolean } = {}): Promise<TokenFamily | undefined> {
+  const query = db
     .selectFrom('refresh_tokens as t')
     .innerJoin('refresh_families as f', 'f.id', 't.family_id')
     .innerJoin('users as u', 'u.id', 'f.user_id')
     .selectAll('f')
-    .select(['t.generation as token_generation', 'u.disabled as user_disabled', 'u.password_changed_at as user_password_changed_at'])
-    .where('t.token_hash', '=', tokenHash)
-    .forUpdate('f')
-    .executeTakeFirst();
+    .select([
+      't.generation as token_generation',
+      't.created_at as token_created_at',
+      'u.username',
+      'u.disabled as user_disabled',
+      'u.password_changed_at as user_password_changed_at',
+    ])
+    .where('t.token_hash', '=', tokenHash);
+  return (options.lock ? query.forUpdate('f') : query).executeTakeFirst();
 }
 
 export async function findFamilyById(db: Kysely<Database>, id: string): Promise<RefreshFamily | undefined> {
   return db.selectFrom('refresh_families').selectAll().where('id', '=', id).executeTakeFirst();
-}
-
-export async function findFamilyByTokenHash(db: Kysely<Database>, tokenHash: string): Promise<RefreshFamily | undefined> {
-  return db
-    .selectFrom('refresh_tokens as t')
-    .innerJoin('refresh_families as f', 'f.id', 't.family_id')
-    .selectAll('f')
-    .where('t.token_hash', '=', tokenHash)
-    .executeTakeFirst();
 }
 
 /** Moves the family to its next generation: the new token's hash, and the new token sealed for a grace replay. */
@@ -108,10 +107,6 @@ export async function revokeUserFamilies(db: Kysely<Database>, userId: string, r
     .where('revoked_at', 'is', null)
     .executeTakeFirst();
   return Number(result.numUpdatedRows);
-}
-
-export async function listUserFamilies(db: Kysely<Database>, userId: string): Promise<RefreshFamily[]> {
-  return db.selectFrom('refresh_families').selectAll().where('user_id', '=', userId).orderBy('created_at', 'desc').execute();
 }
 
 /**
@@ -181,23 +176,4 @@ export async function eraseStaleSuccessors(db: Kysely<Database>, graceEnded: Dat
     )
     .executeTakeFirst();
   return Number(result.numUpdatedRows);
-}
-
-export interface RefreshTokenState extends RefreshFamily {
-  readonly token_generation: number;
-  readonly token_created_at: Date;
-  readonly username: string;
-  readonly user_disabled: boolean;
-}
-
-/** A refresh token's family, its own generation and issue time, and its user (for introspection). */
-export async function findRefreshTokenState(db: Kysely<Database>, tokenHash: string): Promise<RefreshTokenState | undefined> {
-  return db
-    .selectFrom('refresh_tokens as t')
-    .innerJoin('refresh_families as f', 'f.id', 't.family_id')
-    .innerJoin('users as u', 'u.id', 'f.user_id')
-    .selectAll('f')
-    .select(['t.generation as token_generation', 't.created_at as token_created_at', 'u.username', 'u.disabled as user_disabled'])
-    .where('t.token_hash', '=', tokenHash)
-    .executeTakeFirst();
 }

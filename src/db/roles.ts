@@ -52,10 +52,6 @@ export async function replaceRoleScopes(db: Kysely<Database>, role: string, scop
   await addRoleScopes(db, role, scopes);
 }
 
-export async function roleExists(db: Kysely<Database>, name: string): Promise<boolean> {
-  return (await db.selectFrom('roles').select('name').where('name', '=', name).executeTakeFirst()) !== undefined;
-}
-
 export async function addRoleScopes(db: Kysely<Database>, role: string, scopes: readonly string[]): Promise<void> {
   if (scopes.length === 0) return;
   await db

@@ -3,6 +3,7 @@ import { findFamilyById } from '../db/refresh-families.js';
 import type { User } from '../db/schema.js';
 import { findUserById } from '../db/users.js';
 import type { Deps } from '../deps.js';
+import { isUuid } from '../ids.js';
 import { OAuthError } from '../oauth/errors.js';
 import { type AccessTokenClaims, verifyAccessToken } from '../tokens/access-token.js';
 
@@ -17,11 +18,7 @@ export async function authenticateBearer(deps: Deps, req: Request): Promise<Acce
   const header = req.get('authorization');
   if (header === undefined) throw missingToken();
   const match = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i.exec(header.trim());
-  if (!match) {
-    throw new OAuthError('invalid_token', 'the Authorization header is not a bearer token', {
-      headers: { 'WWW-Authenticate': 'Bearer realm="tessera", error="invalid_token"' },
-    });
-  }
+  if (!match) throw invalidToken('the Authorization header is not a bearer token');
   return verifyAccessToken(deps, match[1]!);
 }
 
@@ -30,15 +27,14 @@ export async function authenticateBearer(deps: Deps, req: Request): Promise<Acce
  * uuid ids and client ids may not look like one (src/oauth/client-auth.ts), so the two never meet.
  */
 export function isClientToken(claims: Pick<AccessTokenClaims, 'sub' | 'client_id'>): boolean {
-  return claims.sub === claims.client_id || !USER_ID.test(claims.sub);
+  return claims.sub === claims.client_id || !isUuid(claims.sub);
 }
 
-const USER_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-const revokedToken = () =>
-  new OAuthError('invalid_token', 'the access token is not valid', {
+const invalidToken = (description: string) =>
+  new OAuthError('invalid_token', description, {
     headers: { 'WWW-Authenticate': 'Bearer realm="tessera", error="invalid_token"' },
   });
+const revokedToken = () => invalidToken('the access token is not valid');
 
 /**
  * For Tessera's own user endpoints: a valid access token whose user still exists and is enabled,

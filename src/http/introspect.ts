@@ -1,6 +1,6 @@
 import { Router } from 'express';
 import type { Client } from '../db/schema.js';
-import { findFamilyById, findRefreshTokenState } from '../db/refresh-families.js';
+import { findFamilyById, findTokenFamily } from '../db/refresh-families.js';
 import { findUserById } from '../db/users.js';
 import { findClientById } from '../db/clients.js';
 import type { Deps } from '../deps.js';
@@ -95,7 +95,7 @@ async function stillValid(deps: Deps, claims: AccessTokenClaims): Promise<string
 }
 
 async function introspectRefreshToken(deps: Deps, token: string, caller: Client): Promise<object> {
-  const state = await findRefreshTokenState(deps.db, hashRefreshToken(token));
+  const state = await findTokenFamily(deps.db, hashRefreshToken(token));
   if (state === undefined || state.client_id !== caller.id) return INACTIVE;
   const now = deps.clock.now();
   const expires = Math.min(state.expires_at.getTime(), state.last_used_at.getTime() + deps.config.refreshTokenIdleTtl * 1000);

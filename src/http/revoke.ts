@@ -1,6 +1,6 @@
 import { Router } from 'express';
 import { audit } from '../audit.js';
-import { findFamilyByTokenHash, revokeFamily } from '../db/refresh-families.js';
+import { findTokenFamily, revokeFamily } from '../db/refresh-families.js';
 import type { Deps } from '../deps.js';
 import { authenticateClient } from '../oauth/client-auth.js';
 import { invalidRequest } from '../oauth/errors.js';
@@ -43,7 +43,7 @@ export function revokeRouter(deps: Deps): Router {
 /** The family a token of this client belongs to: a refresh token by its hash, an access token by its `sid`. */
 async function findFamilyOf(deps: Deps, token: string, clientId: string): Promise<string | undefined> {
   if (isWellFormedRefreshToken(token)) {
-    const family = await findFamilyByTokenHash(deps.db, hashRefreshToken(token));
+    const family = await findTokenFamily(deps.db, hashRefreshToken(token));
     return family?.client_id === clientId ? family.id : undefined;
   }
   const claims = await verifyAccessToken(deps, token).catch(() => undefined);

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import { hashClientSecret, verifyClientSecret } from '../auth/client-secrets.js';
 import { findClientById } from '../db/clients.js';
 import type { Client, Database } from '../db/schema.js';
+import { isUuid } from '../ids.js';
 import { OAuthError } from './errors.js';
 
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none';
@@ -28,10 +29,8 @@ export function invalidClient(description = 'client authentication failed'): OAu
 /** RFC 6749 §A.1 allows any printable ASCII; Tessera's client ids are URL- and header-safe. */
 const CLIENT_ID = /^[A-Za-z0-9._~-]{1,64}$/;
 /** A client id shaped like a user id would make its client_credentials tokens pass for that user's. */
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 export function isValidClientId(id: string): boolean {
-  return CLIENT_ID.test(id) && !UUID.test(id);
+  return CLIENT_ID.test(id) && !isUuid(id);
 }
 
 /** A hash that matches nothing, compared against when the client is unknown, so both paths do the same work. */

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { audit } from '../audit.js';
-import { advanceFamily, type FamilyForRotation, insertFamily, lockFamilyByTokenHash, revokeFamily } from '../db/refresh-families.js';
+import { advanceFamily, findTokenFamily, insertFamily, revokeFamily, type TokenFamily } from '../db/refresh-families.js';
 import type { Kysely } from 'kysely';
 import type { Client, Database, RefreshFamily } from '../db/schema.js';
 import type { Deps } from '../deps.js';
@@ -56,9 +56,9 @@ export interface Rotation {
 }
 
 type Outcome =
-  | { readonly kind: 'rotated' | 'replayed'; readonly token: string; readonly family: FamilyForRotation; readonly scope: string[] }
-  | { readonly kind: 'reuse'; readonly family: FamilyForRotation }
-  | { readonly kind: 'refused'; readonly reason: string; readonly family?: FamilyForRotation };
+  | { readonly kind: 'rotated' | 'replayed'; readonly token: string; readonly family: TokenFamily; readonly scope: string[] }
+  | { readonly kind: 'reuse'; readonly family: TokenFamily }
+  | { readonly kind: 'refused'; readonly reason: string; readonly family?: TokenFamily };
 
 const invalidGrant = () => new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked');
 
@@ -85,7 +85,7 @@ export async function rotateRefreshToken(
 ): Promise<Rotation> {
   const now = deps.clock.now();
   const outcome = await deps.db.transaction().execute(async (trx): Promise<Outcome> => {
-    const family = await lockFamilyByTokenHash(trx, hashRefreshToken(request.token));
+    const family = await findTokenFamily(trx, hashRefreshToken(request.token), { lock: true });
     if (family === undefined) return { kind: 'refused', reason: 'unknown_token' };
     // Bound to its client (RFC 6749 §6). Another client learns nothing and changes nothing.
     if (family.client_id !== request.client.id) return { kind: 'refused', reason: 'other_client', family };

@@ -113,13 +113,6 @@ export function readLimit(value: string | undefined): number {
   return limit;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** User and session ids are uuids: anything else is known to name nothing without asking PostgreSQL. */
-export function isUuid(text: string): boolean {
-  return UUID.test(text);
-}
-
 /** One page of a listing and where the next starts (null: this was the last). */
 export function page<T>(rows: readonly T[], limit: number, cursor: (row: T) => string): { items: T[]; next_after: string | null } {
   const items = rows.slice(0, limit);

@@ -2,11 +2,12 @@ import { Router } from 'express';
 import { findFamilyById, pageUserFamilies, revokeFamily, revokeUserFamilies } from '../../db/refresh-families.js';
 import type { RefreshFamily } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
+import { isUuid } from '../../ids.js';
 import { invalidRequest } from '../../oauth/errors.js';
 import { methodNotAllowed } from '../errors.js';
 import { auditAdmin } from './auth.js';
 import { notFound } from './errors.js';
-import { isUuid, page, readLimit, readQuery } from './input.js';
+import { page, readLimit, readQuery } from './input.js';
 import { requireUser } from './users.js';
 
 /** A session is a refresh-token family: one login and every token rotated from it. Never a token or its hash. */

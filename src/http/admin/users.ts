@@ -6,11 +6,12 @@ import type { User } from '../../db/schema.js';
 import { listRoles } from '../../db/roles.js';
 import { deleteUser, findAccessOfUsers, findDirectUserScopes, findUserById, findUserRoles, listUsers } from '../../db/users.js';
 import type { Deps } from '../../deps.js';
+import { isUuid } from '../../ids.js';
 import { invalidRequest } from '../../oauth/errors.js';
 import { methodNotAllowed } from '../errors.js';
 import { ADMIN_SCOPE, auditAdmin, actorOf } from './auth.js';
 import { asAdminAction, conflict, notFound } from './errors.js';
-import { isUuid, page, readBody, readLimit, readQuery, requireSomeField } from './input.js';
+import { page, readBody, readLimit, readQuery, requireSomeField } from './input.js';
 
 /** What the admin API shows of a user: never the password hash. */
 export interface UserView {

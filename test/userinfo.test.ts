@@ -1,11 +1,12 @@
-import { createPublicKey, type KeyObject, randomUUID, sign as signWith } from 'node:crypto';
+import { createPublicKey, type KeyObject, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type CryptoKey, decodeJwt, exportJWK, generateKeyPair, type JWTPayload, SignJWT, UnsecuredJWT } from 'jose';
+import { type CryptoKey, decodeJwt, exportJWK, generateKeyPair, type JWTPayload, UnsecuredJWT } from 'jose';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { epochSeconds } from '../src/clock.js';
 import { signAccessToken } from '../src/tokens/access-token.js';
+import { b64url, type ForgeOptions, forgeJwt, signRawJwt } from './helpers/forge.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import {
   createTestClient,
@@ -71,7 +72,6 @@ function expectInvalidToken(
 
 // --- forging -------------------------------------------------------------------------------
 
-const b64url = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
 
 function genuineKey(): { kid: string; privateKey: KeyObject } {
   return service.deps.keys.current().signing;
@@ -94,19 +94,11 @@ function validClaims(overrides: Record<string, unknown> = {}): JWTPayload {
 }
 
 /** Signs with jose; by default exactly like Tessera (genuine key, RS256, at+jwt, its kid). */
-async function forge(
-  options: { header?: Record<string, unknown>; claims?: Record<string, unknown>; key?: KeyObject | CryptoKey | Uint8Array } = {},
-): Promise<string> {
-  const { kid, privateKey } = genuineKey();
-  const header = { alg: 'RS256', typ: 'at+jwt', kid, ...options.header };
-  return new SignJWT(validClaims(options.claims)).setProtectedHeader(header as { alg: string }).sign(options.key ?? privateKey);
-}
+const forge = (options: ForgeOptions = {}): Promise<string> => forgeJwt(genuineKey(), validClaims(options.claims), options);
 
 /** Signs bytes by hand with node:crypto, for headers jose would refuse to produce. */
-function signRaw(header: Record<string, unknown>, claims: JWTPayload, privateKey: KeyObject = genuineKey().privateKey): string {
-  const input = `${b64url(header)}.${b64url(claims)}`;
-  return `${input}.${signWith('sha256', Buffer.from(input), privateKey).toString('base64url')}`;
-}
+const signRaw = (header: Record<string, unknown>, claims: JWTPayload, privateKey: KeyObject = genuineKey().privateKey): string =>
+  signRawJwt(header, claims, privateKey);
 
 /** A key pair nobody trusts. */
 async function attackerKey(): Promise<{ privateKey: CryptoKey; publicKey: CryptoKey }> {

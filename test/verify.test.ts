@@ -1,13 +1,14 @@
-import { createPublicKey, type KeyObject, randomUUID, sign as signWith } from 'node:crypto';
+import { createPublicKey, type KeyObject, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
-import { type CryptoKey, decodeProtectedHeader, exportJWK, generateKeyPair, type JWTPayload, SignJWT, UnsecuredJWT } from 'jose';
+import { type CryptoKey, decodeProtectedHeader, exportJWK, generateKeyPair, type JWTPayload, UnsecuredJWT } from 'jose';
 import request from 'supertest';
 import { createVerifier, type Verifier } from 'tessera/verify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { maintainSigningKeys, promotionDelaySeconds, rotateSigningKey } from '../src/keys/lifecycle.js';
 import { createFakeClock } from './helpers/clock.js';
+import { b64url, type ForgeOptions, forgeJwt, signRawJwt } from './helpers/forge.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { createTestClient, createTestUser, startTestService, testEnv, type TestClient, type TestService } from './helpers/service.js';
 
@@ -167,7 +168,6 @@ function expectUnavailable(res: request.Response): void {
 
 // --- forging -------------------------------------------------------------------------------
 
-const b64url = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
 const realNow = () => Math.floor(Date.now() / 1000);
 
 function genuineKey(): { kid: string; privateKey: KeyObject } {
@@ -191,19 +191,11 @@ function validClaims(overrides: Record<string, unknown> = {}): JWTPayload {
 }
 
 /** Signs with jose; by default exactly like Tessera (genuine key, RS256, at+jwt, its kid). */
-async function forge(
-  options: { header?: Record<string, unknown>; claims?: Record<string, unknown>; key?: KeyObject | CryptoKey | Uint8Array } = {},
-): Promise<string> {
-  const { kid, privateKey } = genuineKey();
-  const header = { alg: 'RS256', typ: 'at+jwt', kid, ...options.header };
-  return new SignJWT(validClaims(options.claims)).setProtectedHeader(header as { alg: string }).sign(options.key ?? privateKey);
-}
+const forge = (options: ForgeOptions = {}): Promise<string> => forgeJwt(genuineKey(), validClaims(options.claims), options);
 
 /** Signs bytes by hand with node:crypto, for headers jose would refuse to produce. */
-function signRaw(header: Record<string, unknown>, claims: JWTPayload, privateKey: KeyObject = genuineKey().privateKey): string {
-  const input = `${b64url(header)}.${b64url(claims)}`;
-  return `${input}.${signWith('sha256', Buffer.from(input), privateKey).toString('base64url')}`;
-}
+const signRaw = (header: Record<string, unknown>, claims: JWTPayload, privateKey: KeyObject = genuineKey().privateKey): string =>
+  signRawJwt(header, claims, privateKey);
 
 /** A fresh key pair nobody trusts. */
 async function attackerKey(alg = 'RS256'): Promise<{ privateKey: CryptoKey; publicKey: CryptoKey }> {

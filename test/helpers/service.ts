@@ -16,7 +16,8 @@ import { prepareDeps } from '../../src/service.js';
 import { type FakeClock, createFakeClock } from './clock.js';
 import { type CapturedLogs, captureLogs } from './logs.js';
 import { recordResponses } from './openapi.js';
-import type { TestDatabase } from './database.js';
+import { afterAll, beforeAll } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './database.js';
 
 export const TEST_ISSUER = 'http://tessera.test';
 
@@ -157,3 +158,31 @@ export async function createTestClient(
 }
 
 export { createPasswordHasher, recordResponses };
+
+/**
+ * The usual file-level set-up: a fresh database and a service on it, started before the file's
+ * tests and torn down after them. Read `current()` inside tests and hooks, not at import time.
+ */
+export function useTestService(options: Parameters<typeof startTestService>[1] = {}): {
+  current(): TestService;
+  database(): TestDatabase;
+} {
+  let database: TestDatabase | undefined;
+  let service: TestService | undefined;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    service = await startTestService(database, options);
+  });
+  afterAll(async () => {
+    await service?.close();
+    await database?.drop();
+  });
+  return {
+    current: () => service ?? fail('the test service has not started'),
+    database: () => database ?? fail('the test database has not been created'),
+  };
+}
+
+function fail(message: string): never {
+  throw new Error(message);
+}

@@ -1,5 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import type { Database, FamilyRevocationReason, RefreshFamily } from './schema.js';
+import { userScopesOf } from './users.js';
 
 /**
  * Starts a family, but only if the user is still enabled and still has the password that was just
@@ -39,53 +40,72 @@ export interface TokenFamily extends RefreshFamily {
   readonly username: string;
   readonly user_disabled: boolean;
   readonly user_password_changed_at: Date;
+  /** What the user may have now, directly and through roles (unsorted). */
+  readonly user_scopes: string[];
 }
 
-/**
- * The family of the token with this hash. With `lock`, the family row is locked (FOR UPDATE) until
- * the transaction ends, so every rotation of one family, on any replica, happens one after
- * another. Token rows never change, so only the family row needs the lock.
- */
-export async function findTokenFamily(db: Kysely<Database>, tokenHash: string, options: { lock?: boolean } = {}): Promise<TokenFamily | undefined> {
-  const query = db
+/** The family of the token with this hash, in one query. */
+export async function findTokenFamily(db: Kysely<Database>, tokenHash: string): Promise<TokenFamily | undefined> {
+  return db
     .selectFrom('refresh_tokens as t')
     .innerJoin('refresh_families as f', 'f.id', 't.family_id')
     .innerJoin('users as u', 'u.id', 'f.user_id')
     .selectAll('f')
-    .select([
+    .select((eb) => [
       't.generation as token_generation',
       't.created_at as token_created_at',
       'u.username',
       'u.disabled as user_disabled',
       'u.password_changed_at as user_password_changed_at',
+      userScopesOf(eb.ref('u.id')).as('user_scopes'),
     ])
-    .where('t.token_hash', '=', tokenHash);
-  return (options.lock ? query.forUpdate('f') : query).executeTakeFirst();
+    .where('t.token_hash', '=', tokenHash)
+    .executeTakeFirst();
 }
 
 export async function findFamilyById(db: Kysely<Database>, id: string): Promise<RefreshFamily | undefined> {
   return db.selectFrom('refresh_families').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-/** Moves the family to its next generation: the new token's hash, and the new token sealed for a grace replay. */
+/**
+ * Moves the family from `fromGeneration` to the next in one statement: the new token's hash, and the
+ * new token sealed for a grace replay. A compare-and-set: if another rotation of the family (on any
+ * replica) or a revocation got there first, nothing changes and the answer is false. PostgreSQL
+ * orders concurrent updates of the row, and the loser re-checks the condition against the winner's.
+ */
 export async function advanceFamily(
-  trx: Kysely<Database>,
-  rotation: { familyId: string; generation: number; tokenHash: string; successorCiphertext: string; now: Date },
-): Promise<void> {
-  await trx
+  db: Kysely<Database>,
+  rotation: { familyId: string; fromGeneration: number; tokenHash: string; successorCiphertext: string; now: Date },
+): Promise<boolean> {
+  const result = await db
+    .with('advanced', (db) =>
+      db
+        .updateTable('refresh_families')
+        .set({
+          generation: rotation.fromGeneration + 1,
+          rotated_at: rotation.now,
+          last_used_at: rotation.now,
+          successor_ciphertext: rotation.successorCiphertext,
+        })
+        .where('id', '=', rotation.familyId)
+        .where('generation', '=', rotation.fromGeneration)
+        .where('revoked_at', 'is', null)
+        .returning(['id', 'generation']),
+    )
     .insertInto('refresh_tokens')
-    .values({ token_hash: rotation.tokenHash, family_id: rotation.familyId, generation: rotation.generation, created_at: rotation.now })
-    .execute();
-  await trx
-    .updateTable('refresh_families')
-    .set({
-      generation: rotation.generation,
-      rotated_at: rotation.now,
-      last_used_at: rotation.now,
-      successor_ciphertext: rotation.successorCiphertext,
-    })
-    .where('id', '=', rotation.familyId)
-    .execute();
+    .columns(['token_hash', 'family_id', 'generation', 'created_at'])
+    .expression((eb) =>
+      eb
+        .selectFrom('advanced')
+        .select([
+          sql<string>`${rotation.tokenHash}::text`.as('token_hash'),
+          'advanced.id',
+          'advanced.generation',
+          sql<Date>`${rotation.now}::timestamptz`.as('created_at'),
+        ]),
+    )
+    .executeTakeFirst();
+  return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
 }
 
 export async function revokeFamily(db: Kysely<Database>, familyId: string, reason: FamilyRevocationReason, now: Date): Promise<boolean> {

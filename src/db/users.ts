@@ -1,4 +1,4 @@
-import { type Kysely, sql } from 'kysely';
+import { type Expression, type Kysely, sql } from 'kysely';
 import type { Database, NewUser, User } from './schema.js';
 
 export async function findUserByUsername(db: Kysely<Database>, username: string): Promise<User | undefined> {
@@ -7,6 +7,29 @@ export async function findUserByUsername(db: Kysely<Database>, username: string)
 
 export async function findUserById(db: Kysely<Database>, id: string): Promise<User | undefined> {
   return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/**
+ * The user, and whether the session `sid` (a refresh family) is still live, in one query: what
+ * every use of a user's access token at Tessera asks. Undefined if there is no such user.
+ */
+export async function findUserSession(
+  db: Kysely<Database>,
+  userId: string,
+  sid: string | undefined,
+): Promise<(User & { readonly session_live: boolean }) | undefined> {
+  return db
+    .selectFrom('users')
+    .selectAll('users')
+    .select((eb) => {
+      const live =
+        sid === undefined
+          ? sql<boolean>`true`
+          : eb.exists(eb.selectFrom('refresh_families as f').select('f.id').where('f.id', '=', sid).where('f.revoked_at', 'is', null));
+      return sql<boolean>`${live}`.as('session_live');
+    })
+    .where('id', '=', userId)
+    .executeTakeFirst();
 }
 
 export async function insertUser(db: Kysely<Database>, user: NewUser): Promise<User> {
@@ -70,20 +93,18 @@ export async function deleteUser(db: Kysely<Database>, id: string): Promise<bool
 }
 
 /** A user's grantable scopes: the scopes of their roles plus those granted to them directly (DESIGN.md, Scopes). */
+/**
+ * A user's scopes, direct and through roles, as one text[] value: for queries that need them beside
+ * other rows (a refresh reads them with the token's family), and for findUserScopes.
+ */
+export function userScopesOf(userId: Expression<string> | string) {
+  const id = typeof userId === 'string' ? sql`${userId}` : userId;
+  return sql<string[]>`array(select scope from user_scopes where user_id = ${id} union select rs.scope from user_roles ur join role_scopes rs on rs.role_name = ur.role_name where ur.user_id = ${id})`;
+}
+
 export async function findUserScopes(db: Kysely<Database>, userId: string): Promise<string[]> {
-  const rows = await db
-    .selectFrom('user_scopes')
-    .select('scope')
-    .where('user_id', '=', userId)
-    .union(
-      db
-        .selectFrom('user_roles')
-        .innerJoin('role_scopes', 'role_scopes.role_name', 'user_roles.role_name')
-        .select('role_scopes.scope')
-        .where('user_roles.user_id', '=', userId),
-    )
-    .execute();
-  return rows.map((row) => row.scope).sort();
+  const row = await db.selectNoFrom(userScopesOf(userId).as('scopes')).executeTakeFirstOrThrow();
+  return row.scopes.sort();
 }
 
 export async function findUserRoles(db: Kysely<Database>, userId: string): Promise<string[]> {

@@ -1,5 +1,4 @@
 import { formatScope, parseScope, resolveScope } from '../auth/scopes.js';
-import { findUserScopes } from '../db/users.js';
 import type { Deps } from '../deps.js';
 import { invalidRequest, OAuthError } from '../oauth/errors.js';
 import { rotateRefreshToken } from '../refresh/rotation.js';
@@ -26,8 +25,8 @@ export const refreshTokenGrant: Grant = {
       token,
       client: request.client,
       ip: request.ip,
-      decideScope: async (family, trx) => {
-        const userScopes = new Set(await findUserScopes(trx, family.user_id));
+      decideScope: (family) => {
+        const userScopes = new Set(family.user_scopes);
         return resolveScope({
           requested,
           clientDefault: family.scope,

@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { audit } from '../audit.js';
 import { advanceFamily, findTokenFamily, insertFamily, revokeFamily, type TokenFamily } from '../db/refresh-families.js';
-import type { Kysely } from 'kysely';
-import type { Client, Database, RefreshFamily } from '../db/schema.js';
+import type { Client, RefreshFamily } from '../db/schema.js';
 import type { Deps } from '../deps.js';
 import { OAuthError } from '../oauth/errors.js';
 import { generateRefreshToken, hashRefreshToken, openSuccessor, sealSuccessor } from './tokens.js';
@@ -63,15 +62,18 @@ type Outcome =
 const invalidGrant = () => new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked');
 
 /**
- * One refresh, as one transaction on the family row (locked FOR UPDATE), committed before the
- * response is sent. If the database fails anywhere inside, nothing is consumed and the presented
- * token still works. `decideScope` runs inside, so an invalid_scope also leaves the token unused.
+ * One refresh: read the token's family (with its user, one query), then move the family on with a
+ * compare-and-set (advanceFamily), committed before the response is sent. No lock is held between
+ * the two, and the write is one transaction: if the database fails, nothing is consumed and the
+ * presented token still works. `decideScope` runs before the write, so an invalid_scope leaves the
+ * token unused too.
  *
  * - The current token rotates: its successor is stored (hash, plus the sealed copy for replays).
  * - The immediate parent, again, by the same client, within REFRESH_REUSE_GRACE of the rotation,
- *   gets that same successor back: a retry or a race, not an attack (no sibling is minted).
+ *   gets that same successor back: a retry or a race, not an attack (no sibling is minted). A
+ *   request that loses the compare-and-set to such a twin is answered this way too.
  * - Anything older, or the parent after the grace window, is reuse (RFC 9700 §4.14.2): the family
- *   is revoked in the same transaction and the event is logged.
+ *   is revoked and the event is logged.
  */
 export async function rotateRefreshToken(
   deps: Deps,
@@ -79,45 +81,53 @@ export async function rotateRefreshToken(
     readonly token: string;
     readonly client: Client;
     readonly ip: string;
-    /** Runs inside the transaction and must query through `trx` (a second pool connection could deadlock the pool). */
-    readonly decideScope: (family: RefreshFamily, trx: Kysely<Database>) => Promise<string[]>;
+    /** The scope of the new access token, from the family as read; may throw invalid_scope. */
+    readonly decideScope: (family: TokenFamily) => string[];
   },
 ): Promise<Rotation> {
   const now = deps.clock.now();
-  const outcome = await deps.db.transaction().execute(async (trx): Promise<Outcome> => {
-    const family = await findTokenFamily(trx, hashRefreshToken(request.token), { lock: true });
+  const tokenHash = hashRefreshToken(request.token);
+  /** The family as it stands, or why it cannot be refreshed by this client now. */
+  const read = async (): Promise<TokenFamily | Outcome> => {
+    const family = await findTokenFamily(deps.db, tokenHash);
     if (family === undefined) return { kind: 'refused', reason: 'unknown_token' };
-    // Bound to its client (RFC 6749 §6). Another client learns nothing and changes nothing.
-    if (family.client_id !== request.client.id) return { kind: 'refused', reason: 'other_client', family };
-    if (family.revoked_at !== null) return { kind: 'refused', reason: 'revoked', family };
-    if (family.user_disabled) return { kind: 'refused', reason: 'user_disabled', family };
-    // Families end when the password changes; this also covers one started in a race with the change.
-    if (family.created_at < family.user_password_changed_at) return { kind: 'refused', reason: 'password_changed', family };
-    const idleDeadline = family.last_used_at.getTime() + deps.config.refreshTokenIdleTtl * 1000;
-    if (now >= family.expires_at.getTime() || now >= idleDeadline) return { kind: 'refused', reason: 'expired', family };
+    const reason = refusalReason(family, request.client, now, deps.config.refreshTokenIdleTtl);
+    return reason === undefined ? family : { kind: 'refused', reason, family };
+  };
 
+  const decide = async (): Promise<Outcome> => {
+    let family = await read();
+    if ('kind' in family) return family;
     if (family.token_generation === family.generation) {
-      const scope = await request.decideScope(family, trx);
+      const scope = request.decideScope(family);
       const successor = generateRefreshToken();
-      await advanceFamily(trx, {
+      const rotation = {
         familyId: family.id,
-        generation: family.generation + 1,
+        fromGeneration: family.generation,
         tokenHash: hashRefreshToken(successor),
         successorCiphertext: sealSuccessor(request.token, successor, family.id, deps.successorKeys),
         now: new Date(now),
-      });
-      return { kind: 'rotated', token: successor, family, scope };
+      };
+      // One statement, but in a transaction of its own: were it left to autocommit, a statement
+      // still waiting on the row when the connection died would commit by itself afterwards, and
+      // the client, told 503, would hold a consumed token. A transaction whose COMMIT never comes
+      // is rolled back.
+      const advanced = await deps.db.transaction().execute((trx) => advanceFamily(trx, rotation));
+      if (advanced) return { kind: 'rotated', token: successor, family, scope };
+      // Another use of this token (on any replica) or a revocation got there first: go on from what it left.
+      family = await read();
+      if ('kind' in family) return family;
     }
-
     const isParent = family.token_generation === family.generation - 1;
     const inGrace = family.rotated_at !== null && now - family.rotated_at.getTime() <= deps.config.refreshReuseGrace * 1000;
     if (isParent && inGrace && family.successor_ciphertext !== null) {
       const successor = openSuccessor(request.token, family.successor_ciphertext, family.id, deps.successorKeys);
-      if (successor !== undefined) return { kind: 'replayed', token: successor, family, scope: await request.decideScope(family, trx) };
+      if (successor !== undefined) return { kind: 'replayed', token: successor, family, scope: request.decideScope(family) };
     }
-    await revokeFamily(trx, family.id, 'reuse', new Date(now));
+    await revokeFamily(deps.db, family.id, 'reuse', new Date(now));
     return { kind: 'reuse', family };
-  });
+  };
+  const outcome = await decide();
 
   const context = { client_id: request.client.id, ip: request.ip };
   switch (outcome.kind) {
@@ -144,4 +154,17 @@ export async function rotateRefreshToken(
       audit(deps.log, 'refresh_failed', { ...context, reason: outcome.reason, family_id: outcome.family?.id });
       throw invalidGrant();
   }
+}
+
+/** Why this family cannot be refreshed by this client now, if it cannot. */
+function refusalReason(family: TokenFamily, client: Client, now: number, idleTtlSeconds: number): string | undefined {
+  // Bound to its client (RFC 6749 §6). Another client learns nothing and changes nothing.
+  if (family.client_id !== client.id) return 'other_client';
+  if (family.revoked_at !== null) return 'revoked';
+  if (family.user_disabled) return 'user_disabled';
+  // Families end when the password changes; this also covers one started in a race with the change.
+  if (family.created_at < family.user_password_changed_at) return 'password_changed';
+  const idleDeadline = family.last_used_at.getTime() + idleTtlSeconds * 1000;
+  if (now >= family.expires_at.getTime() || now >= idleDeadline) return 'expired';
+  return undefined;
 }

@@ -1,7 +1,6 @@
 import type { Request } from 'express';
-import { findFamilyById } from '../db/refresh-families.js';
 import type { User } from '../db/schema.js';
-import { findUserById } from '../db/users.js';
+import { findUserSession } from '../db/users.js';
 import type { Deps } from '../deps.js';
 import { isUuid } from '../ids.js';
 import { OAuthError } from '../oauth/errors.js';
@@ -43,11 +42,7 @@ const revokedToken = () => invalidToken('the access token is not valid');
  */
 export async function authenticateUser(deps: Deps, req: Request): Promise<{ claims: AccessTokenClaims; user: User }> {
   const claims = await authenticateBearer(deps, req);
-  const user = isClientToken(claims) ? undefined : await findUserById(deps.db, claims.sub);
-  if (user === undefined || user.disabled) throw revokedToken();
-  if (claims.sid !== undefined) {
-    const family = await findFamilyById(deps.db, claims.sid);
-    if (family === undefined || family.revoked_at !== null) throw revokedToken();
-  }
+  const user = isClientToken(claims) ? undefined : await findUserSession(deps.db, claims.sub, claims.sid);
+  if (user === undefined || user.disabled || !user.session_live) throw revokedToken();
   return { claims, user };
 }

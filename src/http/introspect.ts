@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import type { Client } from '../db/schema.js';
-import { findFamilyById, findTokenFamily } from '../db/refresh-families.js';
-import { findUserById } from '../db/users.js';
+import { findTokenFamily } from '../db/refresh-families.js';
+import { findUserSession } from '../db/users.js';
 import { findClientById } from '../db/clients.js';
 import type { Deps } from '../deps.js';
 import { authenticateClient, invalidClient } from '../oauth/client-auth.js';
@@ -85,13 +85,8 @@ function mayIntrospect(claims: AccessTokenClaims, caller: Client): boolean {
  */
 async function stillValid(deps: Deps, claims: AccessTokenClaims): Promise<string | undefined | null> {
   if (isClientToken(claims)) return (await findClientById(deps.db, claims.sub)) ? undefined : null;
-  const user = await findUserById(deps.db, claims.sub);
-  if (user === undefined || user.disabled) return null;
-  if (claims.sid !== undefined) {
-    const family = await findFamilyById(deps.db, claims.sid);
-    if (family === undefined || family.revoked_at !== null) return null;
-  }
-  return user.username;
+  const user = await findUserSession(deps.db, claims.sub, claims.sid);
+  return user === undefined || user.disabled || !user.session_live ? null : user.username;
 }
 
 async function introspectRefreshToken(deps: Deps, token: string, caller: Client): Promise<object> {

@@ -32,14 +32,24 @@ export class BoundedMemoryStore implements Store {
   }
 
   increment(key: string): ClientRateLimitInfo {
-    let entry = this.current(key);
-    if (entry === undefined) {
-      while (this.counters.size >= this.maxKeys) this.counters.delete(this.counters.keys().next().value as string);
-      entry = { hits: 0, resetTime: new Date(Date.now() + this.windowMs) };
-      this.counters.set(key, entry);
-    }
+    const entry = this.current(key) ?? this.insert(key, { hits: 0, resetTime: new Date(Date.now() + this.windowMs) });
     entry.hits += 1;
     return { totalHits: entry.hits, resetTime: entry.resetTime };
+  }
+
+  /** Takes a count kept elsewhere (Redis) as this key's count, within the same bound; returns it. */
+  remember(key: string, info: ClientRateLimitInfo): ClientRateLimitInfo {
+    const resetTime = info.resetTime ?? new Date(Date.now() + this.windowMs);
+    const entry = this.current(key);
+    if (entry === undefined) this.insert(key, { hits: info.totalHits, resetTime });
+    else Object.assign(entry, { hits: info.totalHits, resetTime });
+    return info;
+  }
+
+  private insert(key: string, entry: { hits: number; resetTime: Date }): { hits: number; resetTime: Date } {
+    while (this.counters.size >= this.maxKeys) this.counters.delete(this.counters.keys().next().value as string);
+    this.counters.set(key, entry);
+    return entry;
   }
 
   decrement(key: string): void {

@@ -8,9 +8,11 @@ export const MEMORY_KEYS_PER_LAYER = 50_000;
 
 /**
  * A rate-limit store that counts in Redis while Redis answers, and in this process's memory while
- * it does not: never failing open, never failing the request. When Redis is back, counting moves
- * back to it without a restart (what was counted in memory meanwhile stays local to this process).
- * Without Redis at all (the embedded default) it is simply the memory store.
+ * it does not: never failing open, never failing the request. Every count Redis returns is copied
+ * into memory, so a fall-back (Redis down, or one command timing out under load) goes on from the
+ * last shared count rather than from zero. When Redis is back, counting moves back to it without a
+ * restart (what was counted in memory meanwhile stays local to this process). Without Redis at all
+ * (the embedded default) it is simply the memory store.
  */
 export class FailoverStore implements Store {
   readonly localKeys = false;
@@ -56,30 +58,35 @@ export class FailoverStore implements Store {
     return inMemory(this.memory);
   }
 
-  increment(key: string) {
+  async increment(key: string) {
     return this.either(
-      (store) => store.increment(key),
+      async (store) => this.memory.remember(key, await store.increment(key)),
       (store) => store.increment(key),
     );
   }
 
-  decrement(key: string) {
+  async decrement(key: string) {
+    this.memory.decrement(key);
     return this.either(
       (store) => store.decrement(key),
-      (store) => store.decrement(key),
+      () => undefined,
     );
   }
 
-  resetKey(key: string) {
+  async resetKey(key: string) {
+    this.memory.resetKey(key);
     return this.either(
       (store) => store.resetKey(key),
-      (store) => store.resetKey(key),
+      () => undefined,
     );
   }
 
-  get(key: string) {
+  async get(key: string) {
     return this.either(
-      (store) => store.get(key),
+      async (store) => {
+        const info = await store.get(key);
+        return info === undefined ? info : this.memory.remember(key, info);
+      },
       (store) => store.get(key),
     );
   }

@@ -86,6 +86,7 @@ export function createRateLimits(
           const seconds = info?.resetTime ? Math.ceil((info.resetTime.getTime() - Date.now()) / 1000) : setting.window;
           res.set('Retry-After', String(Math.max(1, seconds)));
         }
+        res.locals['limitedBy'] = layer;
         throw new OAuthError('temporarily_unavailable', 'too many requests; retry later', { status: 429 });
       },
       ...options,
@@ -94,7 +95,11 @@ export function createRateLimits(
   const ip = (req: Request) => ipKeyGenerator(req.ip ?? '', config.ipv6Subnet);
   const ipAccount = (req: Request) => `${ip(req)}|${accountKey(req)}`;
   const isLogin = (req: Request) => bodyField(req, 'grant_type') === 'password' && accountKey(req) !== undefined;
-  const countsAsSuccess = (_req: Request, res: Response) => res.locals['oauthError'] !== 'invalid_grant';
+  // Failure layers count wrong passwords only: anything else is given back once answered, except
+  // the layer's own refusals, which must keep the count over the limit (or every refusal would
+  // drop it back to the limit, and each next one would trip the layer, and log, afresh).
+  const countsAsSuccess = (layer: LimitLayer) => (_req: Request, res: Response) =>
+    res.locals['oauthError'] !== 'invalid_grant' && res.locals['limitedBy'] !== layer;
   const knownSources = store('known_source', KNOWN_SOURCE_DAYS * 86_400_000);
   const isKnownSource = async (req: Request) => ((await knownSources.get(ipAccount(req)))?.totalHits ?? 0) > 0;
 
@@ -107,14 +112,14 @@ export function createRateLimits(
     keyGenerator: ipAccount,
     skip: (req) => !isLogin(req),
     skipSuccessfulRequests: true,
-    requestWasSuccessful: countsAsSuccess,
+    requestWasSuccessful: countsAsSuccess('login_ip_account'),
   });
   const loginAccount = limiter('login_account', config.loginAccount, {
     announce: false,
     keyGenerator: (req) => accountKey(req)!,
     skip: async (req) => !isLogin(req) || (await isKnownSource(req)),
     skipSuccessfulRequests: true,
-    requestWasSuccessful: countsAsSuccess,
+    requestWasSuccessful: countsAsSuccess('login_account'),
   });
   /** A successful login clears the failure counts and remembers the source for the account. */
   const afterLogin: RequestHandler = (req, res, next) => {

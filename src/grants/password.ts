@@ -66,7 +66,7 @@ function readCredentials(params: TokenRequest['params']): { username: string; pa
   const username = params['username'];
   const password = params['password'];
   if (username === undefined || username.trim() === '') throw invalidRequest('username is required');
-  if (password === undefined || password === '') throw invalidRequest('password is required');
+  if (password === undefined || password.trim() === '') throw invalidRequest('password is required');
   if (Buffer.byteLength(username) > MAX_USERNAME_INPUT_BYTES) throw invalidRequest('username is too long');
   if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) throw invalidRequest('password is too long');
   if (hasControlCharacters(username) || hasControlCharacters(password)) {

@@ -28,7 +28,7 @@ export function tokenRouter(deps: Deps): Router {
 function readRefreshBody(req: Request): Params {
   const params = readParams(req.body);
   const grantType = params['grant_type'];
-  if (grantType !== undefined && grantType !== '' && grantType !== 'refresh_token') {
+  if (grantType !== undefined && grantType.trim() !== '' && grantType !== 'refresh_token') {
     throw new OAuthError('unsupported_grant_type', 'this endpoint serves grant_type=refresh_token only');
   }
   return { ...params, grant_type: 'refresh_token' };
@@ -39,7 +39,7 @@ export function handleTokenRequest(deps: Deps, readBody: (req: Request) => Param
     rejectQueryParameters(req);
     const params = readBody(req);
     const grantType = params['grant_type'];
-    if (grantType === undefined || grantType === '') throw invalidRequest('grant_type is required');
+    if (grantType === undefined || grantType.trim() === '') throw invalidRequest('grant_type is required');
 
     const { client } = await authenticateClient(deps.db, {
       authorization: req.get('authorization'),

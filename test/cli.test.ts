@@ -6,6 +6,8 @@ import { runCli } from '../src/cli/run.js';
 import type { Env } from '../src/config.js';
 import type { User } from '../src/db/schema.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { watchLogOutput } from './helpers/logs.js';
+import { noteSecret } from './helpers/secrets.js';
 import { startTestService, type TestService } from './helpers/service.js';
 
 let database: TestDatabase;
@@ -37,6 +39,10 @@ interface CliResult {
 async function cli(argv: readonly string[], options: { stdin?: string; env?: Env } = {}): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
+  // One-shot commands log to stderr: it joins the file's logs for the secrets check (test/logs.setup.ts),
+  // with what came in on stdin (a password, a client secret) among the secrets. Stdout is output, not a log.
+  watchLogOutput(`tessera ${argv.join(' ')}`, () => stderr);
+  noteSecret('stdin of a tessera command', options.stdin?.trim());
   const code = await runCli(argv, options.env ?? env, {
     readStdin: async () => {
       if (options.stdin === undefined) throw new Error(`tessera ${argv.join(' ')} read stdin unasked`);

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { watchLogOutput } from './helpers/logs.js';
+import { noteSecret } from './helpers/secrets.js';
 
 /**
  * The newcomer's path, end to end with the built binary: no DATABASE_URL, so `serve` runs PGlite in
@@ -37,6 +39,9 @@ function start(args: readonly string[], env: NodeJS.ProcessEnv, stdin?: string):
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  // Where tessera logs joins the file's logs for the secrets check (test/logs.setup.ts): serve logs
+  // to stdout; other commands log to stderr, and their stdout is output (a generated secret, once).
+  watchLogOutput(`tessera ${args.join(' ')}`, () => (args[0] === 'serve' ? stdout + stderr : stderr));
   const exited = new Promise<Exit>((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code, signal) => resolve({ code, signal }));
@@ -118,6 +123,7 @@ let server: Spawned;
 let cliEnv: NodeJS.ProcessEnv;
 
 const password = `Embedded-${randomBytes(8).toString('hex')}`;
+noteSecret('password (embedded test)', password);
 let aliceId = '';
 let clientSecret = '';
 let refreshToken = '';
@@ -184,6 +190,7 @@ describe('tessera serve on the embedded database', () => {
     );
     expect(secret).not.toBeNull();
     clientSecret = secret![1]!;
+    noteSecret('client secret (embedded test)', clientSecret);
   }, 2 * PROCESS_TIMEOUT_MS);
 
   it('issues an access token that verifies against its JWKS', async () => {
@@ -208,6 +215,7 @@ describe('tessera serve on the embedded database', () => {
       scope: 'profile',
     });
     refreshToken = body['refresh_token'] as string;
+    noteSecret('refresh token (embedded test)', refreshToken);
 
     const issuer = `http://localhost:${port}`;
     const jwks = createRemoteJWKSet(new URL(`${base}/.well-known/jwks.json`));

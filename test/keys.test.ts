@@ -7,11 +7,11 @@ import { runCli } from '../src/cli/run.js';
 import { insertSigningKey } from '../src/db/signing-keys.js';
 import { createKeyRing, kekFingerprint } from '../src/keys/key-encryption.js';
 import { generateSigningKey } from '../src/keys/key-store.js';
-import { maintainSigningKeys, promotionDelaySeconds, retentionSeconds } from '../src/keys/lifecycle.js';
+import { maintainSigningKeys, promotionDelaySeconds } from '../src/keys/lifecycle.js';
 import { startKeyMaintenance } from '../src/service.js';
 import { createFakeClock } from './helpers/clock.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { createTestClient, createTestUser, startTestService, testEnv, type TestService } from './helpers/service.js';
+import { createTestClient, startTestService, testEnv, type TestService } from './helpers/service.js';
 
 let database: TestDatabase;
 let env: Env;
@@ -45,61 +45,14 @@ async function kidOfNewToken(target: TestService = service): Promise<string> {
   return decodeProtectedHeader(res.body.access_token).kid!;
 }
 
-const jwksKids = async (target: TestService = service) => ((await request(target.app).get('/.well-known/jwks.json')).body.keys as { kid: string }[]).map((key) => key.kid);
-
 const maintain = async (target: TestService = service) => {
   await maintainSigningKeys({ ...target.deps, ring: target.deps.keyRing });
   await target.deps.keys.reload();
 };
 
 describe('the key lifecycle: next -> active -> retired -> removed', () => {
-  it('a rotated-in key is published at once, signs only after the promotion delay, and the old one lingers until its tokens expire', async () => {
-    const first = service.deps.keys.current().signing.kid;
-    const user = await createTestUser(service);
-    const client = await createTestClient(service);
-    const oldToken = (await request(service.app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'password', username: user.username, password: user.password })).body.access_token as string;
-
-    const rotated = await cli('keys', 'rotate', '--json');
-    expect(rotated.code).toBe(0);
-    const { kid: next, state, activates_at } = JSON.parse(rotated.stdout) as { kid: string; state: string; activates_at: string };
-    expect(state).toBe('next');
-    const delay = promotionDelaySeconds(service.config);
-    expect(delay).toBe(67); // JWKS_MAX_AGE 60s (above the 30 s refetch cooldown) + 2 x KEY_RELOAD_INTERVAL 1s + 5s skew
-    expect(new Date(activates_at).getTime()).toBe(clock.now() + delay * SECOND);
-
-    await maintain();
-    expect(await jwksKids()).toEqual([first, next]); // published, the active key first
-    expect(await kidOfNewToken()).toBe(first); // not signing yet
-
-    clock.advance((delay - 1) * SECOND);
-    await maintain();
-    expect(await kidOfNewToken()).toBe(first);
-
-    clock.advance(1 * SECOND);
-    await maintain();
-    expect(await kidOfNewToken()).toBe(next);
-    expect(await jwksKids()).toEqual([next, first]);
-    expect(service.logs.entries('signing_key_activated')).toEqual([expect.objectContaining({ kid: next })]);
-    // A token of the retired key still works while it lives.
-    expect((await request(service.app).get('/userinfo').set('Authorization', `Bearer ${oldToken}`)).status).toBe(200);
-
-    const list = JSON.parse((await cli('keys', 'list', '--json')).stdout) as { kid: string; state: string; next_change_at: string | null }[];
-    expect(list.map(({ kid, state: s }) => ({ kid, state: s }))).toEqual([
-      { kid: next, state: 'active' },
-      { kid: first, state: 'retired' },
-    ]);
-    const retention = retentionSeconds(service.config);
-    expect(new Date(list[1]!.next_change_at!).getTime()).toBe(clock.now() + retention * SECOND);
-
-    clock.advance((retention - 1) * SECOND);
-    await maintain();
-    expect(await jwksKids()).toEqual([next, first]);
-    clock.advance(2 * SECOND);
-    await maintain();
-    expect(await jwksKids()).toEqual([next]);
-    expect(service.logs.entries('signing_key_removed')).toEqual([expect.objectContaining({ kid: first })]);
-  });
-
+  // The walk through the states itself (published before it signs, the retired key kept until its
+  // tokens expire) is ATTACKS.md G3, in test/security/g-secrets.test.ts.
   it('only one next key at a time', async () => {
     expect((await cli('keys', 'rotate')).code).toBe(0);
     const again = await cli('keys', 'rotate');

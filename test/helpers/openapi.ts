@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import type { Ajv2020 as Ajv, ValidateFunction } from 'ajv/dist/2020.js';
 import type { Express } from 'express';
 import { expect } from 'vitest';
+import { noteExchangeSecrets } from './secrets.js';
 
 /**
  * Response validation against openapi.yaml, so the description cannot drift from the code.
@@ -71,6 +72,8 @@ function record(req: IncomingMessage, res: ServerResponse): void {
   const path = new URL(req.url ?? '/', 'http://tessera.test').pathname;
   const preflight = method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
   const chunks: Buffer[] = [];
+  // The secrets of the exchange, for the log check after the file (test/logs.setup.ts).
+  noteExchangeSecrets(req, res, () => Buffer.concat(chunks));
   const keep = (chunk: unknown, encoding: unknown) => {
     if (typeof chunk === 'string') chunks.push(Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8'));
     else if (chunk instanceof Uint8Array) chunks.push(Buffer.from(chunk));

@@ -16,6 +16,7 @@ import { prepareDeps } from '../../src/service.js';
 import { type FakeClock, createFakeClock } from './clock.js';
 import { type CapturedLogs, captureLogs } from './logs.js';
 import { recordResponses } from './openapi.js';
+import { noteSecret, watchSigningKeys } from './secrets.js';
 import { afterAll, beforeAll } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './database.js';
 
@@ -72,6 +73,8 @@ export async function startTestService(
     throw error;
   });
   const deps: Deps = options.passwords ? { ...prepared, passwords: options.passwords } : prepared;
+  // Its private keys, for the log check after the file (test/logs.setup.ts).
+  const signingKeys = watchSigningKeys(deps);
   return {
     // Every response is checked against openapi.yaml after the test (test/openapi.setup.ts).
     app: recordResponses(createApp(deps)),
@@ -80,6 +83,7 @@ export async function startTestService(
     clock,
     logs,
     async close() {
+      await signingKeys.close();
       await deleteRedisKeys(config);
       await deps.limits.close();
       await handle.close();
@@ -115,6 +119,7 @@ export async function createTestUser(
   options: { username?: string; password?: string; scopes?: string[]; roles?: Record<string, string[]> } = {},
 ): Promise<User & { password: string }> {
   const password = options.password ?? `pw-${randomBytes(9).toString('base64url')}`;
+  noteSecret('password (createTestUser)', password);
   const user = await createAccount(
     service.deps.db,
     service.deps.passwords,
@@ -142,6 +147,7 @@ export async function createTestClient(
 ): Promise<TestClient> {
   const type = options.type ?? 'confidential';
   const secret = type === 'confidential' ? generateClientSecret() : undefined;
+  noteSecret('client secret (createTestClient)', secret);
   const client = await insertClient(service.deps.db, {
     id: uniqueName('client'),
     type,

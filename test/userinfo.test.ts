@@ -1,12 +1,10 @@
-import { createPublicKey, type KeyObject, randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { type CryptoKey, decodeJwt, exportJWK, generateKeyPair, type JWTPayload, UnsecuredJWT } from 'jose';
+import { type KeyObject, randomUUID } from 'node:crypto';
+import { decodeJwt, type JWTPayload } from 'jose';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { epochSeconds } from '../src/clock.js';
 import { signAccessToken } from '../src/tokens/access-token.js';
-import { b64url, type ForgeOptions, forgeJwt, signRawJwt } from './helpers/forge.js';
+import { type ForgeOptions, forgeJwt } from './helpers/forge.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import {
   createTestClient,
@@ -95,15 +93,6 @@ function validClaims(overrides: Record<string, unknown> = {}): JWTPayload {
 
 /** Signs with jose; by default exactly like Tessera (genuine key, RS256, at+jwt, its kid). */
 const forge = (options: ForgeOptions = {}): Promise<string> => forgeJwt(genuineKey(), validClaims(options.claims), options);
-
-/** Signs bytes by hand with node:crypto, for headers jose would refuse to produce. */
-const signRaw = (header: Record<string, unknown>, claims: JWTPayload, privateKey: KeyObject = genuineKey().privateKey): string =>
-  signRawJwt(header, claims, privateKey);
-
-/** A key pair nobody trusts. */
-async function attackerKey(): Promise<{ privateKey: CryptoKey; publicKey: CryptoKey }> {
-  return generateKeyPair('RS256', { modulusLength: 2048, extractable: true });
-}
 
 // --- the happy path ------------------------------------------------------------------------
 
@@ -197,184 +186,13 @@ describe('requests without a bearer token', () => {
   });
 });
 
-// --- forged and confused tokens (ATTACKS.md A) ---------------------------------------------
+// --- claims of the wrong type ---------------------------------------------------------------
+// Forged and confused tokens (ATTACKS.md A) are thrown at /userinfo in test/security/a-forged-tokens.test.ts.
 
-describe('forged and confused access tokens', () => {
-  it('refuses garbage', async () => {
-    for (const garbage of ['garbage', 'a.b', 'a.b.c', 'eyJhbGciOiJSUzI1NiJ9.e30.', '...']) {
-      expectInvalidToken(await withToken(garbage));
-    }
-  });
-
-  it('refuses a genuine token with a segment added or the signature removed', async () => {
-    const token = await passwordToken(user);
-    const [header, payload] = token.split('.');
-    expectInvalidToken(await withToken(`${token}.${payload}`));
-    expectInvalidToken(await withToken(`${header}.${payload}.`));
-    expectInvalidToken(await withToken(`${header}.${payload}`));
-  });
-
-  it('refuses a genuine token whose payload was changed', async () => {
-    const token = await passwordToken(user);
-    const [header, , signature] = token.split('.');
-    const tampered = { ...decodeJwt(token), scope: 'profile admin' };
-    expectInvalidToken(await withToken(`${header}.${b64url(tampered)}.${signature}`));
-  });
-
-  it('refuses alg: none (A1), in any capitalisation', async () => {
-    const unsecured = new UnsecuredJWT(validClaims()).encode();
-    expect(unsecured.endsWith('.')).toBe(true);
-    expectInvalidToken(await withToken(unsecured));
-    for (const alg of ['none', 'None', 'NONE', 'nOnE']) {
-      const token = `${b64url({ alg, typ: 'at+jwt', kid: genuineKey().kid })}.${b64url(validClaims())}.`;
-      expectInvalidToken(await withToken(token));
-    }
-  });
-
-  it('refuses RS256 with an empty signature (A1)', async () => {
-    const token = `${b64url({ alg: 'RS256', typ: 'at+jwt', kid: genuineKey().kid })}.${b64url(validClaims())}.`;
-    expectInvalidToken(await withToken(token));
-  });
-
-  it('refuses HS256 signed with the published public key as the HMAC secret (A2)', async () => {
-    const jwks = (await request(service.app).get('/.well-known/jwks.json')).body as { keys: Array<Record<string, string>> };
-    const jwk = jwks.keys[0]!;
-    const publicKey = createPublicKey({ key: jwk, format: 'jwk' });
-    const secrets = [
-      publicKey.export({ format: 'pem', type: 'spki' }) as string,
-      publicKey.export({ format: 'pem', type: 'pkcs1' }) as string,
-      JSON.stringify(jwk),
-    ];
-    for (const secret of secrets) {
-      const token = await forge({ header: { alg: 'HS256', kid: jwk['kid'] }, key: new TextEncoder().encode(secret) });
-      expectInvalidToken(await withToken(token));
-    }
-  });
-
-  it("refuses a token signed by an attacker's RSA key under a known kid (A2)", async () => {
-    const { privateKey } = await attackerKey();
-    expectInvalidToken(await withToken(await forge({ key: privateKey })));
-  });
-
-  it("refuses an attacker's key embedded as a jwk header (A5)", async () => {
-    const { privateKey, publicKey } = await attackerKey();
-    const jwk = await exportJWK(publicKey);
-    expectInvalidToken(await withToken(await forge({ header: { jwk }, key: privateKey })));
-    expectInvalidToken(await withToken(await forge({ header: { jwk, kid: undefined }, key: privateKey })));
-  });
-
-  describe('jku and x5u headers (A4)', () => {
-    let listener: Server;
-    let listenerUrl: string;
-    let hits = 0;
-
-    beforeAll(async () => {
-      listener = createServer((_req, res) => {
-        hits += 1;
-        res.writeHead(404).end();
-      });
-      await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', () => resolve()));
-      listenerUrl = `http://127.0.0.1:${(listener.address() as AddressInfo).port}`;
-    });
-    afterAll(async () => {
-      listener?.closeAllConnections();
-      await new Promise<void>((resolve) => (listener ? listener.close(() => resolve()) : resolve()));
-    });
-
-    it('refuses them and never fetches anything', async () => {
-      const { privateKey } = await attackerKey();
-      const tokens = [
-        await forge({ header: { jku: `${listenerUrl}/jwks.json` }, key: privateKey }),
-        await forge({ header: { jku: `${listenerUrl}/jwks.json`, kid: 'attacker' }, key: privateKey }),
-        await forge({ header: { x5u: `${listenerUrl}/cert.pem` }, key: privateKey }),
-      ];
-      for (const token of tokens) expectInvalidToken(await withToken(token));
-      expect(hits).toBe(0);
-    });
-  });
-
-  it('refuses any algorithm but RS256, even with the genuine key (A6)', async () => {
-    for (const alg of ['RS384', 'RS512', 'PS256', 'PS512']) {
-      expectInvalidToken(await withToken(await forge({ header: { alg } })));
-    }
-  });
-
-  it('refuses a token with an unknown, path, SQL or missing kid (A3)', async () => {
-    for (const kid of ['no-such-key', '../../etc/passwd', '../../dev/null', "' OR 1=1--", '', 42]) {
-      expectInvalidToken(await withToken(await forge({ header: { kid } })));
-    }
-    expectInvalidToken(await withToken(await forge({ header: { kid: undefined } })));
-  });
-
-  it('refuses a 10 KB kid before parsing (A3, A10)', async () => {
-    const token = await forge({ header: { kid: 'k'.repeat(10_240) } });
-    expectInvalidToken(await withToken(token), 'the access token is too long');
-  });
-
-  it('refuses an unknown critical header, with the genuine key (A10)', async () => {
-    const header = { alg: 'RS256', typ: 'at+jwt', kid: genuineKey().kid, crit: ['x-tessera-test'], 'x-tessera-test': 1 };
-    const token = signRaw(header, validClaims());
-    expectInvalidToken(await withToken(token));
-  });
-
-  it('accepts a hand-signed token with the genuine key (so signRaw is sound)', async () => {
-    const res = await withToken(signRaw({ alg: 'RS256', typ: 'at+jwt', kid: genuineKey().kid }, validClaims()));
-    expect(res.status).toBe(200);
-  });
-
-  it('refuses any typ other than at+jwt (A9), with the genuine key', async () => {
-    for (const typ of ['JWT', 'jwt', 'JOSE', 'application/jwt', 'id_token+jwt']) {
-      expectInvalidToken(await withToken(await forge({ header: { typ } })));
-    }
-    expectInvalidToken(await withToken(await forge({ header: { typ: undefined } })));
-  });
-
-  it('refuses a wrong or missing iss (A8), with the genuine key', async () => {
-    const variants = [
-      'https://evil.example',
-      `${TEST_ISSUER}/`,
-      'https://tessera.test',
-      'HTTP://TESSERA.TEST',
-      'http://tessera.test.evil.example',
-    ];
-    for (const iss of variants) {
-      expectInvalidToken(await withToken(await forge({ claims: { iss } })));
-    }
-    expectInvalidToken(await withToken(await forge({ claims: { iss: undefined } })));
-  });
-
-  it('refuses a wrong or missing aud (A8), with the genuine key', async () => {
-    for (const aud of ['orders-api', `${TEST_ISSUER}/`, ['orders-api'], []]) {
-      expectInvalidToken(await withToken(await forge({ claims: { aud } })));
-    }
-    expectInvalidToken(await withToken(await forge({ claims: { aud: undefined } })));
-  });
-
-  it('refuses a token without exp, iat, sub, jti or client_id (A7), with the genuine key', async () => {
-    for (const claim of ['exp', 'iat', 'sub', 'jti', 'client_id']) {
-      expectInvalidToken(await withToken(await forge({ claims: { [claim]: undefined } })));
-    }
-  });
-
+describe('claims of the wrong type', () => {
   it('refuses a token whose scope or client_id is not a string', async () => {
     expectInvalidToken(await withToken(await forge({ claims: { scope: ['profile'] } })), 'the access token is malformed');
     expectInvalidToken(await withToken(await forge({ claims: { client_id: 42 } })), 'the access token is malformed');
-  });
-
-  it('refuses nbf in the future beyond the clock tolerance (A7)', async () => {
-    const now = epochSeconds(service.clock);
-    expectInvalidToken(await withToken(await forge({ claims: { nbf: now + 60 } })));
-    expect((await withToken(await forge({ claims: { nbf: now } }))).status).toBe(200);
-  });
-
-  it('refuses iat in the future beyond the clock tolerance (A7)', async () => {
-    const now = epochSeconds(service.clock);
-    expectInvalidToken(await withToken(await forge({ claims: { iat: now + 3_600, exp: now + 4_500 } })));
-  });
-
-  it('refuses a 9 KB token before parsing (A10)', async () => {
-    const token = await forge({ claims: { padding: 'x'.repeat(9_000) } });
-    expectInvalidToken(await withToken(token), 'the access token is too long');
   });
 });
 
@@ -439,12 +257,6 @@ describe('audience', () => {
     const token = await passwordToken(user, ordersClient);
     expect(decodeJwt(token).aud).toEqual(['orders-api', TEST_ISSUER]);
     expect((await withToken(token)).status).toBe(200);
-  });
-
-  it('refuses a token whose audience is only another resource server', async () => {
-    const token = await forge({ claims: { aud: 'orders-api' } });
-    expectInvalidToken(await withToken(token));
-    expectInvalidToken(await withToken(token, '/users/me'));
   });
 });
 

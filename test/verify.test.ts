@@ -1,14 +1,14 @@
-import { createPublicKey, type KeyObject, randomUUID } from 'node:crypto';
+import { type KeyObject, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
-import { type CryptoKey, decodeProtectedHeader, exportJWK, generateKeyPair, type JWTPayload, UnsecuredJWT } from 'jose';
+import { decodeProtectedHeader, type JWTPayload } from 'jose';
 import request from 'supertest';
 import { createVerifier, type Verifier } from 'tessera/verify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { maintainSigningKeys, promotionDelaySeconds, rotateSigningKey } from '../src/keys/lifecycle.js';
 import { createFakeClock } from './helpers/clock.js';
-import { b64url, type ForgeOptions, forgeJwt, signRawJwt } from './helpers/forge.js';
+import { type ForgeOptions, forgeJwt, signRawJwt } from './helpers/forge.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { createTestClient, createTestUser, startTestService, testEnv, type TestClient, type TestService } from './helpers/service.js';
 
@@ -197,11 +197,6 @@ const forge = (options: ForgeOptions = {}): Promise<string> => forgeJwt(genuineK
 const signRaw = (header: Record<string, unknown>, claims: JWTPayload, privateKey: KeyObject = genuineKey().privateKey): string =>
   signRawJwt(header, claims, privateKey);
 
-/** A fresh key pair nobody trusts. */
-async function attackerKey(alg = 'RS256'): Promise<{ privateKey: CryptoKey; publicKey: CryptoKey }> {
-  return generateKeyPair(alg, { modulusLength: 2048, extractable: true });
-}
-
 // --- good tokens ---------------------------------------------------------------------------
 
 describe('a valid access token', () => {
@@ -300,153 +295,14 @@ describe('RFC 6750 errors', () => {
   });
 });
 
-// --- forged and mismatched tokens (ATTACKS.md A) -------------------------------------------
+// --- audiences -------------------------------------------------------------------------------
+// Forged and confused tokens (ATTACKS.md A) are thrown at the verifier in test/security/a-forged-tokens.test.ts.
 
-describe('forged and mismatched tokens are 401 invalid_token', () => {
-  it('garbage and truncated tokens', async () => {
-    const token = await passwordToken('orders:read');
-    const [header, payload] = token.split('.');
-    for (const garbage of ['garbage', 'a.b.c', `${header}.${payload}.`, `${header}.${payload}`, `${token}.${payload}`]) {
-      await expectRefused(garbage);
-    }
-  });
-
-  it('a genuine token whose payload was changed', async () => {
-    const token = await passwordToken('orders:read');
-    const [header, , signature] = token.split('.');
-    const widened = { ...JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')), scope: 'orders:read orders:write' };
-    await expectRefused(`${header}.${b64url(widened)}.${signature}`);
-  });
-
-  it('alg: none, in any capitalisation (A1)', async () => {
-    await expectRefused(new UnsecuredJWT(validClaims()).encode());
-    for (const alg of ['none', 'None', 'NONE', 'nOnE']) {
-      await expectRefused(`${b64url({ alg, typ: 'at+jwt', kid: genuineKey().kid })}.${b64url(validClaims())}.`);
-    }
-  });
-
-  it('HS256 with the published public key as the HMAC secret (A2)', async () => {
-    const jwks = (await request(tessera.service.app).get(JWKS_PATH)).body as { keys: Array<Record<string, string>> };
-    const jwk = jwks.keys[0]!;
-    const publicKey = createPublicKey({ key: jwk, format: 'jwk' });
-    const secrets = [
-      publicKey.export({ format: 'pem', type: 'spki' }) as string,
-      publicKey.export({ format: 'pem', type: 'pkcs1' }) as string,
-      JSON.stringify(jwk),
-    ];
-    for (const secret of secrets) {
-      await expectRefused(await forge({ header: { alg: 'HS256', kid: jwk['kid'] }, key: new TextEncoder().encode(secret) }));
-    }
-  });
-
-  it("another RSA key under Tessera's kid, or under an unknown kid (A2, A3)", async () => {
-    const { privateKey } = await attackerKey();
-    await expectRefused(await forge({ key: privateKey }));
-    for (const kid of ['attacker', '../../dev/null', "' OR 1=1--"]) await expectRefused(await forge({ header: { kid }, key: privateKey }));
-  });
-
-  it('RS512 and PS256, with a fresh key or with the genuine one (A6)', async () => {
-    for (const alg of ['RS512', 'PS256']) {
-      const { privateKey } = await attackerKey(alg);
-      await expectRefused(await forge({ header: { alg }, key: privateKey }));
-      await expectRefused(await forge({ header: { alg } }));
-    }
-  });
-
-  it('typ JWT, or any typ but at+jwt, with the genuine key (A9)', async () => {
-    for (const typ of ['JWT', 'jwt', 'JOSE', 'application/jwt']) await expectRefused(await forge({ header: { typ } }));
-    await expectRefused(await forge({ header: { typ: undefined } }));
-  });
-
-  it('a wrong or missing iss, with the genuine key (A8)', async () => {
-    const url = new URL(tessera.issuer);
-    for (const iss of [`${tessera.issuer}/`, `https://${url.host}`, `http://localhost:${url.port}`, tessera.issuer.toUpperCase(), 'https://evil.example']) {
-      await expectRefused(await forge({ claims: { iss } }));
-    }
-    await expectRefused(await forge({ claims: { iss: undefined } }));
-  });
-
-  it('a wrong or missing aud, with the genuine key (A8)', async () => {
-    for (const aud of ['billing-api', `${AUDIENCE}/`, tessera.issuer, [tessera.issuer, 'billing-api'], []]) {
-      await expectRefused(await forge({ claims: { aud } }));
-    }
-    await expectRefused(await forge({ claims: { aud: undefined } }));
-  });
-
+describe('a token for another audience is 401 invalid_token', () => {
   it("a genuine Tessera token meant for another audience (the gateway's client does not name this API)", async () => {
     const elsewhere = await createTestClient(tessera.service, { scopes: ALL_SCOPES });
     const token = await passwordToken('orders:read orders:write', elsewhere);
     await expectRefused(token);
-  });
-
-  it('expired on the real clock, signed with the genuine key (A7)', async () => {
-    const now = realNow();
-    await expectRefused(await forge({ claims: { iat: now - 3_600, exp: now - 2_700 } }), 'the access token has expired');
-    await expectRefused(await forge({ claims: { iat: now - 960, exp: now - 60 } }), 'the access token has expired');
-  });
-
-  it('a token without exp, sub, jti or client_id, with the genuine key (A7)', async () => {
-    for (const claim of ['exp', 'sub', 'jti', 'client_id']) await expectRefused(await forge({ claims: { [claim]: undefined } }));
-  });
-
-  it('nbf in the future beyond the clock tolerance (A7)', async () => {
-    await expectRefused(await forge({ claims: { nbf: realNow() + 60 } }));
-  });
-
-  // Fails today: src/verify/index.ts sets no maxTokenAge, and jose checks iat only with one.
-  it('iat in the future beyond the clock tolerance (A7)', async () => {
-    const now = realNow();
-    await expectRefused(await forge({ claims: { iat: now + 3_600, exp: now + 4_500 } }));
-  });
-
-  describe('jku and x5u headers (A4)', () => {
-    let listener: Server;
-    let listenerUrl: string;
-    let attacker: { privateKey: CryptoKey; publicKey: CryptoKey };
-    let hits = 0;
-
-    beforeAll(async () => {
-      attacker = await attackerKey();
-      // The attacker's listener serves the attacker's key, to anyone who asks.
-      const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(attacker.publicKey)), kid: 'attacker', alg: 'RS256', use: 'sig' }] });
-      listener = createServer((_req, res) => {
-        hits += 1;
-        res.writeHead(200, { 'Content-Type': 'application/json' }).end(jwks);
-      });
-      listenerUrl = `http://127.0.0.1:${await listenOnLoopback(listener)}`;
-    });
-    afterAll(async () => {
-      await closeServer(listener);
-    });
-
-    it('are refused, and the listener they name never receives a request', async () => {
-      const { privateKey } = attacker;
-      const tokens = [
-        await forge({ header: { jku: `${listenerUrl}/jwks.json` }, key: privateKey }),
-        await forge({ header: { jku: `${listenerUrl}/jwks.json`, kid: 'attacker' }, key: privateKey }),
-        await forge({ header: { x5u: `${listenerUrl}/cert.pem` }, key: privateKey }),
-        await forge({ header: { x5u: `${listenerUrl}/cert.pem`, kid: 'attacker' }, key: privateKey }),
-      ];
-      for (const token of tokens) await expectRefused(token);
-      expect(hits).toBe(0);
-    });
-  });
-
-  it("an attacker's key embedded as a jwk header (A5)", async () => {
-    const { privateKey, publicKey } = await attackerKey();
-    const jwk = await exportJWK(publicKey);
-    await expectRefused(await forge({ header: { jwk }, key: privateKey }));
-    await expectRefused(await forge({ header: { jwk, kid: undefined }, key: privateKey }));
-  });
-
-  it('an unknown critical header, with the genuine key (A10)', async () => {
-    const header = { alg: 'RS256', typ: 'at+jwt', kid: genuineKey().kid, crit: ['x-tessera-test'], 'x-tessera-test': 1 };
-    await expectRefused(signRaw(header, validClaims()));
-  });
-
-  it('a token over 8 KB, before it is parsed (A10)', async () => {
-    await expectRefused(await forge({ claims: { padding: 'x'.repeat(9_000) } }));
-    await expectRefused(await forge({ header: { kid: 'k'.repeat(10_240) } }));
   });
 });
 

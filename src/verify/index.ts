@@ -89,6 +89,8 @@ export function createVerifier(options: VerifierOptions): Verifier {
     // Stale-if-error: when a refresh of the key set fails (Tessera down, a 5xx, a timeout), the
     // keys last fetched still verify, so an outage of Tessera is not an outage of its verifiers.
     const jwks: Parameters<typeof jwtVerify>[1] = async (header, input) => {
+      // Tessera names its key in every token; one without a `kid` is not Tessera's (as its own endpoints say).
+      if (typeof header.kid !== 'string') throw new errors.JWKSNoMatchingKey();
       try {
         return await remote(header, input);
       } catch (error) {

@@ -15,7 +15,7 @@ export const refreshTokenGrant: Grant = {
   grantType: 'refresh_token',
   async handle(request: TokenRequest, deps: Deps): Promise<TokenResponse> {
     const token = request.params['refresh_token'];
-    if (token === undefined) throw invalidRequest('refresh_token is required');
+    if (token === undefined || token === '') throw invalidRequest('refresh_token is required');
     const requested = parseScope(request.params['scope']);
     if (!isWellFormedRefreshToken(token)) {
       throw new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked');

@@ -154,7 +154,9 @@ export interface RunningServer {
 
 /** Listens with timeouts that end slow-header and slow-body clients (ATTACKS.md E7). */
 export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<RunningServer> {
-  const server = createServer(createApp(deps));
+  // Node checks the timeouts below only every connectionsCheckingInterval (30 s by default), which
+  // would let a slow-headers client hold a connection for up to 40 s: check every second.
+  const server = createServer({ connectionsCheckingInterval: 1_000 }, createApp(deps));
   // While draining, every response tells keep-alive clients (gateways' pools) to close the connection,
   // so that a busy pooled connection does not hold the shutdown open or get reset at its deadline.
   let draining = false;

@@ -96,22 +96,7 @@ describe('grant_type=client_credentials (RFC 6749 §4.4)', () => {
     expect(decodeJwt(res.body.access_token as string).aud).toEqual(['orders-api', TEST_ISSUER]);
   });
 
-  it("a scope outside the client's allowed set is invalid_scope", async () => {
-    const client = await machineClient();
-    for (const scope of ['admin', 'orders:read admin', 'profile', 'Orders:read']) {
-      const res = await clientToken(client, { scope });
-      expect(res.status).toBe(400);
-      expect(res.body).toEqual({ error: 'invalid_scope', error_description: 'the requested scope is not allowed for this user or client' });
-      expectNoStore(res);
-    }
-  });
-
-  it('a malformed scope is invalid_scope', async () => {
-    const client = await machineClient();
-    const res = await clientToken(client, { scope: 'orders:read  orders:write' });
-    expect(res.status).toBe(400);
-    expect(res.body).toEqual({ error: 'invalid_scope', error_description: 'the scope parameter is malformed' });
-  });
+  // A scope outside the client's allowed set, and malformed scopes: test/security/h-scopes.test.ts (H1, H2).
 
   it('a confidential client without the grant is unauthorized_client', async () => {
     const client = await createTestClient(service, { grantTypes: ['password', 'refresh_token'] });

@@ -36,6 +36,8 @@ export interface RateLimitConfig {
 export interface Config {
   readonly port: number;
   readonly host: string;
+  /** How many serving processes (node:cluster workers) share `port`; 1 serves in the one process. */
+  readonly webConcurrency: number;
   /** Undefined: GET /metrics on `port`. A number: only on HOST:metricsPort, a listener of its own. */
   readonly metricsPort: number | undefined;
   readonly issuer: string;
@@ -129,6 +131,8 @@ export function loadConfig(env: Env): Config {
     problems.push(`METRICS_PORT must differ from PORT (both are ${port})`);
   }
 
+  const webConcurrency = integer('WEB_CONCURRENCY', 1, 1, 64);
+
   const issuer = read('ISSUER') ?? `http://localhost:${port}`;
   problems.push(...checkIssuer(issuer));
   const audience = read('AUDIENCE') ?? issuer;
@@ -136,6 +140,9 @@ export function loadConfig(env: Env): Config {
   const databaseUrl = read('DATABASE_URL');
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     problems.push('DATABASE_URL must be a postgres:// or postgresql:// connection string');
+  }
+  if (webConcurrency > 1 && databaseUrl === undefined) {
+    problems.push('WEB_CONCURRENCY above 1 needs DATABASE_URL: the embedded database belongs to one process');
   }
   const redisUrl = read('REDIS_URL');
   if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) {
@@ -212,6 +219,7 @@ export function loadConfig(env: Env): Config {
   const config: Config = {
     port,
     host,
+    webConcurrency,
     metricsPort,
     issuer,
     audience,

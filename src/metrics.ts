@@ -1,4 +1,6 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import cluster from 'node:cluster';
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { clusterMetrics } from './cluster.js';
 import type { Argon2Operation } from './auth/passwords.js';
 import type { GrantType } from './db/schema.js';
 import type { LimitBackend, LimitLayer } from './limits/rate-limits.js';
@@ -55,6 +57,8 @@ export interface HttpLabels {
  */
 export interface Metrics {
   readonly registry: Registry;
+  /** What GET /metrics serves: this process's registry, or in a cluster worker every worker's, summed. */
+  exposition(): Promise<{ contentType: string; text: string }>;
   tokenRequest(grant: GrantLabel, outcome: TokenOutcome): void;
   refreshReuseDetected(): void;
   refreshGraceReplayed(): void;
@@ -142,6 +146,7 @@ export function createMetrics(): Metrics {
     help: 'Where rate-limit counters are kept (1 = now): redis, memory (no REDIS_URL), or memory_fallback (Redis unreachable).',
     labelNames: ['backend'] as const,
     registers,
+    aggregator: 'max', // across cluster workers: 1 if any worker counts there
     collect() {
       if (sources === undefined) return;
       const current = sources.rateLimitBackend();
@@ -168,13 +173,22 @@ export function createMetrics(): Metrics {
     name: 'tessera_signing_key_age_seconds',
     help: 'Seconds since the signing key in use became active.',
     registers,
+    aggregator: 'max',
     collect() {
       if (sources !== undefined) this.set(Math.max(0, (sources.now() - sources.signingKeyActivatedAt().getTime()) / 1000));
     },
   });
 
+  // The primary (src/cluster.ts) sums what every worker's registry holds. Constructing an
+  // AggregatorRegistry in a worker is how prom-client starts answering the primary's requests.
+  if (cluster.isWorker) {
+    new AggregatorRegistry();
+    AggregatorRegistry.setRegistries([registry]);
+  }
+
   return {
     registry,
+    exposition: async () => ({ contentType: registry.contentType, text: cluster.isWorker ? await clusterMetrics() : await registry.metrics() }),
     tokenRequest: (grant, outcome) => tokenRequests.inc({ grant, outcome }),
     refreshReuseDetected: () => reuseDetections.inc(),
     refreshGraceReplayed: () => graceReplays.inc(),

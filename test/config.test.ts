@@ -44,6 +44,7 @@ describe('loadConfig: defaults', () => {
       registration: 'closed',
       logLevel: 'info',
       shutdownTimeout: 10,
+      webConcurrency: 1,
     } satisfies Partial<Config>;
     const config = loadConfig({});
     expect(config).toMatchObject(expected);
@@ -204,6 +205,12 @@ describe('loadConfig: refusals', () => {
       'KEY_ENCRYPTION_KEYS is required when DATABASE_URL is set (generate one with: openssl rand -base64 32)',
     ]);
     expect(loadConfig({ DATABASE_URL, KEY_ENCRYPTION_KEYS: KEK }).databaseUrl).toBe(DATABASE_URL);
+  });
+
+  it('refuses WEB_CONCURRENCY above 1 on the embedded database, and a count out of range', () => {
+    expectProblems({ WEB_CONCURRENCY: '2' }, ['WEB_CONCURRENCY above 1 needs DATABASE_URL: the embedded database belongs to one process']);
+    expectProblems({ WEB_CONCURRENCY: '0' }, ['WEB_CONCURRENCY must be a whole number from 1 to 64 (got "0")']);
+    expect(loadConfig({ DATABASE_URL, KEY_ENCRYPTION_KEYS: KEK, WEB_CONCURRENCY: '2' }).webConcurrency).toBe(2);
   });
 
   it('names the bad entry of a key ring', () => {

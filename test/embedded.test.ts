@@ -1,113 +1,17 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { access, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { watchLogOutput } from './helpers/logs.js';
+import { freePort, logLines, MAIN, PROCESS_TIMEOUT_MS, runTessera as run, type Spawned, startTessera as start, stopAll, waitUntilReady } from './helpers/process.js';
 import { noteSecret } from './helpers/secrets.js';
 
 /**
  * The newcomer's path, end to end with the built binary: no DATABASE_URL, so `serve` runs PGlite in
  * DATA_DIR and other commands reach it through the control socket. `npm test` builds dist/ first.
  */
-const MAIN = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
-const PROCESS_TIMEOUT_MS = 60_000;
-
-interface Exit {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-}
-
-interface Spawned {
-  readonly child: ChildProcess;
-  readonly exited: Promise<Exit>;
-  stdout(): string;
-  stderr(): string;
-}
-
-/** Only these are ever killed in afterAll: the processes this file started. */
-const children = new Set<ChildProcess>();
-
-function start(args: readonly string[], env: NodeJS.ProcessEnv, stdin?: string): Spawned {
-  const child = spawn(process.execPath, [MAIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  // Where tessera logs joins the file's logs for the secrets check (test/logs.setup.ts): serve logs
-  // to stdout; other commands log to stderr, and their stdout is output (a generated secret, once).
-  watchLogOutput(`tessera ${args.join(' ')}`, () => (args[0] === 'serve' ? stdout + stderr : stderr));
-  const exited = new Promise<Exit>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-  });
-  // Always end stdin, so a command that reads it sees EOF instead of waiting forever.
-  child.stdin!.on('error', () => undefined); // EPIPE when the process exits without reading it
-  child.stdin!.end(stdin);
-  return { child, exited, stdout: () => stdout, stderr: () => stderr };
-}
-
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** A one-shot `tessera ...` to completion. */
-async function run(args: readonly string[], env: NodeJS.ProcessEnv, stdin?: string): Promise<Run> {
-  const spawned = start(args, env, stdin);
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`tessera ${args.join(' ')} did not finish:\n${spawned.stderr()}`)), PROCESS_TIMEOUT_MS);
-  });
-  try {
-    const { code } = await Promise.race([spawned.exited, timeout]);
-    return { code, stdout: spawned.stdout(), stderr: spawned.stderr() };
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
-
-async function waitUntilReady(spawned: Spawned, url: string): Promise<void> {
-  const deadline = Date.now() + PROCESS_TIMEOUT_MS;
-  let exit: Exit | undefined;
-  void spawned.exited.then((value) => (exit = value));
-  while (Date.now() < deadline) {
-    if (exit !== undefined) throw new Error(`serve exited (${JSON.stringify(exit)}) before it was ready:\n${spawned.stderr()}${spawned.stdout()}`);
-    const status = await fetch(`${url}/readyz`).then(
-      (res) => res.status,
-      () => 0,
-    );
-    if (status === 200) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`serve was not ready within ${PROCESS_TIMEOUT_MS} ms:\n${spawned.stderr()}${spawned.stdout()}`);
-}
-
-function logLines(text: string): Record<string, unknown>[] {
-  return text
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-}
-
 async function exists(path: string): Promise<boolean> {
   return access(path).then(
     () => true,
@@ -141,13 +45,7 @@ beforeAll(async () => {
 }, 2 * PROCESS_TIMEOUT_MS);
 
 afterAll(async () => {
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) {
-      const gone = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
-      await gone;
-    }
-  }
+  await stopAll();
   if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
 });
 

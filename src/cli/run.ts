@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import { createPasswordHasher } from '../auth/passwords.js';
 import { type Clock, systemClock } from '../clock.js';
@@ -11,6 +12,7 @@ import {
 } from '../embedded/control-socket.js';
 import { DataDirLockedError } from '../embedded/lock.js';
 import { createLogger } from '../logger.js';
+import { superviseWorkers } from '../cluster.js';
 import { listen, loadKeyRing, migrateDatabase, openConfiguredDatabase, prepareDeps } from '../service.js';
 import type { Deps } from '../deps.js';
 import { type CommandContext, EXIT } from './command.js';
@@ -117,7 +119,10 @@ async function runForwarded(deps: Deps, request: ControlRequest): Promise<Contro
 }
 
 /** `tessera serve`: until SIGTERM or SIGINT, then a graceful stop and exit 0. */
-async function serve(config: Config, log: Logger, clock: Clock, io: CliIo): Promise<number> {
+async function serve(config: Config, primaryLog: Logger, clock: Clock, io: CliIo): Promise<number> {
+  const stopSignal = io.stopSignal ?? new Promise<string>(() => undefined);
+  if (config.webConcurrency > 1 && cluster.isPrimary) return superviseWorkers(config.webConcurrency, primaryLog, stopSignal);
+  const log = cluster.isWorker ? primaryLog.child({ worker: cluster.worker?.id }) : primaryLog;
   if (config.databaseUrl === undefined) controlSocketPath(config.dataDir); // a DATA_DIR too long for it fails now, not after migrating
   const handle = await openConfiguredDatabase(config, log);
   let deps: Deps;
@@ -140,7 +145,7 @@ async function serve(config: Config, log: Logger, clock: Clock, io: CliIo): Prom
   if (handle.kind === 'embedded') {
     log.info({ data_dir: config.dataDir }, 'embedded database: other tessera commands reach it through this server');
   }
-  const signal = await (io.stopSignal ?? new Promise<string>(() => undefined));
+  const signal = await stopSignal;
   log.info({ signal }, 'shutting down');
   await running.close();
   log.info('stopped');

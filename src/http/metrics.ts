@@ -80,8 +80,8 @@ function outcomeOf(res: Response): TokenOutcome {
 export function metricsRouter(metrics: Metrics): Router {
   const router = Router();
   router.get('/metrics', async (_req, res) => {
-    const body = await metrics.registry.metrics();
-    res.type(metrics.registry.contentType).send(body);
+    const { contentType, text } = await metrics.exposition();
+    res.type(contentType).send(text);
   });
   router.all('/metrics', methodNotAllowed('GET', 'HEAD'));
   return router;

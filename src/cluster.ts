@@ -1,0 +1,112 @@
+import cluster, { type Worker } from 'node:cluster';
+import type { Logger } from 'pino';
+import { AggregatorRegistry } from 'prom-client';
+
+/** IPC between a worker serving /metrics and the primary, which alone can see every worker's metrics. */
+export const METRICS_REQUEST = 'tessera:metrics-request';
+export const METRICS_RESPONSE = 'tessera:metrics-response';
+
+/** More crashes than this within the window is a failing build or host, not bad luck: stop, do not loop. */
+const MAX_CRASHES = 5;
+const CRASH_WINDOW_MS = 60_000;
+
+/**
+ * WEB_CONCURRENCY above 1: this process forks that many workers, each a whole `tessera serve`
+ * sharing the port through node:cluster, like replicas on one host (every replica is already
+ * identical and stateless, so nothing else changes). It restarts a worker that crashes. If a worker
+ * fails before it ever served (no database, a bad key) it stops the others and exits 1, as a single
+ * process would. On the stop signal every worker drains (SHUTDOWN_TIMEOUT) and stops, then this
+ * process exits. A scrape of /metrics on any worker asks this process for the sum of all workers.
+ */
+export async function superviseWorkers(count: number, log: Logger, stopSignal: Promise<string>): Promise<number> {
+  const aggregator = new AggregatorRegistry();
+  const live = new Set<Worker>();
+  const served = new WeakSet<Worker>();
+  const crashes: number[] = [];
+  let stopping = false;
+  let failed = false;
+
+  const fork = () => {
+    const worker = cluster.fork();
+    live.add(worker);
+    worker.once('listening', () => served.add(worker));
+  };
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    for (const worker of live) worker.process.kill('SIGTERM');
+  };
+
+  cluster.on('message', (worker, message: { type?: unknown; id?: unknown }) => {
+    if (message?.type !== METRICS_REQUEST) return;
+    aggregator
+      .clusterMetrics()
+      .then(
+        (text) => ({ text }),
+        (error: unknown) => ({ error: error instanceof Error ? error.message : String(error) }),
+      )
+      .then((answer) => {
+        if (worker.isConnected()) worker.send({ type: METRICS_RESPONSE, id: message.id, ...answer });
+      });
+  });
+
+  const stopped = new Promise<void>((resolve) => {
+    cluster.on('exit', (worker, code, signal) => {
+      live.delete(worker);
+      const exit = { worker: worker.id, pid: worker.process.pid, code, signal };
+      if (stopping) {
+        // A worker still loading when the signal came has no handler yet and dies of it: that is a stop too.
+        if (code !== 0 && signal !== 'SIGTERM') failed = true;
+      } else if (!served.has(worker)) {
+        failed = true;
+        log.error(exit, 'a worker failed to start: stopping');
+        stop();
+      } else {
+        const now = Date.now();
+        crashes.push(now);
+        while (crashes[0]! < now - CRASH_WINDOW_MS) crashes.shift();
+        if (crashes.length > MAX_CRASHES) {
+          failed = true;
+          log.error({ ...exit, crashes: crashes.length }, 'workers keep crashing: stopping');
+          stop();
+        } else {
+          log.error(exit, 'a worker died: starting another');
+          fork();
+        }
+      }
+      if (live.size === 0) resolve();
+    });
+  });
+
+  for (let i = 0; i < count; i += 1) fork();
+  log.info({ workers: count }, 'started workers');
+  void stopSignal.then((signal) => {
+    log.info({ signal }, 'stopping workers');
+    stop();
+  });
+  await stopped;
+  log.info('stopped');
+  return failed ? 1 : 0;
+}
+
+let requests = 0;
+
+/** In a worker: every worker's metrics, summed by the primary (prom-client's cluster aggregation). */
+export function clusterMetrics(timeoutMs = 5_000): Promise<string> {
+  const id = (requests += 1);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      process.off('message', onMessage);
+      reject(new Error('the primary did not answer the metrics request'));
+    }, timeoutMs);
+    function onMessage(message: { type?: unknown; id?: unknown; text?: string; error?: string }) {
+      if (message?.type !== METRICS_RESPONSE || message.id !== id) return;
+      clearTimeout(timer);
+      process.off('message', onMessage);
+      if (message.error !== undefined) reject(new Error(message.error));
+      else resolve(message.text ?? '');
+    }
+    process.on('message', onMessage);
+    process.send!({ type: METRICS_REQUEST, id });
+  });
+}

@@ -1,0 +1,122 @@
+import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { childPids, freePort, logLines, type Spawned, startTessera, stopAll, waitUntilReady } from './helpers/process.js';
+import { createTestClient, createTestUser, startTestService, type TestClient, testEnv } from './helpers/service.js';
+
+// WEB_CONCURRENCY=2 on the real binary: workers share the port, /metrics sums them, a dead worker
+// is replaced, SIGTERM stops them all, and workers that cannot start stop the whole process.
+
+let database: TestDatabase;
+let env: NodeJS.ProcessEnv;
+let base: string;
+let server: Spawned;
+let client: TestClient;
+let user: { username: string; password: string };
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  const port = await freePort();
+  const settings = testEnv(database, {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    ISSUER: `http://127.0.0.1:${port}`,
+    WEB_CONCURRENCY: '2',
+    KEY_ENCRYPTION_KEYS: randomBytes(32).toString('base64'),
+  });
+  // The user and client are made in-process on the same database, then the binary serves them.
+  const seeding = await startTestService(database, { env: settings });
+  client = await createTestClient(seeding);
+  user = await createTestUser(seeding);
+  await seeding.close();
+  env = { PATH: process.env['PATH'], ...settings };
+  base = `http://127.0.0.1:${port}`;
+  server = startTessera(['serve'], env);
+  await waitUntilReady(server, base);
+});
+afterAll(async () => {
+  await stopAll();
+  await database?.drop();
+});
+
+/** One request on a connection of its own, so that the primary hands each to the next worker. */
+function send(method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${base}${path}`, { method, agent: false, headers: { connection: 'close', ...headers } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const login = () =>
+  send(
+    'POST',
+    '/token',
+    { 'content-type': 'application/x-www-form-urlencoded', authorization: client.basic },
+    new URLSearchParams({ grant_type: 'password', username: user.username, password: user.password }).toString(),
+  );
+
+async function waitFor(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('WEB_CONCURRENCY=2', () => {
+  it('serves from two worker processes sharing the port', async () => {
+    expect(childPids(server.child.pid!)).toHaveLength(2);
+    const workers = new Set<unknown>();
+    for (let i = 0; i < 6; i += 1) {
+      const res = await login();
+      expect(res.status).toBe(200);
+    }
+    for (const line of logLines(server.stdout())) if (line['msg'] === 'request completed' && line['worker'] !== undefined) workers.add(line['worker']);
+    expect([...workers].sort()).toEqual([1, 2]);
+  });
+
+  it('/metrics on any worker counts the requests of every worker', async () => {
+    const before = await successfulPasswordGrants();
+    for (let i = 0; i < 10; i += 1) expect((await login()).status).toBe(200);
+    // Each scrape lands on one worker or the other; each must see all ten logins.
+    for (let i = 0; i < 4; i += 1) expect(await successfulPasswordGrants()).toBe(before + 10);
+  });
+
+  it('replaces a worker that dies, and keeps serving meanwhile', async () => {
+    const [victim, survivor] = childPids(server.child.pid!);
+    process.kill(victim!, 'SIGKILL');
+    await waitFor(() => {
+      const now = childPids(server.child.pid!);
+      return now.length === 2 && !now.includes(victim!) && now.includes(survivor!);
+    }, 'a replacement worker');
+    await waitFor(() => logLines(server.stdout()).some((line) => line['msg'] === 'a worker died: starting another'), 'the log line');
+    expect((await login()).status).toBe(200);
+  });
+
+  it('stops every worker on SIGTERM and exits 0', async () => {
+    const workers = childPids(server.child.pid!);
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toEqual({ code: 0, signal: null });
+    for (const pid of workers) expect(() => process.kill(pid, 0)).toThrow();
+  });
+
+  it('exits 1, without looping, when its workers cannot start', async () => {
+    const unreachable = `postgres://postgres@127.0.0.1:${await freePort()}/nowhere`;
+    const failing = startTessera(['serve'], { ...env, DATABASE_URL: unreachable, PORT: String(await freePort()) });
+    expect((await failing.exited).code).toBe(1);
+    expect(logLines(failing.stdout()).filter((line) => line['msg'] === 'a worker failed to start: stopping').length).toBeGreaterThan(0);
+  });
+});
+
+async function successfulPasswordGrants(): Promise<number> {
+  const res = await send('GET', '/metrics');
+  expect(res.status).toBe(200);
+  const line = res.body.split('\n').find((each) => each.startsWith('tessera_token_requests_total{grant="password",outcome="success"}'));
+  return Number(line?.split(' ').at(-1));
+}

@@ -1,0 +1,124 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { watchLogOutput } from './logs.js';
+
+/** The built CLI, as `npx tessera` and the container run it. */
+export const MAIN = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+export const PROCESS_TIMEOUT_MS = 60_000;
+
+export interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+export interface Spawned {
+  readonly child: ChildProcess;
+  readonly exited: Promise<Exit>;
+  stdout(): string;
+  stderr(): string;
+}
+
+/** Every process the calling test file started; `stopAll` kills what is left of them, and only them. */
+const children = new Set<ChildProcess>();
+
+/** `tessera ...args` as a child process, its output collected (and checked for secrets, test/logs.setup.ts). */
+export function startTessera(args: readonly string[], env: NodeJS.ProcessEnv, stdin?: string): Spawned {
+  const child = spawn(process.execPath, [MAIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  children.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  // serve logs to stdout; other commands log to stderr, and their stdout is output (a generated secret, once).
+  watchLogOutput(`tessera ${args.join(' ')}`, () => (args[0] === 'serve' ? stdout + stderr : stderr));
+  const exited = new Promise<Exit>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      children.delete(child);
+      resolve({ code, signal });
+    });
+  });
+  // Always end stdin, so a command that reads it sees EOF instead of waiting forever.
+  child.stdin!.on('error', () => undefined); // EPIPE when the process exits without reading it
+  child.stdin!.end(stdin);
+  return { child, exited, stdout: () => stdout, stderr: () => stderr };
+}
+
+/** Kills the processes this file started that are still running, and waits for them (for afterAll). */
+export async function stopAll(): Promise<void> {
+  await Promise.all(
+    [...children].map((child) => {
+      const gone = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      return gone;
+    }),
+  );
+}
+
+export interface Run {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** A one-shot `tessera ...` to completion. */
+export async function runTessera(args: readonly string[], env: NodeJS.ProcessEnv, stdin?: string): Promise<Run> {
+  const spawned = startTessera(args, env, stdin);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`tessera ${args.join(' ')} did not finish:\n${spawned.stderr()}`)), PROCESS_TIMEOUT_MS);
+  });
+  try {
+    const { code } = await Promise.race([spawned.exited, timeout]);
+    return { code, stdout: spawned.stdout(), stderr: spawned.stderr() };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+/** Polls `${url}/readyz` until it answers 200; fails at once if the process exits first. */
+export async function waitUntilReady(spawned: Spawned, url: string): Promise<void> {
+  const deadline = Date.now() + PROCESS_TIMEOUT_MS;
+  let exit: Exit | undefined;
+  void spawned.exited.then((value) => (exit = value));
+  while (Date.now() < deadline) {
+    if (exit !== undefined) throw new Error(`serve exited (${JSON.stringify(exit)}) before it was ready:\n${spawned.stderr()}${spawned.stdout()}`);
+    const status = await fetch(`${url}/readyz`).then(
+      (res) => res.status,
+      () => 0,
+    );
+    if (status === 200) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`serve was not ready within ${PROCESS_TIMEOUT_MS} ms:\n${spawned.stderr()}${spawned.stdout()}`);
+}
+
+/** The pids of a process's children (Linux /proc). */
+export function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+export function logLines(text: string): Record<string, unknown>[] {
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}

@@ -79,3 +79,38 @@ it('a database failure in the middle of a rotation answers 503 and leaves the pr
   expect(retried.status).toBe(200);
   expect(retried.body.refresh_token).toMatch(/^[A-Za-z0-9_-]{43}$/);
 });
+
+it('a rotation that finds its family held by another write waits for it, then rotates (no reuse, no error)', async () => {
+  const client = await createTestClient(service);
+  const user = await createTestUser(service, { scopes: ['profile'] });
+  const login = await request(service.app)
+    .post('/token')
+    .type('form')
+    .set('Authorization', client.basic)
+    .send({ grant_type: 'password', username: user.username, password: user.password });
+  const familyId = decodeJwt(login.body.access_token).sid as string;
+
+  // Something else (an operator's query, a revocation that then rolls back) holds the row: the
+  // compare-and-set skips it, and the re-read waits for it to end.
+  const blocker = new pg.Client({ connectionString: database.url });
+  await blocker.connect();
+  try {
+    await blocker.query('begin');
+    await blocker.query('select id from refresh_families where id = $1 for update', [familyId]);
+    const response = request(service.app)
+      .post('/token')
+      .type('form')
+      .set('Authorization', client.basic)
+      .send({ grant_type: 'refresh_token', refresh_token: login.body.refresh_token })
+      .then((res) => res);
+    await waitForBlockedRotation();
+    await blocker.query('rollback');
+    const res = await response;
+    expect(res.status).toBe(200);
+    expect(res.body.refresh_token).not.toBe(login.body.refresh_token);
+  } finally {
+    await blocker.end();
+  }
+  const family = await database.db.selectFrom('refresh_families').selectAll().where('id', '=', familyId).executeTakeFirstOrThrow();
+  expect(family).toMatchObject({ generation: 2, revoked_at: null });
+});

@@ -44,9 +44,16 @@ export interface TokenFamily extends RefreshFamily {
   readonly user_scopes: string[];
 }
 
-/** The family of the token with this hash, in one query. */
-export async function findTokenFamily(db: Kysely<Database>, tokenHash: string): Promise<TokenFamily | undefined> {
-  return db
+/**
+ * The family of the token with this hash, in one query. With `afterWriters`, a family that a write
+ * holds right now (another rotation, a revocation) is read once that write has ended (FOR SHARE).
+ */
+export async function findTokenFamily(
+  db: Kysely<Database>,
+  tokenHash: string,
+  options: { afterWriters?: boolean } = {},
+): Promise<TokenFamily | undefined> {
+  const query = db
     .selectFrom('refresh_tokens as t')
     .innerJoin('refresh_families as f', 'f.id', 't.family_id')
     .innerJoin('users as u', 'u.id', 'f.user_id')
@@ -59,8 +66,8 @@ export async function findTokenFamily(db: Kysely<Database>, tokenHash: string): 
       'u.password_changed_at as user_password_changed_at',
       userScopesOf(eb.ref('u.id')).as('user_scopes'),
     ])
-    .where('t.token_hash', '=', tokenHash)
-    .executeTakeFirst();
+    .where('t.token_hash', '=', tokenHash);
+  return (options.afterWriters ? query.forShare('f') : query).executeTakeFirst();
 }
 
 export async function findFamilyById(db: Kysely<Database>, id: string): Promise<RefreshFamily | undefined> {
@@ -69,9 +76,11 @@ export async function findFamilyById(db: Kysely<Database>, id: string): Promise<
 
 /**
  * Moves the family from `fromGeneration` to the next in one statement: the new token's hash, and the
- * new token sealed for a grace replay. A compare-and-set: if another rotation of the family (on any
- * replica) or a revocation got there first, nothing changes and the answer is false. PostgreSQL
- * orders concurrent updates of the row, and the loser re-checks the condition against the winner's.
+ * new token sealed for a grace replay. A compare-and-set that never waits: if another rotation of the
+ * family (on any replica) or a revocation got there first, or holds the row right now, nothing
+ * changes and the answer is false. Because it never waits on a lock, the statement commits (or not)
+ * at once, while its caller still waits for the answer: it cannot commit by itself later, after the
+ * connection died and the client was told 503.
  */
 export async function advanceFamily(
   db: Kysely<Database>,
@@ -87,9 +96,16 @@ export async function advanceFamily(
           last_used_at: rotation.now,
           successor_ciphertext: rotation.successorCiphertext,
         })
-        .where('id', '=', rotation.familyId)
-        .where('generation', '=', rotation.fromGeneration)
-        .where('revoked_at', 'is', null)
+        .where('id', '=', (eb) =>
+          eb
+            .selectFrom('refresh_families')
+            .select('id')
+            .where('id', '=', rotation.familyId)
+            .where('generation', '=', rotation.fromGeneration)
+            .where('revoked_at', 'is', null)
+            .forUpdate()
+            .skipLocked(),
+        )
         .returning(['id', 'generation']),
     )
     .insertInto('refresh_tokens')

@@ -60,13 +60,17 @@ type Outcome =
   | { readonly kind: 'refused'; readonly reason: string; readonly family?: TokenFamily };
 
 const invalidGrant = () => new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked');
+/** A family some other write keeps holding without moving it on: say "retry", never "invalid". */
+const MAX_ROTATION_ATTEMPTS = 3;
+const busy = () =>
+  new OAuthError('temporarily_unavailable', 'the service is busy; retry shortly', { headers: { 'Retry-After': '1' } });
 
 /**
- * One refresh: read the token's family (with its user, one query), then move the family on with a
- * compare-and-set (advanceFamily), committed before the response is sent. No lock is held between
- * the two, and the write is one transaction: if the database fails, nothing is consumed and the
- * presented token still works. `decideScope` runs before the write, so an invalid_scope leaves the
- * token unused too.
+ * One refresh in two round trips: read the token's family (with its user, one query), then move the
+ * family on with a compare-and-set (advanceFamily: one statement that never waits on a lock, so it
+ * commits before the response is sent or not at all). No lock is held between the two. If the
+ * database fails, nothing is consumed and the presented token still works. `decideScope` runs
+ * before the write, so an invalid_scope leaves the token unused too.
  *
  * - The current token rotates: its successor is stored (hash, plus the sealed copy for replays).
  * - The immediate parent, again, by the same client, within REFRESH_REUSE_GRACE of the rotation,
@@ -88,8 +92,8 @@ export async function rotateRefreshToken(
   const now = deps.clock.now();
   const tokenHash = hashRefreshToken(request.token);
   /** The family as it stands, or why it cannot be refreshed by this client now. */
-  const read = async (): Promise<TokenFamily | Outcome> => {
-    const family = await findTokenFamily(deps.db, tokenHash);
+  const read = async (options: { afterWriters?: boolean } = {}): Promise<TokenFamily | Outcome> => {
+    const family = await findTokenFamily(deps.db, tokenHash, options);
     if (family === undefined) return { kind: 'refused', reason: 'unknown_token' };
     const reason = refusalReason(family, request.client, now, deps.config.refreshTokenIdleTtl);
     return reason === undefined ? family : { kind: 'refused', reason, family };
@@ -97,26 +101,23 @@ export async function rotateRefreshToken(
 
   const decide = async (): Promise<Outcome> => {
     let family = await read();
-    if ('kind' in family) return family;
-    if (family.token_generation === family.generation) {
+    for (let attempt = 1; ; attempt += 1) {
+      if ('kind' in family) return family;
+      if (family.token_generation !== family.generation) break;
       const scope = request.decideScope(family);
       const successor = generateRefreshToken();
-      const rotation = {
+      const advanced = await advanceFamily(deps.db, {
         familyId: family.id,
         fromGeneration: family.generation,
         tokenHash: hashRefreshToken(successor),
         successorCiphertext: sealSuccessor(request.token, successor, family.id, deps.successorKeys),
         now: new Date(now),
-      };
-      // One statement, but in a transaction of its own: were it left to autocommit, a statement
-      // still waiting on the row when the connection died would commit by itself afterwards, and
-      // the client, told 503, would hold a consumed token. A transaction whose COMMIT never comes
-      // is rolled back.
-      const advanced = await deps.db.transaction().execute((trx) => advanceFamily(trx, rotation));
+      });
       if (advanced) return { kind: 'rotated', token: successor, family, scope };
-      // Another use of this token (on any replica) or a revocation got there first: go on from what it left.
-      family = await read();
-      if ('kind' in family) return family;
+      if (attempt === MAX_ROTATION_ATTEMPTS) throw busy();
+      // Another use of this token (a retry, on any replica) or a revocation holds or has just moved
+      // the family: wait for it to end, then go on from what it left.
+      family = await read({ afterWriters: true });
     }
     const isParent = family.token_generation === family.generation - 1;
     const inGrace = family.rotated_at !== null && now - family.rotated_at.getTime() <= deps.config.refreshReuseGrace * 1000;

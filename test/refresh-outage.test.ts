@@ -36,16 +36,21 @@ async function waitForBlockedRotation(): Promise<void> {
   throw new Error('the refresh never reached the family lock');
 }
 
-it('a database failure in the middle of a rotation answers 503 and leaves the presented token usable', async () => {
+/** A new user's login through a new client: the client, the response, and the family (sid). */
+async function startSession() {
   const client = await createTestClient(service);
   const user = await createTestUser(service, { scopes: ['profile'] });
-  const login = await request(service.app)
+  const res = await request(service.app)
     .post('/token')
     .type('form')
     .set('Authorization', client.basic)
     .send({ grant_type: 'password', username: user.username, password: user.password });
-  expect(login.status).toBe(200);
-  const familyId = decodeJwt(login.body.access_token).sid as string;
+  expect(res.status).toBe(200);
+  return { client, login: res, familyId: decodeJwt(res.body.access_token).sid as string };
+}
+
+it('a database failure in the middle of a rotation answers 503 and leaves the presented token usable', async () => {
+  const { client, login, familyId } = await startSession();
   const refresh = () =>
     request(service.app)
       .post('/token')
@@ -81,14 +86,7 @@ it('a database failure in the middle of a rotation answers 503 and leaves the pr
 });
 
 it('a rotation that finds its family held by another write waits for it, then rotates (no reuse, no error)', async () => {
-  const client = await createTestClient(service);
-  const user = await createTestUser(service, { scopes: ['profile'] });
-  const login = await request(service.app)
-    .post('/token')
-    .type('form')
-    .set('Authorization', client.basic)
-    .send({ grant_type: 'password', username: user.username, password: user.password });
-  const familyId = decodeJwt(login.body.access_token).sid as string;
+  const { client, login, familyId } = await startSession();
 
   // Something else (an operator's query, a revocation that then rolls back) holds the row: the
   // compare-and-set skips it, and the re-read waits for it to end.

@@ -376,8 +376,26 @@ function expectInvalidToken(res: request.Response, realm: string, description: s
   expect(res.headers['cache-control']).toBe('no-store');
 }
 
-/** Node's HTTP parser refuses a header over 16 KiB before any application code: a clean 431, no body. */
-function expectHeaderTooLarge(res: request.Response): void {
+/**
+ * A request whose header may be refused by Node's HTTP parser: its response, or 'reset' when the
+ * server closed the connection while the client was still sending (Node 24 does, for a 1 MB header).
+ */
+function sent(req: request.Test): Promise<request.Response | 'reset'> {
+  return req.then(
+    (res) => res,
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ECONNRESET' || error.code === 'EPIPE') return 'reset' as const;
+      throw error;
+    },
+  );
+}
+
+/**
+ * Node's HTTP parser refuses a header over 16 KiB before any application code: a clean 431 with no
+ * body and the connection closed, or (the client still sending) the connection closed at once.
+ */
+function expectHeaderTooLarge(res: request.Response | 'reset'): void {
+  if (res === 'reset') return;
   expect(res.status).toBe(431);
   expect(res.text).toBe('');
   expect(res.headers['connection']).toBe('close');
@@ -388,8 +406,10 @@ const TESSERA_SAYS = { invalid: NOT_VALID, expired: EXPIRED, 'too-long': TOO_LON
 /** tessera/verify says only whether it expired. */
 const VERIFIER_SAYS = { invalid: NOT_VALID, expired: EXPIRED, 'too-long': NOT_VALID } as const;
 
-function expectRefusedByTessera(res: request.Response, reason: Reason): void {
+function expectRefusedByTessera(res: request.Response | 'reset', reason: Reason): void {
   if (reason === 'huge') return expectHeaderTooLarge(res);
+  expect(res).not.toBe('reset');
+  if (res === 'reset') return;
   expectInvalidToken(res, 'tessera', TESSERA_SAYS[reason]);
   expect(res.headers['pragma']).toBe('no-cache');
 }
@@ -424,7 +444,7 @@ const TESSERA_TARGETS: readonly Target[] = [
       }
     },
     async rejects(token, reason) {
-      for (const path of USER_PATHS) expectRefusedByTessera(await bearer(request(service.app).get(path), token), reason);
+      for (const path of USER_PATHS) expectRefusedByTessera(await sent(bearer(request(service.app).get(path), token)), reason);
     },
   },
   {
@@ -460,9 +480,9 @@ const TESSERA_TARGETS: readonly Target[] = [
     },
     async rejects(token, reason) {
       const username = uniqueName('forged');
-      expectRefusedByTessera(await bearer(request(service.app).post('/admin/users'), token).send({ username }), reason);
+      expectRefusedByTessera(await sent(bearer(request(service.app).post('/admin/users'), token).send({ username })), reason);
       expect(await userExists(username)).toBe(false);
-      expectRefusedByTessera(await bearer(request(service.app).get('/admin/users'), token), reason);
+      expectRefusedByTessera(await sent(bearer(request(service.app).get('/admin/users'), token)), reason);
     },
   },
   {
@@ -477,7 +497,7 @@ const TESSERA_TARGETS: readonly Target[] = [
     },
     async rejects(token, reason) {
       const before = await passwordHash();
-      const res = await changePassword(token);
+      const res = await sent(changePassword(token));
       const after = await restorePasswordHash(before);
       expectRefusedByTessera(res, reason);
       expect(after).toBe(before);
@@ -494,9 +514,10 @@ const VERIFIER_TARGET: Target = {
     expect(res.body).toEqual({ sub: admin.id });
   },
   async rejects(token, reason) {
-    const res = await bearer(request(downstream).get('/reports'), token);
+    const res = await sent(bearer(request(downstream).get('/reports'), token));
     if (reason === 'huge') return expectHeaderTooLarge(res);
-    expectInvalidToken(res, AUDIENCE, VERIFIER_SAYS[reason]);
+    expect(res).not.toBe('reset');
+    if (res !== 'reset') expectInvalidToken(res, AUDIENCE, VERIFIER_SAYS[reason]);
   },
 };
 

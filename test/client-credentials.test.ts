@@ -1,27 +1,17 @@
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, type JSONWebKeySet, jwtVerify } from 'jose';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { epochSeconds } from '../src/clock.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { createTestClient, startTestService, TEST_ISSUER, type TestClient, type TestService } from './helpers/service.js';
+import { createTestClient, TEST_ISSUER, type TestClient, type TestService, useTestService } from './helpers/service.js';
 
-let database: TestDatabase;
-let service: TestService;
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-  service = await startTestService(database);
-});
-afterAll(async () => {
-  await service?.close();
-  await database?.drop();
-});
+const running = useTestService();
+const service = (): TestService => running.current();
 
 const UNAUTHORIZED_GRANT = { error: 'unauthorized_client', error_description: 'this client may not use this grant_type' };
 
 /** A service client: confidential, allowed client_credentials only. */
 const machineClient = (options: Parameters<typeof createTestClient>[1] = {}) =>
-  createTestClient(service, {
+  createTestClient(service(), {
     grantTypes: ['client_credentials'],
     scopes: ['orders:read', 'orders:write', 'inventory:read'],
     defaultScopes: ['orders:read'],
@@ -29,7 +19,7 @@ const machineClient = (options: Parameters<typeof createTestClient>[1] = {}) =>
   });
 
 function clientToken(client: TestClient, extra: Record<string, string> = {}) {
-  return request(service.app)
+  return request(service().app)
     .post('/token')
     .type('form')
     .set('Authorization', client.basic)
@@ -52,7 +42,7 @@ describe('grant_type=client_credentials (RFC 6749 §4.4)', () => {
     expect(Object.keys(res.body).sort()).toEqual(['access_token', 'expires_in', 'scope', 'token_type']);
     expect(res.body).toMatchObject({ token_type: 'Bearer', expires_in: 900, scope: 'inventory:read orders:write' });
 
-    const now = epochSeconds(service.clock);
+    const now = epochSeconds(service().clock);
     const claims = decodeJwt(res.body.access_token as string);
     expect(claims).toStrictEqual({
       iss: TEST_ISSUER,
@@ -67,7 +57,7 @@ describe('grant_type=client_credentials (RFC 6749 §4.4)', () => {
     expect(decodeProtectedHeader(res.body.access_token as string)).toStrictEqual({
       alg: 'RS256',
       typ: 'at+jwt',
-      kid: service.deps.keys.current().signing.kid,
+      kid: service().deps.keys.current().signing.kid,
     });
   });
 
@@ -81,7 +71,7 @@ describe('grant_type=client_credentials (RFC 6749 §4.4)', () => {
 
   it('accepts client_secret_post too', async () => {
     const client = await machineClient();
-    const res = await request(service.app)
+    const res = await request(service().app)
       .post('/token')
       .type('form')
       .send({ grant_type: 'client_credentials', client_id: client.id, client_secret: client.secret, scope: 'orders:read' });
@@ -99,7 +89,7 @@ describe('grant_type=client_credentials (RFC 6749 §4.4)', () => {
   // A scope outside the client's allowed set, and malformed scopes: test/security/h-scopes.test.ts (H1, H2).
 
   it('a confidential client without the grant is unauthorized_client', async () => {
-    const client = await createTestClient(service, { grantTypes: ['password', 'refresh_token'] });
+    const client = await createTestClient(service(), { grantTypes: ['password', 'refresh_token'] });
     const res = await clientToken(client);
     expect(res.status).toBe(400);
     expect(res.body).toEqual(UNAUTHORIZED_GRANT);
@@ -108,7 +98,7 @@ describe('grant_type=client_credentials (RFC 6749 §4.4)', () => {
 
   it('a wrong secret is invalid_client', async () => {
     const client = await machineClient();
-    const res = await request(service.app)
+    const res = await request(service().app)
       .post('/token')
       .type('form')
       .send({ grant_type: 'client_credentials', client_id: client.id, client_secret: 'not-the-secret' });
@@ -119,14 +109,14 @@ describe('grant_type=client_credentials (RFC 6749 §4.4)', () => {
 
   it('a public client, identified by client_id alone, is unauthorized_client and gets no token', async () => {
     // Without the grant: refused by the grant-type check.
-    const ordinary = await createTestClient(service, { type: 'public' });
-    const without = await request(service.app).post('/token').type('form').send({ grant_type: 'client_credentials', client_id: ordinary.id });
+    const ordinary = await createTestClient(service(), { type: 'public' });
+    const without = await request(service().app).post('/token').type('form').send({ grant_type: 'client_credentials', client_id: ordinary.id });
     expect(without.status).toBe(400);
     expect(without.body).toEqual(UNAUTHORIZED_GRANT);
 
     // With the grant (the CLI refuses to create one, but the table allows it): refused by the grant itself.
-    const misconfigured = await createTestClient(service, { type: 'public', grantTypes: ['client_credentials'], scopes: ['orders:read'] });
-    const withGrant = await request(service.app)
+    const misconfigured = await createTestClient(service(), { type: 'public', grantTypes: ['client_credentials'], scopes: ['orders:read'] });
+    const withGrant = await request(service().app)
       .post('/token')
       .type('form')
       .send({ grant_type: 'client_credentials', client_id: misconfigured.id });
@@ -141,7 +131,7 @@ describe('what a client_credentials token is good for', () => {
     const client = await machineClient();
     const token = (await clientToken(client)).body.access_token as string;
     for (const path of ['/userinfo', '/users/me']) {
-      const res = await request(service.app).get(path).set('Authorization', `Bearer ${token}`);
+      const res = await request(service().app).get(path).set('Authorization', `Bearer ${token}`);
       expect(res.status).toBe(401);
       expect(res.body).toEqual({ error: 'invalid_token', error_description: 'the access token is not valid' });
       expect(res.headers['www-authenticate']).toBe('Bearer realm="tessera", error="invalid_token"');
@@ -152,7 +142,7 @@ describe('what a client_credentials token is good for', () => {
   it('verifies against the published JWKS as an RFC 9068 access token', async () => {
     const client = await machineClient({ audience: ['orders-api'] });
     const token = (await clientToken(client, { scope: 'orders:write' })).body.access_token as string;
-    const jwks = (await request(service.app).get('/.well-known/jwks.json')).body as JSONWebKeySet;
+    const jwks = (await request(service().app).get('/.well-known/jwks.json')).body as JSONWebKeySet;
 
     const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(jwks), {
       issuer: TEST_ISSUER,
@@ -160,9 +150,9 @@ describe('what a client_credentials token is good for', () => {
       typ: 'at+jwt',
       algorithms: ['RS256'],
       requiredClaims: ['exp', 'iat', 'sub', 'jti', 'client_id'],
-      currentDate: new Date(service.clock.now()),
+      currentDate: new Date(service().clock.now()),
     });
-    expect(protectedHeader.kid).toBe(service.deps.keys.current().signing.kid);
+    expect(protectedHeader.kid).toBe(service().deps.keys.current().signing.kid);
     expect(payload).toMatchObject({ sub: client.id, client_id: client.id, scope: 'orders:write' });
   });
 
@@ -172,7 +162,7 @@ describe('what a client_credentials token is good for', () => {
     expect(res.status).toBe(200);
     expect(res.body.refresh_token).toBeUndefined();
     expect(decodeJwt(res.body.access_token as string).sid).toBeUndefined();
-    expect(await service.deps.db.selectFrom('refresh_families').select('id').where('client_id', '=', client.id).execute()).toEqual([]);
+    expect(await service().deps.db.selectFrom('refresh_families').select('id').where('client_id', '=', client.id).execute()).toEqual([]);
   });
 });
 
@@ -182,14 +172,14 @@ describe('client ids never pass for user ids', () => {
     const { randomUUID } = await import('node:crypto');
     const userLike = randomUUID();
     let stderr = '';
-    const code = await runCli(['clients', 'create', '--id', userLike, '--grant', 'client_credentials'], { ...service.config.databaseUrl ? { DATABASE_URL: service.config.databaseUrl } : {}, KEY_ENCRYPTION_KEYS: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' }, {
+    const code = await runCli(['clients', 'create', '--id', userLike, '--grant', 'client_credentials'], { ...service().config.databaseUrl ? { DATABASE_URL: service().config.databaseUrl } : {}, KEY_ENCRYPTION_KEYS: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' }, {
       readStdin: async () => '',
       stdout: () => undefined,
       stderr: (text) => (stderr += text),
     });
     expect(code).toBe(2);
     expect(stderr).toContain('is not shaped like a uuid');
-    const res = await request(service.app).post('/token').type('form').auth(userLike, 'x'.repeat(43)).send({ grant_type: 'client_credentials' });
+    const res = await request(service().app).post('/token').type('form').auth(userLike, 'x'.repeat(43)).send({ grant_type: 'client_credentials' });
     expect(res.status).toBe(401);
     expect(res.body).toEqual({ error: 'invalid_client', error_description: 'client authentication failed' });
   });

@@ -1,35 +1,30 @@
 import { type KeyObject, randomUUID } from 'node:crypto';
 import { decodeJwt, type JWTPayload } from 'jose';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { epochSeconds } from '../src/clock.js';
 import { signAccessToken } from '../src/tokens/access-token.js';
 import { type ForgeOptions, forgeJwt } from './helpers/forge.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import type { TestDatabase } from './helpers/database.js';
 import {
   createTestClient,
   createTestUser,
-  startTestService,
   TEST_ISSUER,
   type TestClient,
   type TestService,
   uniqueName,
+  useTestService,
 } from './helpers/service.js';
 
-let database: TestDatabase;
-let service: TestService;
+const running = useTestService();
+const service = (): TestService => running.current();
+const database = (): TestDatabase => running.database();
 let client: TestClient;
 let user: Awaited<ReturnType<typeof createTestUser>>;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  service = await startTestService(database);
-  client = await createTestClient(service, { scopes: ['profile', 'orders:read'], defaultScopes: ['profile'] });
-  user = await createTestUser(service, { scopes: ['profile'] });
-});
-afterAll(async () => {
-  await service?.close();
-  await database?.drop();
+  client = await createTestClient(service(), { scopes: ['profile', 'orders:read'], defaultScopes: ['profile'] });
+  user = await createTestUser(service(), { scopes: ['profile'] });
 });
 
 const NOT_VALID = 'the access token is not valid';
@@ -40,7 +35,7 @@ async function passwordToken(
   forClient: TestClient = client,
   scope?: string,
 ): Promise<string> {
-  const res = await request(service.app)
+  const res = await request(service().app)
     .post('/token')
     .type('form')
     .set('Authorization', forClient.basic)
@@ -49,7 +44,7 @@ async function passwordToken(
   return res.body.access_token as string;
 }
 
-const userinfo = (path = '/userinfo') => request(service.app).get(path);
+const userinfo = (path = '/userinfo') => request(service().app).get(path);
 const withToken = (token: string, path = '/userinfo') => userinfo(path).set('Authorization', `Bearer ${token}`);
 
 /**
@@ -72,12 +67,12 @@ function expectInvalidToken(
 
 
 function genuineKey(): { kid: string; privateKey: KeyObject } {
-  return service.deps.keys.current().signing;
+  return service().deps.keys.current().signing;
 }
 
 /** The claims Tessera itself would put in a token for `user` via `client`, now. */
 function validClaims(overrides: Record<string, unknown> = {}): JWTPayload {
-  const now = epochSeconds(service.clock);
+  const now = epochSeconds(service().clock);
   return {
     iss: TEST_ISSUER,
     sub: user.id,
@@ -100,7 +95,7 @@ describe('GET /userinfo and GET /users/me', () => {
   it('returns the profile of the bearer: roles, and role scopes plus direct scopes', async () => {
     const support = uniqueName('support');
     const billing = uniqueName('billing');
-    const member = await createTestUser(service, {
+    const member = await createTestUser(service(), {
       scopes: ['profile', 'orders:read'],
       roles: { [support]: ['tickets:read', 'profile'], [billing]: ['invoices:read'] },
     });
@@ -127,7 +122,7 @@ describe('GET /userinfo and GET /users/me', () => {
   });
 
   it('returns empty lists for a user without roles or scopes', async () => {
-    const bare = await createTestUser(service);
+    const bare = await createTestUser(service());
     const res = await withToken(await passwordToken(bare));
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ sub: bare.id, username: bare.username, roles: [], scopes: [] });
@@ -147,7 +142,7 @@ describe('GET /userinfo and GET /users/me', () => {
   });
 
   it('accepts a token whose audiences include AUDIENCE', async () => {
-    const multi = await createTestClient(service, { audience: ['orders-api', TEST_ISSUER] });
+    const multi = await createTestClient(service(), { audience: ['orders-api', TEST_ISSUER] });
     const token = await passwordToken(user, multi);
     expect(decodeJwt(token).aud).toEqual(['orders-api', TEST_ISSUER]);
     const res = await withToken(token);
@@ -168,7 +163,7 @@ describe('requests without a bearer token', () => {
 
   it('never reads the token from the query string (RFC 6750 §2.3 is not offered)', async () => {
     const token = await passwordToken(user);
-    const res = await request(service.app).get(`/userinfo?access_token=${token}`);
+    const res = await request(service().app).get(`/userinfo?access_token=${token}`);
     expectInvalidToken(res, 'a bearer access token is required', 'Bearer realm="tessera"');
   });
 
@@ -204,37 +199,37 @@ describe('token lifetime', () => {
     const { exp, iat } = decodeJwt(token);
     expect(exp! - iat!).toBe(900);
 
-    service.clock.advance(904_000); // 15 min + 4 s: inside the 5 s tolerance
+    service().clock.advance(904_000); // 15 min + 4 s: inside the 5 s tolerance
     expect((await withToken(token)).status).toBe(200);
 
-    service.clock.advance(1_000); // 15 min + 5 s
+    service().clock.advance(1_000); // 15 min + 5 s
     expectInvalidToken(await withToken(token), 'the access token has expired');
     expectInvalidToken(await withToken(token, '/users/me'), 'the access token has expired');
 
-    service.clock.advance(3_600_000);
+    service().clock.advance(3_600_000);
     expectInvalidToken(await withToken(token), 'the access token has expired');
   });
 });
 
 describe('the user behind the token', () => {
   it('refuses the token of a disabled user at once, and accepts it again once re-enabled', async () => {
-    const victim = await createTestUser(service, { scopes: ['profile'] });
+    const victim = await createTestUser(service(), { scopes: ['profile'] });
     const token = await passwordToken(victim);
     expect((await withToken(token)).status).toBe(200);
 
-    await database.db.updateTable('users').set({ disabled: true }).where('id', '=', victim.id).execute();
+    await database().db.updateTable('users').set({ disabled: true }).where('id', '=', victim.id).execute();
     for (const path of ['/userinfo', '/users/me']) {
       expectInvalidToken(await withToken(token, path), NOT_VALID, 'Bearer realm="tessera", error="invalid_token"');
     }
 
-    await database.db.updateTable('users').set({ disabled: false }).where('id', '=', victim.id).execute();
+    await database().db.updateTable('users').set({ disabled: false }).where('id', '=', victim.id).execute();
     expect((await withToken(token)).status).toBe(200);
   });
 
   it('refuses the token of a deleted user', async () => {
-    const gone = await createTestUser(service);
+    const gone = await createTestUser(service());
     const token = await passwordToken(gone);
-    await database.db.deleteFrom('users').where('id', '=', gone.id).execute();
+    await database().db.deleteFrom('users').where('id', '=', gone.id).execute();
     expectInvalidToken(await withToken(token), NOT_VALID, 'Bearer realm="tessera", error="invalid_token"');
   });
 
@@ -245,7 +240,7 @@ describe('the user behind the token', () => {
 
   it('refuses a token Tessera signed for a client (sub is a client id, as in client_credentials), not with a 500', async () => {
     const subject = { sub: client.id, clientId: client.id, scope: ['profile'], audience: [] };
-    const { token } = await signAccessToken(service.deps, subject);
+    const { token } = await signAccessToken(service().deps, subject);
     expect(decodeJwt(token).sub).toBe(client.id);
     expectInvalidToken(await withToken(token), NOT_VALID, 'Bearer realm="tessera", error="invalid_token"');
   });
@@ -253,7 +248,7 @@ describe('the user behind the token', () => {
 
 describe('audience', () => {
   it("a client's own audience comes with Tessera's, so its users can still reach /userinfo", async () => {
-    const ordersClient = await createTestClient(service, { audience: ['orders-api'] });
+    const ordersClient = await createTestClient(service(), { audience: ['orders-api'] });
     const token = await passwordToken(user, ordersClient);
     expect(decodeJwt(token).aud).toEqual(['orders-api', TEST_ISSUER]);
     expect((await withToken(token)).status).toBe(200);
@@ -269,7 +264,7 @@ describe('methods', () => {
     ['patch', '/users/me'],
   ] as const)('%s %s is 405 with Allow: GET, HEAD', async (method, path) => {
     const token = await passwordToken(user);
-    const res = await request(service.app)[method](path).set('Authorization', `Bearer ${token}`);
+    const res = await request(service().app)[method](path).set('Authorization', `Bearer ${token}`);
     expect(res.status).toBe(405);
     expect(res.headers['allow']).toBe('GET, HEAD');
     expect(res.body).toEqual({ error: 'invalid_request', error_description: 'this endpoint accepts GET, HEAD only' });

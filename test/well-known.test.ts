@@ -17,23 +17,15 @@ import {
   TEST_ISSUER,
   type TestService,
   testEnv,
+  useTestService,
 } from './helpers/service.js';
 
 const JWKS_PATH = '/.well-known/jwks.json';
 const DISCOVERY_PATHS = ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration'] as const;
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
-let database: TestDatabase;
-let service: TestService;
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-  service = await startTestService(database);
-});
-afterAll(async () => {
-  await service?.close();
-  await database?.drop();
-});
+const running = useTestService();
+const service = (): TestService => running.current();
 
 interface Jwk {
   readonly [member: string]: unknown;
@@ -62,7 +54,7 @@ function expectPublicSigningKeys(keys: readonly Jwk[]): void {
 
 describe('GET /.well-known/jwks.json', () => {
   it('publishes only the public members of the signing key, cacheable, with an ETag', async () => {
-    const res = await request(service.app).get(JWKS_PATH);
+    const res = await request(service().app).get(JWKS_PATH);
 
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
@@ -72,22 +64,22 @@ describe('GET /.well-known/jwks.json', () => {
     expect(Object.keys(res.body)).toEqual(['keys']);
     const keys = res.body.keys as Jwk[];
     expectPublicSigningKeys(keys);
-    expect(keys.map((key) => key['kid'])).toEqual([service.deps.keys.current().signing.kid]);
+    expect(keys.map((key) => key['kid'])).toEqual([service().deps.keys.current().signing.kid]);
     for (const member of PRIVATE_MEMBERS) expect(res.text).not.toContain(`"${member}"`);
   });
 
   it('serves the same document and ETag on every request', async () => {
-    const first = await request(service.app).get(JWKS_PATH);
-    const second = await request(service.app).get(JWKS_PATH);
+    const first = await request(service().app).get(JWKS_PATH);
+    const second = await request(service().app).get(JWKS_PATH);
     expect(second.text).toBe(first.text);
     expect(second.headers['etag']).toBe(first.headers['etag']);
   });
 
   it('answers If-None-Match with the current ETag with 304 and an empty body', async () => {
-    const { headers } = await request(service.app).get(JWKS_PATH);
+    const { headers } = await request(service().app).get(JWKS_PATH);
     const etag = headers['etag'] as string;
 
-    const res = await request(service.app).get(JWKS_PATH).set('If-None-Match', etag);
+    const res = await request(service().app).get(JWKS_PATH).set('If-None-Match', etag);
     expect(res.status).toBe(304);
     expect(res.text).toBe('');
     expect(res.headers['content-length']).toBeUndefined();
@@ -97,8 +89,8 @@ describe('GET /.well-known/jwks.json', () => {
   });
 
   it('matches the ETag inside a list of entity tags', async () => {
-    const { headers } = await request(service.app).get(JWKS_PATH);
-    const res = await request(service.app)
+    const { headers } = await request(service().app).get(JWKS_PATH);
+    const res = await request(service().app)
       .get(JWKS_PATH)
       .set('If-None-Match', `"something-else", ${headers['etag'] as string}`);
     expect(res.status).toBe(304);
@@ -106,8 +98,8 @@ describe('GET /.well-known/jwks.json', () => {
   });
 
   it('uses weak comparison for If-None-Match (RFC 9110 §13.1.2), as a proxy that weakened the ETag sends it', async () => {
-    const { headers } = await request(service.app).get(JWKS_PATH);
-    const res = await request(service.app)
+    const { headers } = await request(service().app).get(JWKS_PATH);
+    const res = await request(service().app)
       .get(JWKS_PATH)
       .set('If-None-Match', `W/${headers['etag'] as string}`);
     expect(res.status).toBe(304);
@@ -115,15 +107,15 @@ describe('GET /.well-known/jwks.json', () => {
   });
 
   it('answers a stale ETag with the full document', async () => {
-    const fresh = await request(service.app).get(JWKS_PATH);
-    const res = await request(service.app).get(JWKS_PATH).set('If-None-Match', '"stale"');
+    const fresh = await request(service().app).get(JWKS_PATH);
+    const res = await request(service().app).get(JWKS_PATH).set('If-None-Match', '"stale"');
     expect(res.status).toBe(200);
     expect(res.text).toBe(fresh.text);
     expect(res.headers['etag']).toBe(fresh.headers['etag']);
   });
 
   it('answers HEAD with the headers of GET', async () => {
-    const res = await request(service.app).head(JWKS_PATH);
+    const res = await request(service().app).head(JWKS_PATH);
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
     expect(res.headers['cache-control']).toBe('public, max-age=300');
@@ -207,12 +199,12 @@ describe('JWKS with several keys', () => {
 
 describe.each(DISCOVERY_PATHS)('GET %s', (path) => {
   it('describes the service, with issuer exactly ISSUER', async () => {
-    const res = await request(service.app).get(path);
+    const res = await request(service().app).get(path);
 
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
     expect(res.body.issuer).toBe(TEST_ISSUER);
-    expect(res.body.issuer).toBe(service.config.issuer);
+    expect(res.body.issuer).toBe(service().config.issuer);
     expect(res.body).toMatchObject({
       token_endpoint: `${TEST_ISSUER}/token`,
       jwks_uri: `${TEST_ISSUER}${JWKS_PATH}`,
@@ -229,27 +221,27 @@ describe.each(DISCOVERY_PATHS)('GET %s', (path) => {
   });
 
   it('is the same document at both well-known paths', async () => {
-    const here = await request(service.app).get(path);
-    const there = await Promise.all(DISCOVERY_PATHS.map((other) => request(service.app).get(other)));
+    const here = await request(service().app).get(path);
+    const there = await Promise.all(DISCOVERY_PATHS.map((other) => request(service().app).get(other)));
     for (const other of there) expect(other.body).toEqual(here.body);
   });
 
   it('advertises only endpoints that this service serves', async () => {
-    const { body } = await request(service.app).get(path);
+    const { body } = await request(service().app).get(path);
     const pathOf = (url: string) => {
       expect(url.startsWith(`${TEST_ISSUER}/`)).toBe(true);
       return url.slice(TEST_ISSUER.length);
     };
 
-    const jwks = await request(service.app).get(pathOf(body.jwks_uri));
+    const jwks = await request(service().app).get(pathOf(body.jwks_uri));
     expect(jwks.status).toBe(200);
-    expect(jwks.body).toEqual((await request(service.app).get(JWKS_PATH)).body);
+    expect(jwks.body).toEqual((await request(service().app).get(JWKS_PATH)).body);
 
-    const token = await request(service.app).post(pathOf(body.token_endpoint)).type('form').send({ grant_type: 'password' });
+    const token = await request(service().app).post(pathOf(body.token_endpoint)).type('form').send({ grant_type: 'password' });
     expect(token.status).toBe(401);
     expect(token.body).toEqual({ error: 'invalid_client', error_description: 'client authentication is required' });
 
-    const userinfo = await request(service.app).get(pathOf(body.userinfo_endpoint));
+    const userinfo = await request(service().app).get(pathOf(body.userinfo_endpoint));
     expect(userinfo.status).toBe(401);
     expect(userinfo.body).toEqual({ error: 'invalid_token', error_description: 'a bearer access token is required' });
 
@@ -260,7 +252,7 @@ describe.each(DISCOVERY_PATHS)('GET %s', (path) => {
     );
     expect(urls.map(([name]) => name)).toEqual(expect.arrayContaining(['token_endpoint', 'jwks_uri', 'userinfo_endpoint']));
     for (const [name, url] of urls) {
-      const res = await request(service.app).get(pathOf(url as string));
+      const res = await request(service().app).get(pathOf(url as string));
       expect({ name, status: res.status }).not.toEqual({ name, status: 404 });
     }
   });
@@ -272,7 +264,7 @@ describe('methods other than GET and HEAD', () => {
   );
 
   it.each(cases)('%s %s is 405 with Allow: GET, HEAD', async (method, path) => {
-    const res = await request(service.app)[method](path).type('form').send({ keys: '[]' });
+    const res = await request(service().app)[method](path).type('form').send({ keys: '[]' });
     expect(res.status).toBe(405);
     expect(res.headers['allow']).toBe('GET, HEAD');
     expect(res.headers['cache-control']).toBe('no-store');
@@ -344,9 +336,9 @@ describe('a downstream service verifies tokens from discovery and the JWKS alone
     expect(payload).toMatchObject({ iss: issuer, aud: issuer, sub: user.id, client_id: client.id, scope: 'orders:read' });
 
     // The same verifier refuses a token from another Tessera (another issuer and key set).
-    const otherUser = await createTestUser(service, { scopes: ['profile'] });
-    const otherClient = await createTestClient(service);
-    const other = await request(service.app)
+    const otherUser = await createTestUser(service(), { scopes: ['profile'] });
+    const otherClient = await createTestClient(service());
+    const other = await request(service().app)
       .post('/token')
       .type('form')
       .set('Authorization', otherClient.basic)

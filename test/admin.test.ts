@@ -9,9 +9,10 @@ import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import {
   createTestClient,
   createTestUser,
+  passwordGrant,
   startTestService,
-  testEnv,
   type TestClient,
+  testEnv,
   type TestService,
   uniqueName,
 } from './helpers/service.js';
@@ -40,11 +41,7 @@ afterAll(async () => {
 });
 
 async function login(user: { username: string; password: string }, scope?: string, client: TestClient = gateway) {
-  const res = await request(service.app)
-    .post('/token')
-    .type('form')
-    .set('Authorization', client.basic)
-    .send({ grant_type: 'password', username: user.username, password: user.password, ...(scope ? { scope } : {}) });
+  const res = await passwordGrant(service.app, client, user, scope ? { scope } : {});
   expect(res.status).toBe(200);
   return res.body as { access_token: string; refresh_token: string };
 }
@@ -418,7 +415,7 @@ describe('users', () => {
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ id: user.id, username: user.username, sessions_ended: 1 });
     expect((await refresh(tokens.refresh_token)).body.error).toBe('invalid_grant');
-    const old = await request(service.app).post('/token').type('form').set('Authorization', gateway.basic).send({ grant_type: 'password', username: user.username, password: user.password });
+    const old = await passwordGrant(service.app, gateway, user);
     expect(old.status).toBe(400);
     await login({ username: user.username, password: 'a brand new passphrase' });
     expect(auditEntries('user_updated', { user_id: user.id })).toEqual([

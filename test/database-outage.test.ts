@@ -5,9 +5,10 @@ import { type DatabaseProxy, startProxyFor, throughProxy } from './helpers/datab
 import {
   createTestClient,
   createTestUser,
+  passwordGrant,
   startTestService,
-  testEnv,
   type TestClient,
+  testEnv,
   type TestService,
 } from './helpers/service.js';
 
@@ -34,11 +35,7 @@ afterAll(async () => {
 });
 
 const passwordLogin = () =>
-  request(service.app)
-    .post('/token')
-    .type('form')
-    .set('Authorization', client.basic)
-    .send({ grant_type: 'password', username: user.username, password: user.password });
+  passwordGrant(service.app, client, user);
 
 /** DESIGN.md: an infrastructure failure is never invalid_grant or invalid_client (clients discard tokens on those). */
 function expectTemporarilyUnavailable(res: request.Response): void {

@@ -9,6 +9,7 @@ import {
   createTestUser,
   TEST_ISSUER,
   type TestClient,
+  passwordGrant,
   type TestService,
   useTestService,
 } from './helpers/service.js';
@@ -31,11 +32,7 @@ interface Tokens {
 }
 
 async function login(client: TestClient, user: TestUser, scope?: string): Promise<Tokens> {
-  const res = await request(service().app)
-    .post('/token')
-    .type('form')
-    .set('Authorization', client.basic)
-    .send({ grant_type: 'password', username: user.username, password: user.password, ...(scope ? { scope } : {}) });
+  const res = await passwordGrant(service().app, client, user, scope ? { scope } : {});
   expect(res.status).toBe(200);
   return res.body as Tokens;
 }
@@ -315,23 +312,28 @@ describe('access tokens', () => {
   });
 });
 
+/** What /introspect says of a live refresh token of the family `tokens` started (RFC 7662 §2.2). */
+function activeRefreshToken(client: TestClient, user: { id: string; username: string }, tokens: Tokens, times: { iat: number; exp: number }) {
+  return {
+    active: true,
+    token_use: 'refresh_token',
+    scope: 'orders:read profile',
+    client_id: client.id,
+    username: user.username,
+    sub: user.id,
+    iss: TEST_ISSUER,
+    ...times,
+    sid: decodeJwt(tokens.access_token).sid,
+  };
+}
+
 describe('refresh tokens', () => {
   it('a current refresh token is active, exp the idle deadline while that comes first', async () => {
     const { client, user, tokens } = await setup();
     const now = epochSeconds(service().clock);
     const res = await introspect(client, tokens.refresh_token!);
-    expect(res.body).toStrictEqual({
-      active: true,
-      token_use: 'refresh_token',
-      scope: 'orders:read profile',
-      client_id: client.id,
-      username: user.username,
-      sub: user.id,
-      iss: TEST_ISSUER,
-      iat: now,
-      exp: now + 14 * 86_400, // REFRESH_TOKEN_IDLE_TTL, before the 90-day absolute limit
-      sid: decodeJwt(tokens.access_token).sid,
-    });
+    // exp: REFRESH_TOKEN_IDLE_TTL, before the 90-day absolute limit
+    expect(res.body).toStrictEqual(activeRefreshToken(client, user, tokens, { iat: now, exp: now + 14 * 86_400 }));
   });
 
   it('exp is the absolute deadline once that comes before the idle one', async () => {
@@ -345,18 +347,7 @@ describe('refresh tokens', () => {
     service().clock.advance(2 * DAY); // day 80: the idle deadline (day 94) is past the absolute one (day 90)
     current = await refresh(client, current.refresh_token!);
     const res = await introspect(client, current.refresh_token!);
-    expect(res.body).toStrictEqual({
-      active: true,
-      token_use: 'refresh_token',
-      scope: 'orders:read profile',
-      client_id: client.id,
-      username: user.username,
-      sub: user.id,
-      iss: TEST_ISSUER,
-      iat: epochSeconds(service().clock),
-      exp: loginAt + 90 * 86_400,
-      sid: decodeJwt(tokens.access_token).sid,
-    });
+    expect(res.body).toStrictEqual(activeRefreshToken(client, user, tokens, { iat: epochSeconds(service().clock), exp: loginAt + 90 * 86_400 }));
     // Past the absolute deadline the token is inactive.
     service().clock.advance(10 * DAY);
     await expectInactive(client, current.refresh_token!);

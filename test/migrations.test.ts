@@ -15,7 +15,7 @@ import { prepareDeps } from '../src/service.js';
 import { createFakeClock } from './helpers/clock.js';
 import { createTestDatabase, type TestDatabase, testKysely } from './helpers/database.js';
 import { captureLogs } from './helpers/logs.js';
-import { createTestClient, createTestUser, startTestService, TEST_ARGON2, TEST_ISSUER, testEnv } from './helpers/service.js';
+import { createTestClient, createTestUser, passwordGrant, startTestService, TEST_ARGON2, TEST_ISSUER, testEnv } from './helpers/service.js';
 
 const MIGRATIONS_DIR = new URL('../migrations/', import.meta.url);
 const MIGRATION_FILE = /^(\d{14})_[a-z0-9]+(?:_[a-z0-9]+)*\.ts$/;
@@ -202,11 +202,7 @@ describe('signing keys', () => {
       expect(service.deps.keys.current().signing.kid).toBe(row.kid);
       const user = await createTestUser(service);
       const client = await createTestClient(service);
-      const res = await request(service.app)
-        .post('/token')
-        .type('form')
-        .set('Authorization', client.basic)
-        .send({ grant_type: 'password', username: user.username, password: user.password });
+      const res = await passwordGrant(service.app, client, user);
       expect(res.status).toBe(200);
       const jwks = await request(service.app).get('/.well-known/jwks.json');
       const { protectedHeader } = await jwtVerify(res.body.access_token, createLocalJWKSet(jwks.body), { issuer: TEST_ISSUER });

@@ -5,7 +5,7 @@ import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { type DatabaseProxy, startProxyFor, throughProxy } from './helpers/database-proxy.js';
-import { createTestClient, createTestUser, startTestService, testEnv, type TestService } from './helpers/service.js';
+import { createTestClient, createTestUser, passwordGrant, startTestService, testEnv, type TestService } from './helpers/service.js';
 
 let database: TestDatabase;
 let proxy: DatabaseProxy;
@@ -40,11 +40,7 @@ async function waitForBlockedRotation(): Promise<void> {
 async function startSession() {
   const client = await createTestClient(service);
   const user = await createTestUser(service, { scopes: ['profile'] });
-  const res = await request(service.app)
-    .post('/token')
-    .type('form')
-    .set('Authorization', client.basic)
-    .send({ grant_type: 'password', username: user.username, password: user.password });
+  const res = await passwordGrant(service.app, client, user);
   expect(res.status).toBe(200);
   return { client, login: res, familyId: decodeJwt(res.body.access_token).sid as string };
 }

@@ -11,10 +11,11 @@ import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import {
   createTestClient,
   createTestUser,
+  passwordGrant,
   recordResponses,
   startTestService,
-  testEnv,
   type TestClient,
+  testEnv,
   type TestService,
 } from './helpers/service.js';
 
@@ -37,11 +38,7 @@ const SECOND = 1000;
 const DAY = 86_400 * SECOND;
 
 async function login(client: TestClient, user: { username: string; password: string }, scope?: string) {
-  const res = await request(service.app)
-    .post('/token')
-    .type('form')
-    .set('Authorization', client.basic)
-    .send({ grant_type: 'password', username: user.username, password: user.password, ...(scope ? { scope } : {}) });
+  const res = await passwordGrant(service.app, client, user, scope ? { scope } : {});
   expect(res.status).toBe(200);
   return res.body as { access_token: string; refresh_token: string; scope: string };
 }
@@ -77,7 +74,7 @@ describe('issuance', () => {
   it('a client not allowed the refresh grant gets no refresh token and no sid', async () => {
     const client = await createTestClient(service, { grantTypes: ['password'] });
     const user = await createTestUser(service, { scopes: ['profile'] });
-    const res = await request(service.app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'password', username: user.username, password: user.password });
+    const res = await passwordGrant(service.app, client, user);
     expect(res.status).toBe(200);
     expect(res.body.refresh_token).toBeUndefined();
     expect(decodeJwt(res.body.access_token).sid).toBeUndefined();
@@ -173,7 +170,7 @@ describe('races and replays', () => {
     const real = service.deps.passwords;
     const gated = { ...real, verify: async (hash: string, password: string) => (verifying(), await gate, real.verify(hash, password)) };
     const app = recordResponses(createApp({ ...service.deps, passwords: gated }));
-    const pending = request(app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'password', username: user.username, password: user.password }).then((res) => res);
+    const pending = passwordGrant(app, client, user).then((res) => res);
     await inVerify;
     await setAccountPassword(service.deps.db, real, user, 'a brand new passphrase', new Date(service.clock.now() + SECOND));
     releaseVerify();

@@ -1,7 +1,7 @@
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import request from 'supertest';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createTestClient, createTestUser, recordResponses, TEST_ISSUER, type TestService, useTestService } from './helpers/service.js';
+import { createTestClient, createTestUser, passwordGrant, recordResponses, TEST_ISSUER, type TestService, useTestService } from './helpers/service.js';
 
 const running = useTestService();
 const service = (): TestService => running.current();
@@ -136,7 +136,7 @@ describe('password grant: users and passwords', () => {
     const user = await createTestUser(service());
     const stronger = { memoryKib: 512, iterations: 2, parallelism: 1 };
     const app = recordResponses((await import('../src/http/app.js')).createApp({ ...service().deps, passwords: createPasswordHasher(stronger) }));
-    const res = await request(app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'password', username: user.username, password: user.password });
+    const res = await passwordGrant(app, client, user);
     expect(res.status).toBe(200);
     const row = await service().deps.db.selectFrom('users').selectAll().where('id', '=', user.id).executeTakeFirstOrThrow();
     expect(row.password_hash).toMatch(/^\$argon2id\$v=19\$m=512,t=2,p=1\$/);

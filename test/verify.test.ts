@@ -10,7 +10,7 @@ import { maintainSigningKeys, promotionDelaySeconds, rotateSigningKey } from '..
 import { createFakeClock } from './helpers/clock.js';
 import { type ForgeOptions, forgeJwt, signRawJwt } from './helpers/forge.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { createTestClient, createTestUser, startTestService, testEnv, type TestClient, type TestService } from './helpers/service.js';
+import { createTestClient, createTestUser, passwordGrant, startTestService, type TestClient, testEnv, type TestService } from './helpers/service.js';
 
 /*
  * tessera/verify as a downstream service uses it: Tessera listens on loopback under its real
@@ -128,11 +128,7 @@ afterAll(async () => {
 
 /** An access token from Tessera's password grant, as a gateway would get it. */
 async function passwordToken(scope: string, forClient: TestClient = client, at: RunningTessera = tessera): Promise<string> {
-  const res = await request(at.service.app)
-    .post('/token')
-    .type('form')
-    .set('Authorization', forClient.basic)
-    .send({ grant_type: 'password', username: user.username, password: user.password, scope });
+  const res = await passwordGrant(at.service.app, forClient, user, { scope });
   expect(res.status).toBe(200);
   return res.body.access_token as string;
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Express } from 'express';
 import { Redis } from 'ioredis';
+import request from 'supertest';
 import { createPasswordHasher, type PasswordHasher } from '../../src/auth/passwords.js';
 import { createAccount } from '../../src/auth/accounts.js';
 import { generateClientSecret, hashClientSecret } from '../../src/auth/client-secrets.js';
@@ -161,6 +162,20 @@ export async function createTestClient(
   });
   const basic = `Basic ${Buffer.from(`${encodeURIComponent(client.id)}:${encodeURIComponent(secret ?? '')}`).toString('base64')}`;
   return { ...client, secret, basic };
+}
+
+/** POST /token with grant_type=password, as a gateway sends it (client_secret_basic); the caller asserts. */
+export function passwordGrant(
+  app: Express,
+  client: { readonly basic: string },
+  user: { readonly username: string; readonly password: string },
+  extra: Record<string, string> = {},
+): request.Test {
+  return request(app)
+    .post('/token')
+    .type('form')
+    .set('Authorization', client.basic)
+    .send({ grant_type: 'password', username: user.username, password: user.password, ...extra });
 }
 
 export { createPasswordHasher, recordResponses };

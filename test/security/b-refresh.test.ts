@@ -11,9 +11,10 @@ import { hashRefreshToken } from '../../src/refresh/tokens.js';
 import {
   createTestClient,
   createTestUser,
+  passwordGrant,
   startTestService,
-  testEnv,
   type TestClient,
+  testEnv,
   type TestService,
   useTestService,
 } from '../helpers/service.js';
@@ -52,11 +53,7 @@ function refreshAt(endpoint: Endpoint, client: TestClient, token: unknown, extra
 const refresh = (client: TestClient, token: string, extra: Record<string, string> = {}) => refreshAt('/token', client, token, extra);
 
 async function login(client: TestClient, user: { username: string; password: string }, scope: string) {
-  const res = await request(service().app)
-    .post('/token')
-    .type('form')
-    .set('Authorization', client.basic)
-    .send({ grant_type: 'password', username: user.username, password: user.password, scope });
+  const res = await passwordGrant(service().app, client, user, { scope });
   expect(res.status).toBe(200);
   return res.body as { access_token: string; refresh_token: string; scope: string };
 }

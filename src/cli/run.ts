@@ -12,7 +12,6 @@ import {
 } from '../embedded/control-socket.js';
 import { DataDirLockedError } from '../embedded/lock.js';
 import { createLogger } from '../logger.js';
-import { superviseWorkers } from '../cluster.js';
 import { listen, loadKeyRing, migrateDatabase, openConfiguredDatabase, prepareDeps } from '../service.js';
 import type { Deps } from '../deps.js';
 import { type CommandContext, EXIT } from './command.js';
@@ -119,10 +118,10 @@ async function runForwarded(deps: Deps, request: ControlRequest): Promise<Contro
 }
 
 /** `tessera serve`: until SIGTERM or SIGINT, then a graceful stop and exit 0. */
-async function serve(config: Config, primaryLog: Logger, clock: Clock, io: CliIo): Promise<number> {
+async function serve(config: Config, processLog: Logger, clock: Clock, io: CliIo): Promise<number> {
   const stopSignal = io.stopSignal ?? new Promise<string>(() => undefined);
-  if (config.webConcurrency > 1 && cluster.isPrimary) return superviseWorkers(config.webConcurrency, primaryLog, stopSignal);
-  const log = cluster.isWorker ? primaryLog.child({ worker: cluster.worker?.id }) : primaryLog;
+  // With WEB_CONCURRENCY above 1 this is a worker; its primary only supervises (src/cli/main.ts).
+  const log = cluster.isWorker ? processLog.child({ worker: cluster.worker?.id }) : processLog;
   if (config.databaseUrl === undefined) controlSocketPath(config.dataDir); // a DATA_DIR too long for it fails now, not after migrating
   const handle = await openConfiguredDatabase(config, log);
   let deps: Deps;

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
+import type { ClientLookup } from './auth/client-cache.js';
 import type { PasswordHasher } from './auth/passwords.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
@@ -13,6 +14,8 @@ import type { Metrics } from './metrics.js';
 export interface Deps {
   readonly config: Config;
   readonly db: Kysely<Database>;
+  /** Clients by id for client authentication, kept while the database announces changes (src/auth/client-cache.ts). */
+  readonly clients: ClientLookup;
   readonly clock: Clock;
   readonly log: Logger;
   readonly keys: KeyStore;

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { audit } from './audit.js';
 import { AccountError, createAccount } from './auth/accounts.js';
+import { createClientLookup } from './auth/client-cache.js';
 import { createPasswordHasher } from './auth/passwords.js';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
@@ -39,7 +40,7 @@ export async function openConfiguredDatabase(config: Config, log: Logger): Promi
   await chmod(config.dataDir, 0o700); // it holds the key-encryption key: ours alone, even if it existed before
   const lock = await lockDataDir(config.dataDir);
   try {
-    const handle = await openEmbedded(config.dataDir);
+    const handle = await openEmbedded(config.dataDir, log);
     return { ...handle, close: () => handle.close().finally(() => lock.release()) };
   } catch (error) {
     await lock.release();
@@ -105,7 +106,8 @@ export async function prepareDeps(config: Config, handle: DatabaseHandle, log: L
     now: () => clock.now(),
   });
   if (config.redisUrl === undefined) log.info('no REDIS_URL: rate limits are kept per process, in memory');
-  return { config, db: handle.db, clock, log, keys, keyRing: ring, passwords, limits, successorKeys: ring.derive(SUCCESSOR_SEAL_PURPOSE), metrics };
+  const clients = createClientLookup(handle.db, handle.listen);
+  return { config, db: handle.db, clients, clock, log, keys, keyRing: ring, passwords, limits, successorKeys: ring.derive(SUCCESSOR_SEAL_PURPOSE), metrics };
 }
 
 /** BOOTSTRAP_ADMIN_*: an admin (direct scope `admin`) on a database that has no user yet. */

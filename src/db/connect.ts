@@ -4,6 +4,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { PoolUsage } from '../metrics.js';
+import { checkChannel, type Listen, listenOnPostgres } from './notifications.js';
 import type { Database } from './schema.js';
 
 export type DatabaseKind = 'postgres' | 'embedded';
@@ -13,6 +14,8 @@ export interface DatabaseHandle {
   readonly kind: DatabaseKind;
   /** The pg pool's connections now (for the metrics); undefined on PGlite, which has no pool. */
   readonly poolUsage: (() => PoolUsage) | undefined;
+  /** Notifications on a channel (src/db/notifications.ts), until close(). */
+  readonly listen: Listen;
   close(): Promise<void>;
 }
 
@@ -54,7 +57,12 @@ export function openPostgres(url: string, log: Logger, options: PostgresOptions 
   });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const poolUsage = () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max });
-  return { db, kind: 'postgres', poolUsage, close: () => db.destroy() };
+  const notifications = listenOnPostgres(url, log);
+  const close = async () => {
+    await notifications.close();
+    await db.destroy();
+  };
+  return { db, kind: 'postgres', poolUsage, listen: notifications.listen, close };
 }
 
 /** Where the embedded PGlite cluster lives inside DATA_DIR. */
@@ -66,7 +74,7 @@ export function embeddedDatabasePath(dataDir: string): string {
  * The embedded PostgreSQL (PGlite, WebAssembly) in DATA_DIR. One process at a time may open it:
  * src/embedded/lock.ts guards that, and the CLI reaches a running server through its control socket.
  */
-export async function openEmbedded(dataDir: string): Promise<DatabaseHandle> {
+export async function openEmbedded(dataDir: string, log: Logger): Promise<DatabaseHandle> {
   // Loaded lazily: a production process on PostgreSQL never pays for the WebAssembly module.
   const [{ PGlite }, { PGliteDialect }] = await Promise.all([
     import('@electric-sql/pglite'),
@@ -75,5 +83,11 @@ export async function openEmbedded(dataDir: string): Promise<DatabaseHandle> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const pglite = await PGlite.create(embeddedDatabasePath(dataDir));
   const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
-  return { db, kind: 'embedded', poolUsage: undefined, close: () => db.destroy() };
+  // One process, one connection: a notification cannot be missed while the database is open.
+  const listen: Listen = (channel, handlers) => {
+    pglite.listen(checkChannel(channel), handlers.notification).then(handlers.listening, (error: unknown) => {
+      log.warn({ err: error, channel }, 'could not listen for database notifications: cached values are not used');
+    });
+  };
+  return { db, kind: 'embedded', poolUsage: undefined, listen, close: () => db.destroy() };
 }

@@ -2,7 +2,6 @@ import { Router } from 'express';
 import type { Client } from '../db/schema.js';
 import { findTokenFamily } from '../db/refresh-families.js';
 import { findUserSession } from '../db/users.js';
-import { findClientById } from '../db/clients.js';
 import type { Deps } from '../deps.js';
 import { authenticateClient, invalidClient } from '../oauth/client-auth.js';
 import { invalidRequest } from '../oauth/errors.js';
@@ -25,7 +24,7 @@ export function introspectRouter(deps: Deps): Router {
   router.post('/introspect', noStore, requireForm, parseForm, ...deps.limits.client, async (req, res) => {
     rejectQueryParameters(req);
     const params = readParams(req.body);
-    const { client, method } = await authenticateClient(deps.db, {
+    const { client, method } = await authenticateClient(deps.clients, {
       authorization: req.get('authorization'),
       clientId: params['client_id'],
       clientSecret: params['client_secret'],
@@ -84,7 +83,7 @@ function mayIntrospect(claims: AccessTokenClaims, caller: Client): boolean {
  * user token, undefined for a client token, null when the token no longer stands.
  */
 async function stillValid(deps: Deps, claims: AccessTokenClaims): Promise<string | undefined | null> {
-  if (isClientToken(claims)) return (await findClientById(deps.db, claims.sub)) ? undefined : null;
+  if (isClientToken(claims)) return (await deps.clients.find(claims.sub)) ? undefined : null;
   const user = await findUserSession(deps.db, claims.sub, claims.sid);
   return user === undefined || user.disabled || !user.session_live ? null : user.username;
 }

@@ -22,7 +22,7 @@ export function revokeRouter(deps: Deps): Router {
   router.post('/revoke', noStore, requireForm, parseForm, ...deps.limits.client, async (req, res) => {
     rejectQueryParameters(req);
     const params = readParams(req.body);
-    const { client } = await authenticateClient(deps.db, {
+    const { client } = await authenticateClient(deps.clients, {
       authorization: req.get('authorization'),
       clientId: params['client_id'],
       clientSecret: params['client_secret'],

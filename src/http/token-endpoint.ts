@@ -41,7 +41,7 @@ export function handleTokenRequest(deps: Deps, readBody: (req: Request) => Param
     const grantType = params['grant_type'];
     if (grantType === undefined || grantType.trim() === '') throw invalidRequest('grant_type is required');
 
-    const { client } = await authenticateClient(deps.db, {
+    const { client } = await authenticateClient(deps.clients, {
       authorization: req.get('authorization'),
       clientId: params['client_id'],
       clientSecret: params['client_secret'],

@@ -1,7 +1,6 @@
-import type { Kysely } from 'kysely';
+import type { ClientLookup } from '../auth/client-cache.js';
 import { hashClientSecret, verifyClientSecret } from '../auth/client-secrets.js';
-import { findClientById } from '../db/clients.js';
-import type { Client, Database } from '../db/schema.js';
+import type { Client } from '../db/schema.js';
 import { isUuid } from '../ids.js';
 import { OAuthError } from './errors.js';
 
@@ -41,12 +40,12 @@ const UNKNOWN_CLIENT_HASH = hashClientSecret('\0unknown-client');
  * per request). A public client identifies itself with client_id alone and has no secret.
  */
 export async function authenticateClient(
-  db: Kysely<Database>,
+  clients: ClientLookup,
   input: ClientCredentialsInput,
 ): Promise<AuthenticatedClient> {
   const presented = readCredentials(input);
   // Nothing that cannot be a client id reaches the database (a NUL would make PostgreSQL fail).
-  const client = isValidClientId(presented.clientId) ? await findClientById(db, presented.clientId) : undefined;
+  const client = isValidClientId(presented.clientId) ? await clients.find(presented.clientId) : undefined;
   if (presented.method === 'none') {
     if (client?.type !== 'public') throw invalidClient();
     return { client, method: 'none' };

@@ -1,4 +1,7 @@
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { afterAll, beforeAll } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './database.js';
+import { startTestService, testEnv, type TestService } from './service.js';
 
 /**
  * The database "goes down" without touching the shared PostgreSQL: the service reaches it through
@@ -95,4 +98,32 @@ export function throughProxy<T extends { url: string }>(database: T, proxy: Data
 export async function startProxyFor(databaseUrl: string): Promise<DatabaseProxy> {
   const target = new URL(databaseUrl);
   return startDatabaseProxy({ host: target.hostname, port: Number(target.port || 5432) });
+}
+
+/**
+ * The file-level set-up of an outage test: a fresh database and a service that reaches it only
+ * through a proxy the test controls (the test's own pool, `database().db`, still goes straight to
+ * PostgreSQL). Read the getters inside tests and hooks.
+ */
+export function useProxiedService(): { database(): TestDatabase; proxy(): DatabaseProxy; service(): TestService } {
+  let database: TestDatabase | undefined;
+  let proxy: DatabaseProxy | undefined;
+  let service: TestService | undefined;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    proxy = await startProxyFor(database.url);
+    const proxied = throughProxy(database, proxy);
+    service = await startTestService(proxied, { env: testEnv(proxied) });
+  });
+  afterAll(async () => {
+    proxy?.restore(); // so that a failed test does not leave the pool waiting on a stalled connection
+    await service?.close();
+    await proxy?.close();
+    await database?.drop();
+  });
+  const started = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error('the proxied service has not started');
+    return value;
+  };
+  return { database: () => started(database), proxy: () => started(proxy), service: () => started(service) };
 }

@@ -67,6 +67,7 @@ export function clientsRouter(deps: Deps): Router {
     const body = readBody(req.body, SETTINGS);
     requireSomeField(body);
     const client = await asAdminAction('client', () => updateClientSettings(deps.db, req.params['id']!, settingsFrom(body), now()));
+    deps.clients.forget(client.id);
     // The new values, not only the names: granting a client `admin` or the password grant must show.
     auditAdmin(deps, req, res, 'client_updated', { client_id: client.id, changed: Object.keys(body).sort(), now: clientView(client) });
     res.json(clientView(client));
@@ -75,6 +76,7 @@ export function clientsRouter(deps: Deps): Router {
   router.delete('/clients/:id', async (req, res) => {
     const id = req.params['id']!;
     await asAdminAction('client', () => removeClient(deps.db, id));
+    deps.clients.forget(id);
     auditAdmin(deps, req, res, 'client_deleted', { client_id: id });
     res.status(204).end();
   });
@@ -84,6 +86,7 @@ export function clientsRouter(deps: Deps): Router {
     readBody(req.body, {});
     const id = req.params['id']!;
     const secret = await asAdminAction('client', () => rotateClientSecret(deps.db, id, now()));
+    deps.clients.forget(id);
     auditAdmin(deps, req, res, 'client_secret_rotated', { client_id: id });
     res.json({ id, client_secret: secret });
   });

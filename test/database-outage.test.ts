@@ -1,37 +1,24 @@
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { type DatabaseProxy, startProxyFor, throughProxy } from './helpers/database-proxy.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type DatabaseProxy, useProxiedService } from './helpers/database-proxy.js';
 import {
   createTestClient,
   createTestUser,
   passwordGrant,
-  startTestService,
   type TestClient,
-  testEnv,
   type TestService,
 } from './helpers/service.js';
 
-let database: TestDatabase;
 let proxy: DatabaseProxy;
 let service: TestService;
 let user: Awaited<ReturnType<typeof createTestUser>>;
 let client: TestClient;
 
+const proxied = useProxiedService();
 beforeAll(async () => {
-  database = await createTestDatabase();
-  proxy = await startProxyFor(database.url);
-  // The service sees only the proxy; the test's own pool (database.db) still goes straight to PostgreSQL.
-  const proxied: TestDatabase = throughProxy(database, proxy);
-  service = await startTestService(proxied, { env: testEnv(proxied) });
+  [proxy, service] = [proxied.proxy(), proxied.service()];
   user = await createTestUser(service);
   client = await createTestClient(service);
-});
-afterAll(async () => {
-  proxy?.restore(); // so that a failed test does not leave the pool waiting on a stalled connection
-  await service?.close();
-  await proxy?.close();
-  await database?.drop();
 });
 
 const passwordLogin = () =>

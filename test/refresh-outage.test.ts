@@ -2,26 +2,18 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import request from 'supertest';
 import { decodeJwt } from 'jose';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { type DatabaseProxy, startProxyFor, throughProxy } from './helpers/database-proxy.js';
-import { createTestClient, createTestUser, passwordGrant, startTestService, testEnv, type TestService } from './helpers/service.js';
+import { beforeAll, expect, it } from 'vitest';
+import type { TestDatabase } from './helpers/database.js';
+import { type DatabaseProxy, useProxiedService } from './helpers/database-proxy.js';
+import { createTestClient, createTestUser, passwordGrant, type TestService } from './helpers/service.js';
 
 let database: TestDatabase;
 let proxy: DatabaseProxy;
 let service: TestService;
 
-beforeAll(async () => {
-  database = await createTestDatabase();
-  proxy = await startProxyFor(database.url);
-  const proxied = throughProxy(database, proxy);
-  service = await startTestService(proxied, { env: testEnv(proxied) });
-});
-afterAll(async () => {
-  proxy?.restore();
-  await service?.close();
-  await proxy?.close();
-  await database?.drop();
+const proxied = useProxiedService();
+beforeAll(() => {
+  [database, proxy, service] = [proxied.database(), proxied.proxy(), proxied.service()];
 });
 
 /** Waits until a query of the service (application_name tessera) is blocked on a row lock. */

@@ -228,6 +228,36 @@ async function seed() {
   }
 }
 
+// --- the floors ----------------------------------------------------------------------------
+
+/**
+ * bench/floor.mjs, each route under the load its endpoint gets: the most requests per second this
+ * machine serves doing only what the endpoint cannot avoid (see that file).
+ */
+async function measureFloors() {
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
+  let floor;
+  try {
+    await db.query('create table floor_rows (id integer primary key, n integer not null)');
+    await db.query('insert into floor_rows select i, 0 from generate_series(0, 63) as i');
+    const port = await freePort();
+    const env = { PATH: process.env.PATH, PORT: String(port), WEB_CONCURRENCY: String(processes ?? 1), FLOOR_DATABASE_URL: databaseUrl, FLOOR_REDIS_URL: REDIS_URL, FLOOR_REDIS_PREFIX: `${redisPrefix}floor:` };
+    floor = await startProcess('bench/floor.mjs', [], env, answers(`http://127.0.0.1:${port}/`));
+    const post = (path) => () => ({ url: `http://127.0.0.1:${port}${path}`, method: 'POST', headers: { 'content-type': FORM }, body: form({ token: 'x'.repeat(43) }) });
+    return {
+      helloWorld: await measure(() => ({ url: `http://127.0.0.1:${port}/` }), floor.pid),
+      sign: await measure(post('/sign'), floor.pid),
+      readVerify: await measure(post('/read-verify'), floor.pid),
+      rotate: await measure(post('/rotate'), floor.pid),
+    };
+  } finally {
+    await floor?.stop();
+    await db.query('drop table if exists floor_rows').catch(() => undefined);
+    await db.end();
+  }
+}
+
 // --- the run -------------------------------------------------------------------------------
 
 async function main() {
@@ -235,7 +265,6 @@ async function main() {
   await admin.connect();
   await admin.query(`create database ${databaseName}`);
   let server;
-  let hello;
   try {
     // Primitives first, on a quiet machine.
     const port = await freePort();
@@ -247,12 +276,9 @@ async function main() {
         await argon2VerifyThroughput({ seconds: MODE.primitiveSeconds, concurrency: fixtures.argon2Concurrency, ...fixtures.argon2 }),
       ),
       rs256SignPerSecond: round(await rs256SignThroughput({ seconds: MODE.primitiveSeconds })),
+      rs256SignPerSecondAllCores: round(await rs256SignThroughput({ seconds: MODE.primitiveSeconds, concurrency: 2 * os.cpus().length })),
     };
-    const helloPort = await freePort();
-    hello = await startProcess('bench/hello.mjs', [], { PATH: process.env.PATH, PORT: String(helloPort), WEB_CONCURRENCY: String(processes ?? 1) }, answers(`http://127.0.0.1:${helloPort}/`));
-    primitives.expressHelloWorld = await measure(() => ({ url: `http://127.0.0.1:${helloPort}/` }), hello.pid);
-    await hello.stop();
-    hello = undefined;
+    primitives.floors = await measureFloors();
 
     server = await startProcess('dist/src/cli/main.js', ['serve'], serverEnv(port), answers(`http://127.0.0.1:${port}/readyz`), serverFlags);
     const base = `http://127.0.0.1:${port}`;
@@ -357,7 +383,6 @@ async function main() {
     console.log(`\nJSON: ${file}`);
     if (args.compare) compare(JSON.parse(await readFile(args.compare, 'utf8')), report);
   } finally {
-    await hello?.stop();
     await server?.stop();
     await admin.query(`drop database if exists ${databaseName} with (force)`);
     await admin.end();
@@ -379,7 +404,7 @@ async function deleteRedisKeys() {
 
 /** Issue 7's targets, each with what was measured (those of endpoints left out by --only are left out). */
 function checks({ primitives, endpoints, memory, startupSeconds }) {
-  const hello = primitives.expressHelloWorld.requestsPerSecond;
+  const hello = primitives.floors.helloWorld.requestsPerSecond;
   const errors = Object.values(endpoints).reduce((sum, each) => sum + each.errors, 0);
   const { password, refresh, clientCredentials, introspection, jwks } = endpoints;
   return [
@@ -401,21 +426,25 @@ function check(name, value, target, shown = String(round(value, 2))) {
 }
 
 function print({ primitives, endpoints, memory, startupSeconds, machine, server, checks: results, mode, commit: sha }) {
-  const hello = primitives.expressHelloWorld.requestsPerSecond;
+  const { floors } = primitives;
+  const hello = floors.helloWorld.requestsPerSecond;
+  // Each endpoint beside the floor that does only what it cannot avoid (bench/floor.mjs).
   const bounds = {
     password: ['Argon2id verify', primitives.argon2VerifyPerSecond],
-    refresh: ['Express hello', hello],
-    clientCredentials: ['Express hello', hello],
-    jwks: ['Express hello', hello],
-    introspection: ['Express hello', hello],
-    userinfo: ['Express hello', hello],
+    refresh: ['floor /rotate', floors.rotate.requestsPerSecond],
+    clientCredentials: ['floor /sign', floors.sign.requestsPerSecond],
+    jwks: ['hello-world', hello],
+    introspection: ['floor /read-verify', floors.readVerify.requestsPerSecond],
+    userinfo: ['floor /read-verify', floors.readVerify.requestsPerSecond],
   };
+  const floor = (name) => `${floors[name].requestsPerSecond}/s (p99 ${floors[name].p99Ms} ms, ${floors[name].serverCpuMsPerRequest} ms CPU/req)`;
   console.log(`Tessera ${sha}, ${mode} mode: ${machine.cpus} x ${machine.model}, Node ${machine.node}, ${server.processes} server process(es)`);
-  console.log(`primitives: Argon2id verify ${primitives.argon2VerifyPerSecond}/s (m=${server.argon2.memoryKib} t=${server.argon2.iterations} p=${server.argon2.parallelism}, ${server.argon2Concurrency} at once); RS256 sign ${primitives.rs256SignPerSecond}/s per core; Express hello-world ${hello}/s (p50 ${primitives.expressHelloWorld.p50Ms} ms, p99 ${primitives.expressHelloWorld.p99Ms} ms, ${primitives.expressHelloWorld.serverCpuMsPerRequest} ms CPU/req)\n`);
-  const rows = [['endpoint', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'server CPU ms/req', 'bound', 'ratio']];
+  console.log(`primitives: Argon2id verify ${primitives.argon2VerifyPerSecond}/s (m=${server.argon2.memoryKib} t=${server.argon2.iterations} p=${server.argon2.parallelism}, ${server.argon2Concurrency} at once); RS256 sign ${primitives.rs256SignPerSecond}/s on one core, ${primitives.rs256SignPerSecondAllCores}/s on all`);
+  console.log(`floors (bench/floor.mjs, as many processes as Tessera): hello-world ${floor('helloWorld')}; /sign ${floor('sign')}; /read-verify ${floor('readVerify')}; /rotate ${floor('rotate')}\n`);
+  const rows = [['endpoint', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'server CPU ms/req', 'bound (same run)', 'ratio', 'x hello']];
   for (const [name, result] of Object.entries(endpoints)) {
     const [bound, value] = bounds[name];
-    rows.push([name, result.requestsPerSecond, result.p50Ms, result.p99Ms, result.errors, result.serverCpuMsPerRequest, `${bound} ${value}/s`, round(result.requestsPerSecond / value, 2)]);
+    rows.push([name, result.requestsPerSecond, result.p50Ms, result.p99Ms, result.errors, result.serverCpuMsPerRequest, `${bound} ${value}/s`, round(result.requestsPerSecond / value, 2), round(result.requestsPerSecond / hello, 2)]);
   }
   table(rows);
   console.log(`\nRSS: ${memory.idleRssMb} MB idle, ${memory.afterPasswordGrantRssMb} MB after the password grant, ${memory.peakRssMb} MB peak; start-up to ready ${startupSeconds} s\n`);

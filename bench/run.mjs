@@ -421,7 +421,7 @@ function checks({ primitives, endpoints, memory, startupSeconds }) {
   ].filter(Boolean);
 }
 
-function check(name, value, target, shown = String(round(value, 2))) {
+function check(name, value, target, shown = String(round(value, 3))) {
   return { name, measured: shown, pass: value >= target };
 }
 

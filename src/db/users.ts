@@ -9,15 +9,31 @@ export async function findUserById(db: Kysely<Database>, id: string): Promise<Us
   return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
+/** A user with whether the session `sid` (a refresh family) is still live. */
+export type UserSession = User & { readonly session_live: boolean };
+/** And the user's roles and effective scopes (direct and through roles), sorted. */
+export type UserProfile = UserSession & { readonly roles: string[]; readonly scopes: string[] };
+
 /**
- * The user, and whether the session `sid` (a refresh family) is still live, in one query: what
- * every use of a user's access token at Tessera asks. Undefined if there is no such user.
+ * The user, and whether the session `sid` is still live, in one query: what every use of a user's
+ * access token at Tessera asks. Undefined if there is no such user.
  */
-export async function findUserSession(
-  db: Kysely<Database>,
-  userId: string,
-  sid: string | undefined,
-): Promise<(User & { readonly session_live: boolean }) | undefined> {
+export async function findUserSession(db: Kysely<Database>, userId: string, sid: string | undefined): Promise<UserSession | undefined> {
+  return userSessionQuery(db, userId, sid).executeTakeFirst();
+}
+
+/** findUserSession with the roles and scopes /userinfo shows: still one query. */
+export async function findUserProfile(db: Kysely<Database>, userId: string, sid: string | undefined): Promise<UserProfile | undefined> {
+  const row = await userSessionQuery(db, userId, sid)
+    .select((eb) => [
+      sql<string[]>`array(select role_name from user_roles where user_id = ${eb.ref('users.id')} order by role_name)`.as('roles'),
+      userScopesOf(eb.ref('users.id')).as('scopes'),
+    ])
+    .executeTakeFirst();
+  return row && { ...row, scopes: row.scopes.sort() };
+}
+
+function userSessionQuery(db: Kysely<Database>, userId: string, sid: string | undefined) {
   return db
     .selectFrom('users')
     .selectAll('users')
@@ -28,8 +44,7 @@ export async function findUserSession(
           : eb.exists(eb.selectFrom('refresh_families as f').select('f.id').where('f.id', '=', sid).where('f.revoked_at', 'is', null));
       return sql<boolean>`${live}`.as('session_live');
     })
-    .where('id', '=', userId)
-    .executeTakeFirst();
+    .where('id', '=', userId);
 }
 
 export async function insertUser(db: Kysely<Database>, user: NewUser): Promise<User> {

@@ -1,6 +1,5 @@
 import type { Request } from 'express';
-import type { User } from '../db/schema.js';
-import { findUserSession } from '../db/users.js';
+import { findUserSession, type UserSession } from '../db/users.js';
 import type { Deps } from '../deps.js';
 import { isUuid } from '../ids.js';
 import { OAuthError } from '../oauth/errors.js';
@@ -40,9 +39,18 @@ const revokedToken = () => invalidToken('the access token is not valid');
  * and whose session (`sid`) has not ended. Downstream services verifying offline cannot know the
  * last two before the token expires; Tessera can, so a logout takes effect here at once.
  */
-export async function authenticateUser(deps: Deps, req: Request): Promise<{ claims: AccessTokenClaims; user: User }> {
+export async function authenticateUser(deps: Deps, req: Request): Promise<{ claims: AccessTokenClaims; user: UserSession }> {
+  return authenticateUserWith(deps, req, findUserSession);
+}
+
+/** authenticateUser, reading with the session check what `find` reads (findUserProfile: roles and scopes too), in one query. */
+export async function authenticateUserWith<U extends UserSession>(
+  deps: Deps,
+  req: Request,
+  find: (db: Deps['db'], userId: string, sid: string | undefined) => Promise<U | undefined>,
+): Promise<{ claims: AccessTokenClaims; user: U }> {
   const claims = await authenticateBearer(deps, req);
-  const user = isClientToken(claims) ? undefined : await findUserSession(deps.db, claims.sub, claims.sid);
+  const user = isClientToken(claims) ? undefined : await find(deps.db, claims.sub, claims.sid);
   if (user === undefined || user.disabled || !user.session_live) throw revokedToken();
   return { claims, user };
 }

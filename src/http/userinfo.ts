@@ -1,7 +1,7 @@
 import { Router } from 'express';
-import { findUserRoles, findUserScopes } from '../db/users.js';
+import { findUserProfile } from '../db/users.js';
 import type { Deps } from '../deps.js';
-import { authenticateUser } from './bearer.js';
+import { authenticateUserWith } from './bearer.js';
 import { methodNotAllowed, setNoStore } from './errors.js';
 
 /** GET /userinfo and its alias GET /users/me: the bearer's own profile, never the password hash. */
@@ -11,14 +11,14 @@ export function userinfoRouter(deps: Deps): Router {
     router.get(path, async (req, res) => {
       setNoStore(res);
       // A disabled or deleted user's tokens, or those of an ended session, stop working here at once.
-      const { user } = await authenticateUser(deps, req);
-      const [roles, scopes] = await Promise.all([findUserRoles(deps.db, user.id), findUserScopes(deps.db, user.id)]);
+      // The user, the session's liveness, roles and scopes: one round trip.
+      const { user } = await authenticateUserWith(deps, req, findUserProfile);
       res.json({
         sub: user.id,
         username: user.username,
         preferred_username: user.username,
-        roles,
-        scopes,
+        roles: user.roles,
+        scopes: user.scopes,
         updated_at: Math.floor(user.updated_at.getTime() / 1000),
       });
     });

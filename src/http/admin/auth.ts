@@ -1,9 +1,9 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { audit, type AuditEvent } from '../../audit.js';
-import { findUserScopes } from '../../db/users.js';
+import { findUserProfile } from '../../db/users.js';
 import type { Deps } from '../../deps.js';
 import { OAuthError } from '../../oauth/errors.js';
-import { authenticateUser } from '../bearer.js';
+import { authenticateUserWith } from '../bearer.js';
 
 export const ADMIN_SCOPE = 'admin';
 
@@ -14,16 +14,17 @@ const insufficientScope = () =>
   });
 
 /**
- * Every /admin request: a user's access token (authenticateUser refuses disabled users and ended
+ * Every /admin request: a user's access token (authenticateUserWith refuses disabled users and ended
  * sessions) that carries `admin`, held by a user who still has `admin` now. The last check makes
  * taking the admin role away effective at once, not when the admin's token expires.
  */
 export function requireAdmin(deps: Deps): RequestHandler {
   return async (req, res, next) => {
     try {
-      const { claims, user } = await authenticateUser(deps, req);
+      // The user, the session and the user's scopes now: one query.
+      const { claims, user } = await authenticateUserWith(deps, req, findUserProfile);
       if (!claims.scope.split(' ').includes(ADMIN_SCOPE)) throw insufficientScope();
-      if (!(await findUserScopes(deps.db, user.id)).includes(ADMIN_SCOPE)) throw insufficientScope();
+      if (!user.scopes.includes(ADMIN_SCOPE)) throw insufficientScope();
       res.locals['adminId'] = user.id;
     } catch (error) {
       // Someone probing for admin rights should show up where alerts look: the audit log.

@@ -52,6 +52,8 @@ function subscribe(url: string, channel: string, handlers: NotificationHandlers,
   let closed = false;
   let current: pg.Client | undefined;
   let live = false;
+  /** An outage (or a channel that never worked) is logged once, not at every reconnection attempt. */
+  let logged = false;
   let reconnect: NodeJS.Timeout | undefined;
   let probe: NodeJS.Timeout | undefined;
   let awaitedProbe: { payload: string; arrived: () => void } | undefined;
@@ -61,10 +63,13 @@ function subscribe(url: string, channel: string, handlers: NotificationHandlers,
     current = undefined;
     clearTimeout(probe);
     awaitedProbe = undefined;
-    if (live) {
-      live = false;
-      handlers.lost();
-      log.warn({ err: reason, channel }, 'database notifications lost: cached values are not used until they are back');
+    const wasLive = live;
+    live = false;
+    if (wasLive) handlers.lost();
+    if (!logged) {
+      logged = true;
+      const message = wasLive ? 'database notifications lost' : 'database notifications are not available';
+      log.warn({ err: reason, channel }, `${message}: cached values are not used until they are back`);
     }
     client.end().catch(() => undefined);
     if (!closed) reconnect = setTimeout(connect, RECONNECT_DELAY_MS).unref();
@@ -112,6 +117,7 @@ function subscribe(url: string, channel: string, handlers: NotificationHandlers,
     }
     if (!(await prove(client)) || closed) return;
     live = true;
+    logged = false;
     handlers.listening();
     log.info({ channel }, 'database notifications are live');
     keepProving(client);

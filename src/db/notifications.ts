@@ -26,6 +26,7 @@ export function checkChannel(channel: string): string {
 const PROBE_INTERVAL_MS = 5_000;
 const PROBE_TIMEOUT_MS = 2_000;
 const RECONNECT_DELAY_MS = 1_000;
+/** Payloads that start so are this module's own (client ids, the one payload in use, have no colon). */
 const PROBE_PREFIX = 'probe:';
 
 /**
@@ -97,7 +98,14 @@ function subscribe(url: string, channel: string, handlers: NotificationHandlers,
 
   const connect = async () => {
     if (closed) return;
-    const client = new pg.Client({ connectionString: url, application_name: 'tessera-listen', keepAlive: true, connectionTimeoutMillis: 2_000 });
+    // A query that hangs (a connection stalled right after it opened) fails, and the connection with it.
+    const client = new pg.Client({
+      connectionString: url,
+      application_name: 'tessera-listen',
+      keepAlive: true,
+      connectionTimeoutMillis: 2_000,
+      query_timeout: PROBE_TIMEOUT_MS,
+    });
     current = client;
     client.on('error', (error) => end(client, error));
     client.on('end', () => end(client, new Error('the connection ended')));

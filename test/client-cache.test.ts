@@ -12,6 +12,7 @@ import { createLogger } from '../src/logger.js';
 import { useProxiedService } from './helpers/database-proxy.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { captureLogs } from './helpers/logs.js';
+import { waitFor } from './helpers/wait.js';
 import { createTestClient, startTestService, type TestClient, type TestService, testEnv } from './helpers/service.js';
 
 // Client authentication keeps the clients it looked up (src/auth/client-cache.ts). These tests
@@ -21,19 +22,9 @@ import { createTestClient, startTestService, type TestClient, type TestService, 
 const LIVE = 'database notifications are live';
 const LOST = 'database notifications lost: cached values are not used until they are back';
 
-async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 const logged = (service: TestService, message: string) => service.logs.entries().filter((entry) => entry['msg'] === message).length;
 const untilLogged = (service: TestService, message: string, times = 1) =>
-  waitFor(message, () => (logged(service, message) >= times ? true : undefined));
+  waitFor(message, () => logged(service, message) >= times);
 
 const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
 const clientCredentials = (service: TestService, id: string, secret: string) =>
@@ -85,7 +76,7 @@ describe('kept clients', () => {
     const rotated = `rotated-${client.secret}`;
     const changed = performance.now();
     await setSecretBySql(database, client.id, rotated);
-    await waitFor('the old secret to be refused', async () => ((await clientCredentials(replica, client.id, client.secret!)).status === 401 ? true : undefined), 2_000);
+    await waitFor('the old secret to be refused', async () => ((await clientCredentials(replica, client.id, client.secret!)).status === 401), { timeoutMs: 2_000 });
     const forgottenWithinMs = performance.now() - changed;
     expect(forgottenWithinMs).toBeLessThan(2_000);
     expect((await clientCredentials(replica, client.id, rotated)).status).toBe(200);
@@ -94,11 +85,11 @@ describe('kept clients', () => {
     await other.deps.db.updateTable('clients').set({ grant_types: ['password'] }).where('id', '=', client.id).execute();
     await waitFor('the grant to be refused', async () => {
       const res = await clientCredentials(replica, client.id, rotated);
-      return res.status === 400 && res.body.error === 'unauthorized_client' ? true : undefined;
-    }, 2_000);
+      return res.status === 400 && res.body.error === 'unauthorized_client';
+    }, { timeoutMs: 2_000 });
 
     await database.db.deleteFrom('clients').where('id', '=', client.id).execute();
-    await waitFor('the deleted client to be refused', async () => ((await clientCredentials(replica, client.id, rotated)).status === 401 ? true : undefined), 2_000);
+    await waitFor('the deleted client to be refused', async () => ((await clientCredentials(replica, client.id, rotated)).status === 401), { timeoutMs: 2_000 });
   });
 
   it('keeps nothing while its notification connection is lost, and starts again once it is back', async () => {
@@ -119,7 +110,7 @@ describe('kept clients', () => {
     await untilLogged(replica, LIVE, liveBefore + 1);
     const again = `back-${client.secret}`;
     await setSecretBySql(database, client.id, again);
-    await waitFor('the rotated secret to be refused', async () => ((await clientCredentials(replica, client.id, rotated)).status === 401 ? true : undefined), 2_000);
+    await waitFor('the rotated secret to be refused', async () => ((await clientCredentials(replica, client.id, rotated)).status === 401), { timeoutMs: 2_000 });
     expect((await clientCredentials(replica, client.id, again)).status).toBe(200);
   });
 });
@@ -147,14 +138,14 @@ describe('kept clients, when the notification connection silently stops deliveri
     // needs the database, which does not answer: 503, never the old secret accepted.
     const refused = await waitFor('the old secret to stop working', async () => {
       const res = await clientCredentials(service, client.id, client.secret!);
-      return res.status !== 200 ? res : undefined;
-    }, 12_000);
+      return res.status !== 200 && res;
+    }, { timeoutMs: 12_000 });
     expect(refused.status, JSON.stringify(refused.body)).toBe(503);
     expect(performance.now() - stalled).toBeLessThan(12_000);
     expect(logged(service, LOST)).toBe(1);
 
     proxy.restore();
-    await waitFor('the database to answer', async () => ((await clientCredentials(service, client.id, rotated)).status === 200 ? true : undefined));
+    await waitFor('the database to answer', async () => ((await clientCredentials(service, client.id, rotated)).status === 200));
     expect((await clientCredentials(service, client.id, client.secret!)).status).toBe(401);
   }, 30_000);
 });
@@ -170,7 +161,7 @@ describe('kept clients on the embedded database', () => {
       await handle.db.insertInto('clients').values({ ...row, id: 'svc', secret_hash: hashClientSecret('one') }).execute();
       const clients = createClientLookup(handle.db, handle.listen);
       // Kept once listening: a second lookup answers the very object the first one read.
-      await waitFor('the lookup to keep the client', async () => ((await clients.find('svc')) === (await clients.find('svc')) ? true : undefined));
+      await waitFor('the lookup to keep the client', async () => ((await clients.find('svc')) === (await clients.find('svc'))));
       expect((await clients.find('svc'))?.secret_hash).toBe(hashClientSecret('one'));
       await handle.db.updateTable('clients').set({ secret_hash: hashClientSecret('two') }).where('id', '=', 'svc').execute();
       expect((await clients.find('svc'))?.secret_hash).toBe(hashClientSecret('two'));

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { childPids, freePort, logLines, type Spawned, startTessera, stopAll, waitUntilReady } from './helpers/process.js';
 import { createTestClient, createTestUser, startTestService, type TestClient, testEnv } from './helpers/service.js';
+import { waitFor } from './helpers/wait.js';
 
 // WEB_CONCURRENCY=2 on the real binary: workers share the port, /metrics sums them, a dead worker
 // is replaced, SIGTERM stops them all, and workers that cannot start stop the whole process.
@@ -61,14 +62,6 @@ const login = () =>
     new URLSearchParams({ grant_type: 'password', username: user.username, password: user.password }).toString(),
   );
 
-async function waitFor(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 describe('WEB_CONCURRENCY=2', () => {
   it('serves from two worker processes sharing the port', async () => {
     expect(childPids(server.child.pid!)).toHaveLength(2);
@@ -91,11 +84,12 @@ describe('WEB_CONCURRENCY=2', () => {
   it('replaces a worker that dies, and keeps serving meanwhile', async () => {
     const [victim, survivor] = childPids(server.child.pid!);
     process.kill(victim!, 'SIGKILL');
-    await waitFor(() => {
+    const patience = { timeoutMs: 30_000, intervalMs: 50 };
+    await waitFor('a replacement worker', () => {
       const now = childPids(server.child.pid!);
       return now.length === 2 && !now.includes(victim!) && now.includes(survivor!);
-    }, 'a replacement worker');
-    await waitFor(() => logLines(server.stdout()).some((line) => line['msg'] === 'a worker died: starting another'), 'the log line');
+    }, patience);
+    await waitFor('the log line', () => logLines(server.stdout()).some((line) => line['msg'] === 'a worker died: starting another'), patience);
     expect((await login()).status).toBe(200);
   });
 

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
+import { waitFor } from './wait.js';
 
 /**
  * A Redis server of the test's own, on a free loopback port, that the test may kill, restart,
@@ -25,7 +26,7 @@ export async function startRedisServer(): Promise<RedisServer> {
     url,
     async start() {
       child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-      await waitFor(() => answersPing(url));
+      await waitFor('redis-server to answer PING', () => answersPing(url), { intervalMs: 100 });
     },
     async stop() {
       const running = child;
@@ -53,15 +54,6 @@ export async function redisKeys(url: string, prefix: string): Promise<string[]> 
   } finally {
     redis.disconnect();
   }
-}
-
-export async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error('timed out waiting');
 }
 
 async function answersPing(url: string): Promise<boolean> {

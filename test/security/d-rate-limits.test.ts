@@ -5,7 +5,8 @@ import type { PasswordHasher } from '../../src/auth/passwords.js';
 import { ConfigError, type Env, loadConfig } from '../../src/config.js';
 import type { LimitLayer } from '../../src/limits/rate-limits.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { type RedisServer, redisKeys, startRedisServer, waitFor } from '../helpers/redis-server.js';
+import { type RedisServer, redisKeys, startRedisServer } from '../helpers/redis-server.js';
+import { waitFor } from '../helpers/wait.js';
 import {
   createPasswordHasher,
   createTestClient,
@@ -297,7 +298,7 @@ describe('D5 Redis stopped or hung', () => {
       await expectLimitedInMemory(service, client);
 
       await recover(redis);
-      await waitFor(async () => (await readiness(service)) === 'redis');
+      await waitFor('counting in Redis again', async () => (await readiness(service)) === 'redis', { timeoutMs: 10_000, intervalMs: 100 });
       const keys = await redisKeys(redis.url, service.config.rateLimits.prefix);
       expect((await login(service, client, uniqueName('after'), 'wrong-password')).status).toBe(400);
       expect((await redisKeys(redis.url, service.config.rateLimits.prefix)).length).toBeGreaterThan(keys.length);

@@ -7,6 +7,7 @@ import { insertRole } from '../src/db/roles.js';
 import { findUserScopes } from '../src/db/users.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import {
+  basicAuth as basic,
   createTestClient,
   createTestUser,
   passwordGrant,
@@ -649,7 +650,6 @@ describe('roles', () => {
 });
 
 describe('clients', () => {
-  const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
   const clientCredentials = (id: string, secret: string) =>
     request(service.app).post('/token').type('form').set('Authorization', basic(id, secret)).send({ grant_type: 'client_credentials' });
 

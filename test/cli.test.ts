@@ -8,7 +8,7 @@ import type { User } from '../src/db/schema.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { watchLogOutput } from './helpers/logs.js';
 import { noteSecret } from './helpers/secrets.js';
-import { startTestService, type TestService } from './helpers/service.js';
+import { basicAuth as basic, startTestService, type TestService } from './helpers/service.js';
 
 let database: TestDatabase;
 let service: TestService;
@@ -61,7 +61,6 @@ async function cli(argv: readonly string[], options: { stdin?: string; env?: Env
 const USAGE_HINT = '(see tessera --help)\n';
 const strongPassword = () => `Tessera-${randomBytes(8).toString('hex')}`;
 const sha256 = (text: string) => `sha256:${createHash('sha256').update(text, 'utf8').digest('hex')}`;
-const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
 const token = () => request(service.app).post('/token').type('form');
 
 async function findUser(username: string): Promise<User | undefined> {

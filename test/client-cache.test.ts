@@ -13,7 +13,7 @@ import { useProxiedService } from './helpers/database-proxy.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { captureLogs } from './helpers/logs.js';
 import { waitFor } from './helpers/wait.js';
-import { createTestClient, startTestService, type TestClient, type TestService, testEnv } from './helpers/service.js';
+import { basicAuth as basic, createTestClient, startTestService, type TestClient, type TestService, testEnv } from './helpers/service.js';
 
 // Client authentication keeps the clients it looked up (src/auth/client-cache.ts). These tests
 // show that what it keeps never outlives a change: not one made by another replica or by plain
@@ -26,7 +26,6 @@ const logged = (service: TestService, message: string) => service.logs.entries()
 const untilLogged = (service: TestService, message: string, times = 1) =>
   waitFor(message, () => logged(service, message) >= times);
 
-const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
 const clientCredentials = (service: TestService, id: string, secret: string) =>
   request(service.app).post('/token').type('form').set('Authorization', basic(id, secret)).send({ grant_type: 'client_credentials' });
 

@@ -160,8 +160,12 @@ export async function createTestClient(
     created_at: new Date(service.clock.now()),
     updated_at: new Date(service.clock.now()),
   });
-  const basic = `Basic ${Buffer.from(`${encodeURIComponent(client.id)}:${encodeURIComponent(secret ?? '')}`).toString('base64')}`;
-  return { ...client, secret, basic };
+  return { ...client, secret, basic: basicAuth(client.id, secret ?? '') };
+}
+
+/** RFC 6749 §2.3.1 client_secret_basic: `Basic base64(urlencode(id) ":" urlencode(secret))`. */
+export function basicAuth(id: string, secret: string): string {
+  return `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
 }
 
 /** POST /token with grant_type=password, as a gateway sends it (client_secret_basic); the caller asserts. */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
 import { expect } from 'vitest';
-import { createTestClient, createTestUser, type TestService, uniqueName } from '../helpers/service.js';
+import { basicAuth as basic, createTestClient, createTestUser, type TestService, uniqueName } from '../helpers/service.js';
 
 /** What a realistic run handed to Tessera or got from it: what must never be logged or stored as is. */
 export interface FlowSecrets {
@@ -33,7 +33,6 @@ export async function loginAdmin(service: TestService): Promise<{ authorization:
 }
 
 const strongPassword = () => `Flow-${randomBytes(12).toString('base64url')}`;
-const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
 
 /**
  * A day in the life of a deployment, through HTTP: an admin registers a user and a gateway client

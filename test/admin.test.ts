@@ -26,12 +26,17 @@ let admin: Awaited<ReturnType<typeof createTestUser>>;
 let adminToken: string;
 let env: ReturnType<typeof testEnv>;
 
-const NOW = '2026-11-22T12:00:00.000Z';
+/** The fake clock's time, which these tests never move for good (they step forward and back). */
+let NOW: string;
+/** A second after NOW. */
+let NOW_PLUS_1S: string;
 
 beforeAll(async () => {
   database = await createTestDatabase();
   env = testEnv(database);
   service = await startTestService(database, { env });
+  NOW = new Date(service.clock.now()).toISOString();
+  NOW_PLUS_1S = new Date(service.clock.now() + 1000).toISOString();
   gateway = await createTestClient(service, { scopes: ['admin', 'profile', 'orders:read'], defaultScopes: ['profile'] });
   admin = await createTestUser(service, { roles: { administrators: ['admin'] } });
   adminToken = (await login(admin, 'admin')).access_token;
@@ -359,7 +364,7 @@ describe('users', () => {
     const res = await call('patch', `/admin/users/${user.id}`, { body: { scopes: ['orders:write'], roles: [roleB] } });
     service.clock.advance(-1000);
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ id: user.id, roles: [roleB], scopes: ['orders:write'], updated_at: '2026-11-22T12:00:01.000Z', created_at: NOW });
+    expect(res.body).toMatchObject({ id: user.id, roles: [roleB], scopes: ['orders:write'], updated_at: NOW_PLUS_1S, created_at: NOW });
     expect(await findUserScopes(service.deps.db, user.id)).toEqual(['orders:write']);
     expect(auditEntries('user_updated', { user_id: user.id })).toEqual([
       expect.objectContaining({ actor: admin.id, scopes: ['orders:write'], roles: [roleB] }),
@@ -534,7 +539,8 @@ describe('sessions', () => {
     expect(all.status).toBe(200);
     expect(all.body).toEqual({ items: expected, next_after: null });
     expect(expected[2]!.created_at).toBe(NOW);
-    expect(expected[0]!.expires_at).toBe('2027-02-20T12:01:00.000Z');
+    // REFRESH_TOKEN_ABSOLUTE_TTL (90 days) after the newest login, a minute after NOW.
+    expect(expected[0]!.expires_at).toBe(new Date(Date.parse(NOW) + 60_000 + 90 * 86_400_000).toISOString());
 
     // Two families share a created_at: paging one at a time still visits each exactly once.
     const seen: unknown[] = [];
@@ -754,7 +760,7 @@ describe('clients', () => {
       default_scopes: ['a'],
       audience: ['api'],
       created_at: NOW,
-      updated_at: '2026-11-22T12:00:01.000Z',
+      updated_at: NOW_PLUS_1S,
     });
     expect(auditEntries('client_updated', { client_id: 'patchme' })).toEqual([
       expect.objectContaining({ actor: admin.id, changed: ['audience', 'grant_types', 'name', 'scopes'] }),

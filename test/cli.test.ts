@@ -54,7 +54,7 @@ async function cli(argv: readonly string[], options: { stdin?: string; env?: Env
     stderr: (text) => {
       stderr += text;
     },
-  });
+  }, service.clock); // the service's clock: one host's time for both, as on one machine
   return { code, stdout, stderr };
 }
 
@@ -314,6 +314,7 @@ describe('tessera users set-password', () => {
   it('sets a password from stdin', async () => {
     const nina = await createUser('nina');
     const password = strongPassword();
+    service.clock.advance(1000);
     const result = await cli(['users', 'set-password', 'nina', '--password-stdin'], { stdin: `${password}\r\n` });
 
     expect(result).toEqual({ code: 0, stdout: `id: ${nina.id}\nusername: nina\nsessions_ended: 0\n`, stderr: '' });

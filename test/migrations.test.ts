@@ -205,7 +205,10 @@ describe('signing keys', () => {
       const res = await passwordGrant(service.app, client, user);
       expect(res.status).toBe(200);
       const jwks = await request(service.app).get('/.well-known/jwks.json');
-      const { protectedHeader } = await jwtVerify(res.body.access_token, createLocalJWKSet(jwks.body), { issuer: TEST_ISSUER });
+      const { protectedHeader } = await jwtVerify(res.body.access_token, createLocalJWKSet(jwks.body), {
+        issuer: TEST_ISSUER,
+        currentDate: new Date(service.clock.now()),
+      });
       expect(protectedHeader.kid).toBe(row.kid);
     } finally {
       await service.close();

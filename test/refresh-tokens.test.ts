@@ -306,7 +306,7 @@ describe('logout everywhere', () => {
   };
   const cli = async (...argv: string[]) => {
     let stderr = '';
-    const code = await runCli(argv, { ...env, LOG_LEVEL: '' }, { readStdin: async () => 'a brand new passphrase\n', stdout: () => undefined, stderr: (t) => (stderr += t) });
+    const code = await runCli(argv, { ...env, LOG_LEVEL: '' }, { readStdin: async () => 'a brand new passphrase\n', stdout: () => undefined, stderr: (t) => (stderr += t) }, service.clock);
     expect(stderr).toBe('');
     return code;
   };
@@ -358,18 +358,18 @@ describe('logout everywhere', () => {
 
 describe('housekeeping', () => {
   it('`tessera purge` deletes expired families, keeps revoked ones until they expire, and keeps live ones', async () => {
-    // Families and their clock: `purge` runs with the system clock, so these rows are dated by hand.
+    // Rows dated by hand against the service's clock, which `purge` runs on too.
     const expired = await setup();
     const revoked = await setup();
     await request(service.app).post('/revoke').type('form').set('Authorization', revoked.client.basic).send({ token: revoked.tokens.refresh_token });
     const live = await setup();
-    const longAgo = new Date(Date.now() - 100 * DAY);
+    const longAgo = new Date(service.clock.now() - 100 * DAY);
     await service.deps.db.updateTable('refresh_families').set({ expires_at: longAgo }).where('id', '=', familyOf(expired.tokens.access_token)).execute();
-    const inTheFuture = new Date(Date.now() + 100 * DAY);
+    const inTheFuture = new Date(service.clock.now() + 100 * DAY);
     await service.deps.db.updateTable('refresh_families').set({ last_used_at: inTheFuture, expires_at: inTheFuture }).where('id', 'in', [familyOf(revoked.tokens.access_token), familyOf(live.tokens.access_token)]).execute();
 
     const purged: string[] = [];
-    const code = await runCli(['purge', '--json'], env, { readStdin: async () => '', stdout: (t) => purged.push(t), stderr: () => undefined });
+    const code = await runCli(['purge', '--json'], env, { readStdin: async () => '', stdout: (t) => purged.push(t), stderr: () => undefined }, service.clock);
     expect(code).toBe(0);
     expect(JSON.parse(purged.join('')).families_deleted).toBeGreaterThanOrEqual(1);
     const remaining = (await service.deps.db.selectFrom('refresh_families').select('id').execute()).map((r) => r.id);
@@ -383,14 +383,14 @@ describe('housekeeping', () => {
     const held = await setup();
     const other = await setup();
     for (const s of [held, other]) expect((await refresh(s.client, s.tokens.refresh_token)).status).toBe(200);
-    const longAgo = new Date(Date.now() - DAY);
+    const longAgo = new Date(service.clock.now() - DAY);
     await service.deps.db.updateTable('refresh_families').set({ rotated_at: longAgo }).where('id', 'in', [familyOf(held.tokens.access_token), familyOf(other.tokens.access_token)]).execute();
 
     const blocker = await service.deps.db.connection().execute(async (connection) => {
       await sql`begin`.execute(connection);
       await sql`select id from refresh_families where id = ${familyOf(held.tokens.access_token)} for update`.execute(connection);
       try {
-        return await runCli(['purge'], env, { readStdin: async () => '', stdout: () => undefined, stderr: () => undefined });
+        return await runCli(['purge'], env, { readStdin: async () => '', stdout: () => undefined, stderr: () => undefined }, service.clock);
       } finally {
         await sql`rollback`.execute(connection);
       }

@@ -23,9 +23,24 @@ export interface Spawned {
 /** Every process the calling test file started; `stopAll` kills what is left of them, and only them. */
 const children = new Set<ChildProcess>();
 
+/**
+ * libfaketime's variables (scripts/test-any-date.sh moves the test runner's clock with them). A
+ * Tessera the test starts is part of what is tested and runs on the test's clock; a server it
+ * starts as infrastructure (Redis) runs on the machine's, as the shared PostgreSQL and Redis do.
+ */
+const FAKETIME_VARIABLES = /^(LD_PRELOAD|FAKETIME.*|DONT_FAKE_MONOTONIC|NO_FAKE_STAT)$/;
+
+export function testClockEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => FAKETIME_VARIABLES.test(name)));
+}
+
+export function machineClockEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !FAKETIME_VARIABLES.test(name)));
+}
+
 /** `tessera ...args` as a child process, its output collected (and checked for secrets, test/logs.setup.ts). */
 export function startTessera(args: readonly string[], env: NodeJS.ProcessEnv, stdin?: string): Spawned {
-  const child = spawn(process.execPath, [MAIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [MAIN, ...args], { env: { ...env, ...testClockEnv() }, stdio: ['pipe', 'pipe', 'pipe'] });
   children.add(child);
   let stdout = '';
   let stderr = '';

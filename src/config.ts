@@ -75,7 +75,12 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
-    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    // One problem, one line (what a log collector shows of a crash-looping pod); several, a list.
+    super(
+      problems.length === 1
+        ? `Invalid configuration: ${problems[0]}`
+        : `Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
+    );
     this.name = 'ConfigError';
   }
 }
@@ -141,7 +146,10 @@ export function loadConfig(env: Env): Config {
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     problems.push('DATABASE_URL must be a postgres:// or postgresql:// connection string');
   }
-  if (webConcurrency > 1 && databaseUrl === undefined) {
+  // A pod whose Secret failed to mount must not become an empty identity provider of its own.
+  if (databaseUrl === undefined && read('NODE_ENV') === 'production') {
+    problems.push('DATABASE_URL is required when NODE_ENV=production: the embedded database is for development only');
+  } else if (webConcurrency > 1 && databaseUrl === undefined) {
     problems.push('WEB_CONCURRENCY above 1 needs DATABASE_URL: the embedded database belongs to one process');
   }
   const redisUrl = read('REDIS_URL');

@@ -1,6 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type Config, ConfigError, type Env, loadConfig } from '../src/config.js';
+import { freePort, runTessera } from './helpers/process.js';
 
 const KEK = randomBytes(32).toString('base64');
 const DATABASE_URL = 'postgres://tessera@127.0.0.1:5432/tessera';
@@ -207,6 +212,17 @@ describe('loadConfig: refusals', () => {
     expect(loadConfig({ DATABASE_URL, KEY_ENCRYPTION_KEYS: KEK }).databaseUrl).toBe(DATABASE_URL);
   });
 
+  it('refuses the embedded database when NODE_ENV=production, in one line that names DATABASE_URL', () => {
+    const problem = 'DATABASE_URL is required when NODE_ENV=production: the embedded database is for development only';
+    expectProblems({ NODE_ENV: 'production' }, [problem]);
+    expect(configError({ NODE_ENV: 'production', WEB_CONCURRENCY: '2' }).problems).toEqual([problem]);
+    expect(configError({ NODE_ENV: 'production' }).message).toBe(`Invalid configuration: ${problem}`);
+    expect(loadConfig({ NODE_ENV: 'production', DATABASE_URL, KEY_ENCRYPTION_KEYS: KEK }).databaseUrl).toBe(DATABASE_URL);
+    for (const development of [undefined, 'development', 'test', '']) {
+      expect(loadConfig({ NODE_ENV: development }).databaseUrl).toBeUndefined();
+    }
+  });
+
   it('refuses WEB_CONCURRENCY above 1 on the embedded database, and a count out of range', () => {
     expectProblems({ WEB_CONCURRENCY: '2' }, ['WEB_CONCURRENCY above 1 needs DATABASE_URL: the embedded database belongs to one process']);
     expectProblems({ WEB_CONCURRENCY: '0' }, ['WEB_CONCURRENCY must be a whole number from 1 to 64 (got "0")']);
@@ -310,5 +326,28 @@ describe('loadConfig: refresh grace', () => {
     );
     expect(loadConfig({ REFRESH_REUSE_GRACE: '60s' }).refreshReuseGrace).toBe(60);
     expect(loadConfig({ REFRESH_REUSE_GRACE: '0s' }).refreshReuseGrace).toBe(0);
+  });
+});
+
+describe('tessera serve with NODE_ENV=production and no DATABASE_URL', () => {
+  it('exits 78 with one line naming DATABASE_URL, and creates nothing on disk or on the network', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tessera-production-'));
+    try {
+      const port = await freePort();
+      const env = { PATH: process.env['PATH'] ?? '', NODE_ENV: 'production', DATA_DIR: join(dir, 'data'), PORT: String(port) };
+      const run = await runTessera(['serve'], env);
+      expect(run).toEqual({
+        code: 78,
+        stdout: '',
+        stderr: 'Invalid configuration: DATABASE_URL is required when NODE_ENV=production: the embedded database is for development only\n',
+      });
+      expect(await readdir(dir)).toEqual([]);
+      // Nothing listened there: the port is still free to take.
+      const probe = createServer();
+      await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
+      await new Promise<void>((resolve) => probe.close(() => resolve()));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

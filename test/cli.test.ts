@@ -741,17 +741,13 @@ describe('stray arguments', () => {
 
 describe('tessera command line', () => {
   it.each([
-    [['frobnicate'], 'frobnicate'],
-    [['users', 'frobnicate'], 'users frobnicate'],
-    [['users'], 'users'],
-    [['clients', 'frobnicate', '--password', 'Zq8-never-echo-this-7Kp'], 'clients frobnicate'],
-  ])('%j is an unknown command: exit 2 with the usage', async (argv, shown) => {
+    [['frobnicate'], 'frobnicate', 'tessera --help'],
+    [['users', 'frobnicate'], 'users frobnicate', 'tessera users --help'],
+    [['clients', 'frobnicate', '--password', 'Zq8-never-echo-this-7Kp'], 'clients frobnicate', 'tessera clients --help'],
+  ])('%j is an unknown command: exit 2 with a pointer to the help', async (argv, shown, help) => {
     // No configuration at all: a typo is reported as a typo, not as a configuration problem.
     const result = await cli(argv, { env: {} });
-    expect(result.code).toBe(2);
-    expect(result.stdout).toBe('');
-    expect(result.stderr.startsWith(`error: unknown command "${shown}"\n\nUsage: tessera <command> [options]\n`)).toBe(true);
-    expect(result.stderr).not.toContain('Zq8-never-echo-this-7Kp');
+    expect(result).toEqual({ code: 2, stdout: '', stderr: `error: unknown command "${shown}"\n(see ${help})\n` });
   });
 
   it('prints the usage on stdout for --help and on stderr without a command', async () => {

@@ -29,29 +29,52 @@ export class UsageError extends Error {}
 /** The command could not do what was asked (no such user, a conflict, a policy): exit 1. */
 export class CommandError extends Error {}
 
-export type Command = (args: readonly string[], ctx: CommandContext) => Promise<void>;
+/** What `--help` prints for a command: part of the command's entry, so help and dispatch read one table. */
+export interface Help {
+  /** The words after `tessera <command>` in its usage line: `<username> [--password-stdin]`. */
+  readonly usage: string;
+  /** One line: what the command does, as the command list shows it. */
+  readonly summary: string;
+  /** Each option as the usage writes it (`--scope S`) and what it does. */
+  readonly options?: Readonly<Record<string, string>>;
+  /** More to say, printed after the summary. */
+  readonly details?: string;
+}
+
+/** A command on the database, runnable in the CLI or in a server over its control socket. */
+export interface Command extends Help {
+  run(args: readonly string[], ctx: CommandContext): Promise<void>;
+}
+
+/** A command with its help; every one parses with `parse`, so every one takes --json too. */
+export function command(help: Help, run: Command['run']): Command {
+  return { ...help, options: { ...help.options, '--json': 'print the result as JSON' }, run };
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+type ParsedWith<T extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>>;
 
 /**
  * Strict parsing: unknown options and extra arguments are usage errors, so that a password typed
  * as an argument (`set-password alice S3cret`) is refused instead of silently ignored. The
  * offending value is never repeated back.
  */
-type Parsed<T extends NonNullable<ParseArgsConfig['options']>> = ReturnType<
-  typeof parseArgs<{ args: string[]; options: T & { json: { type: 'boolean' } }; allowPositionals: true; strict: true }>
->;
-
-export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: readonly string[], options: T, maxPositionals = 0): Parsed<T> {
-  let parsed: Parsed<T>;
+export function parseStrictly<T extends Options>(args: readonly string[], options: T, maxPositionals = 0, tooMany = 'too many arguments'): ParsedWith<T> {
+  let parsed: ParsedWith<T>;
   try {
-    parsed = parseArgs({ args: [...args], options: { ...options, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
   } catch (error) {
     const option = /'(-{1,2}[\w-]+)/.exec((error as Error).message)?.[1];
     throw new UsageError(option ? `unknown or malformed option ${option}` : 'malformed options');
   }
-  if (parsed.positionals.length > maxPositionals) {
-    throw new UsageError('too many arguments (passwords and secrets are read from standard input, never from arguments)');
-  }
+  if (parsed.positionals.length > maxPositionals) throw new UsageError(tooMany);
   return parsed;
+}
+
+/** `parseStrictly` with the --json every database command takes, and a reminder for whoever typed a secret. */
+export function parse<T extends Options>(args: readonly string[], options: T, maxPositionals = 0): ParsedWith<T & { json: { type: 'boolean' } }> {
+  const tooMany = 'too many arguments (passwords and secrets are read from standard input, never from arguments)';
+  return parseStrictly(args, { ...options, json: { type: 'boolean' } }, maxPositionals, tooMany);
 }
 
 export function positional(positionals: readonly string[], index: number, name: string): string {

@@ -5,78 +5,86 @@ import { isForeignKeyViolation } from '../db/errors.js';
 import { clientCommands } from './clients.js';
 import { keyCommands } from './keys.js';
 import { purgeRefreshFamilies } from '../refresh/housekeeping.js';
-import { type Command, type CommandContext, CommandError, EXIT, parse, print, UsageError } from './command.js';
+import { type Command, type CommandContext, command, CommandError, EXIT, type Help, parse, print, UsageError } from './command.js';
 import { roleCommands } from './roles.js';
 import { userCommands } from './users.js';
 
-/** The command groups that work on the database, runnable in the CLI or in a server over its control socket. */
-const groups: Record<string, Record<string, Command>> = {
-  users: userCommands,
-  roles: roleCommands,
-  clients: clientCommands,
-  keys: keyCommands,
-};
-
 /** `tessera purge`: delete expired refresh families now (the server also does it periodically). */
-const purge: Command = async (args, ctx) => {
-  const { values } = parse(args, {});
-  print(ctx, values.json, { families_deleted: await purgeRefreshFamilies(ctx) });
-};
-const topLevel: Record<string, Command> = { purge };
+const purge = command(
+  { usage: '', summary: 'delete expired refresh-token families now', details: 'The server also does it periodically.' },
+  async (args, ctx) => {
+    const { values } = parse(args, {});
+    print(ctx, values.json, { families_deleted: await purgeRefreshFamilies(ctx) });
+  },
+);
 
-function findCommand(argv: readonly string[]): { command: Command | undefined; args: readonly string[] } {
-  const [group = '', name = '', ...rest] = argv;
-  if (topLevel[group] !== undefined) return { command: topLevel[group], args: argv.slice(1) };
-  return { command: groups[group]?.[name], args: rest };
+function inGroup(group: string, commands: Record<string, Command>): [string, Command][] {
+  return Object.entries(commands).map(([name, entry]) => [`${group} ${name}`, entry]);
 }
 
-export const USAGE = `Usage: tessera <command> [options]
+/**
+ * The commands that work on the database, by their words (`purge`, `users create`): runnable in the
+ * CLI or inside a running embedded server over its control socket.
+ */
+const databaseCommands: ReadonlyMap<string, Command> = new Map([
+  ['purge', purge],
+  ...inGroup('users', userCommands),
+  ...inGroup('roles', roleCommands),
+  ...inGroup('clients', clientCommands),
+  ...inGroup('keys', keyCommands),
+]);
 
-  serve                                   run the HTTP service (applies pending migrations first)
-  migrate                                 apply pending database migrations
-  purge                                   delete expired refresh-token families now
+/**
+ * Every command, in the order the usage lists them: the database commands, and those that runCli
+ * (src/cli/run.ts) runs itself. `tessera migrate status` will be one more entry here.
+ */
+export const COMMANDS: ReadonlyMap<string, Help> = new Map<string, Help>([
+  [
+    'serve',
+    {
+      usage: '',
+      summary: 'run the HTTP service (migrating the database first)',
+      details: 'It is configured by environment variables (see README.md) and runs until SIGTERM or SIGINT.',
+    },
+  ],
+  [
+    'migrate',
+    {
+      usage: '',
+      summary: 'apply pending database migrations',
+      details: 'PostgreSQL is migrated only by this command or by serve; the embedded database on first use.',
+    },
+  ],
+  ...databaseCommands,
+  ['help', { usage: '[<command> [<subcommand>]]', summary: 'print the usage of tessera or of one command' }],
+]);
 
-  users create <username> [--password-stdin] [--scope S]... [--role R]...
-  users list [--limit N] [--after USERNAME]
-  users disable|enable|delete <username>
-  users set-password <username> [--password-stdin]   (ends the user's sessions)
-  users logout <username>                 end every refresh-token family (session) of the user
-  users grant|revoke <username> <scope>...
-
-  roles create <role> [--scope S]... [--description TEXT]
-  roles list | roles delete <role>
-  roles grant|revoke <role> <username>
-  roles add-scope|remove-scope <role> <scope>...
-
-  clients create [--id ID] [--name NAME] [--public] [--grant TYPE]... [--scope S]...
-                 [--default-scope S]... [--audience AUD]... [--secret-stdin]
-  clients list | clients delete <client_id>
-  clients rotate-secret <client_id> [--secret-stdin]
-
-  keys list                               signing keys: state, dates, when each next changes
-  keys rotate                             add a next key (signs once every verifier can know it)
-  keys reencrypt                          seal every private key under the first KEY_ENCRYPTION_KEYS entry
-
-Every command takes --json for machine-readable output. Passwords and secrets are read from
-standard input (--password-stdin, --secret-stdin) or generated and printed once; never from
-arguments. Exit codes: 0 done, 1 failed (no such user, conflict, policy), 2 usage, 78 configuration.
-`;
+/**
+ * The command `argv` starts with, two words before one (`users create`, then `purge`), and the
+ * arguments after it. A word is compared whole: `"users create"` as one argument names nothing.
+ */
+export function findCommand<T>(commands: ReadonlyMap<string, T>, argv: readonly string[]): { name: string; command: T; args: readonly string[] } | undefined {
+  for (const count of [2, 1]) {
+    const words = argv.slice(0, count);
+    if (words.length < count || words.some((word) => word.includes(' '))) continue;
+    const found = commands.get(words.join(' '));
+    if (found !== undefined) return { name: words.join(' '), command: found, args: argv.slice(count) };
+  }
+  return undefined;
+}
 
 const USAGE_ERROR_CODES = new Set<string>(['invalid_scope', 'invalid_role', 'invalid_client_metadata']);
 
-export function isDatabaseCommand(argv: readonly string[]): boolean {
-  return findCommand(argv).command !== undefined;
-}
-
-/** Runs `users ...`, `roles ...` or `clients ...`; returns the exit code. */
+/** Runs `purge`, `users ...`, `roles ...`, `clients ...` or `keys ...`; returns the exit code. */
 export async function runCommand(argv: readonly string[], ctx: CommandContext): Promise<number> {
-  const { command, args } = findCommand(argv);
-  if (command === undefined) {
-    ctx.err(`error: unknown command "${argv.slice(0, 2).join(' ')}"\n\n${USAGE}`);
+  const found = findCommand(databaseCommands, argv);
+  if (found === undefined) {
+    // Only a request over the control socket gets here: runCli answers unknown words itself.
+    ctx.err(`error: unknown command "${argv.slice(0, 2).join(' ')}"\n(see tessera --help)\n`);
     return EXIT.usage;
   }
   try {
-    await command(args, ctx);
+    await found.command.run(found.args, ctx);
     return EXIT.ok;
   } catch (error) {
     if (error instanceof UsageError) {

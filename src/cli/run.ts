@@ -14,8 +14,9 @@ import { DataDirLockedError } from '../embedded/lock.js';
 import { createLogger } from '../logger.js';
 import { listen, loadKeyRing, migrateDatabase, openConfiguredDatabase, prepareDeps } from '../service.js';
 import type { Deps } from '../deps.js';
-import { type CommandContext, EXIT } from './command.js';
-import { isDatabaseCommand, runCommand, USAGE } from './commands.js';
+import { type CommandContext, EXIT, parseStrictly, UsageError } from './command.js';
+import { runCommand } from './commands.js';
+import { readCommandLine } from './help.js';
 
 export interface CliIo {
   readStdin(): Promise<string>;
@@ -29,14 +30,18 @@ export interface CliIo {
 
 /** The whole command line: parse, load config, dispatch. Returns the exit code. */
 export async function runCli(argv: readonly string[], env: Env, io: CliIo, clock: Clock = systemClock): Promise<number> {
-  const [command] = argv;
-  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
-    (command === undefined ? io.stderr : io.stdout)(USAGE);
-    return command === undefined ? EXIT.usage : EXIT.ok;
-  }
-  if (command !== 'serve' && command !== 'migrate' && !isDatabaseCommand(argv)) {
-    io.stderr(`error: unknown command "${argv.slice(0, 2).join(' ')}"\n\n${USAGE}`);
-    return EXIT.usage;
+  // Help and wrong words are answered before anything else: no configuration, database, file or port.
+  const line = readCommandLine(argv);
+  if ('exitCode' in line) return write(io, line);
+  const command = line.name;
+  if (command === 'serve' || command === 'migrate') {
+    try {
+      parseStrictly(line.args, {}); // they take no options and no arguments
+    } catch (error) {
+      if (!(error instanceof UsageError)) throw error;
+      io.stderr(`error: ${error.message}\n(see tessera ${command} --help)\n`);
+      return EXIT.usage;
+    }
   }
 
   let config: Config;

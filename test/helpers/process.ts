@@ -38,9 +38,12 @@ export function machineClockEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([name]) => !FAKETIME_VARIABLES.test(name)));
 }
 
-/** `tessera ...args` as a child process, its output collected (and checked for secrets, test/logs.setup.ts). */
-export function startTessera(args: readonly string[], env: NodeJS.ProcessEnv, stdin?: string): Spawned {
-  const child = spawn(process.execPath, [MAIN, ...args], { env: { ...env, ...testClockEnv() }, stdio: ['pipe', 'pipe', 'pipe'] });
+/**
+ * `tessera ...args` as a child process, its output collected (and checked for secrets,
+ * test/logs.setup.ts). `cwd`: where it runs, this process's working directory by default.
+ */
+export function startTessera(args: readonly string[], env: NodeJS.ProcessEnv, stdin?: string, cwd?: string): Spawned {
+  const child = spawn(process.execPath, [MAIN, ...args], { env: { ...env, ...testClockEnv() }, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
   children.add(child);
   let stdout = '';
   let stderr = '';
@@ -79,8 +82,8 @@ export interface Run {
 }
 
 /** A one-shot `tessera ...` to completion. */
-export async function runTessera(args: readonly string[], env: NodeJS.ProcessEnv, stdin?: string): Promise<Run> {
-  const spawned = startTessera(args, env, stdin);
+export async function runTessera(args: readonly string[], env: NodeJS.ProcessEnv, stdin?: string, cwd?: string): Promise<Run> {
+  const spawned = startTessera(args, env, stdin, cwd);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`tessera ${args.join(' ')} did not finish:\n${spawned.stderr()}`)), PROCESS_TIMEOUT_MS);

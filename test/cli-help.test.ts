@@ -1,12 +1,14 @@
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../src/cli/commands.js';
 import { runCli } from '../src/cli/run.js';
-import { freePort, runTessera, stopAll } from './helpers/process.js';
+import { freePort, MAIN, runTessera, stopAll } from './helpers/process.js';
 
 /**
  * `--help` is always safe: it answers from the command table and does nothing else. Every case
@@ -168,5 +170,11 @@ describe('the built tessera', () => {
     ])('%j: exit 2, nothing started', async (argv, message, name) => {
       expect(await run(argv)).toEqual({ code: 2, stdout: '', stderr: `error: ${message}\n(see tessera ${name} --help)\n` });
     });
+  });
+
+  it('is executable after the build (npm test builds first), so it runs without `node` in front', async () => {
+    expect((await stat(MAIN)).mode & 0o111).toBe(0o111);
+    const { stdout } = await promisify(execFile)(MAIN, ['--version'], { cwd: await fresh() });
+    expect(stdout).toBe(`${VERSION}\n`);
   });
 });

@@ -58,7 +58,8 @@ async function cli(argv: readonly string[], options: { stdin?: string; env?: Env
   return { code, stdout, stderr };
 }
 
-const USAGE_HINT = '(see tessera --help)\n';
+/** How a usage error ends: a pointer to the command's own help. */
+const hint = (command: string) => `(see tessera ${command} --help)\n`;
 const strongPassword = () => `Tessera-${randomBytes(8).toString('hex')}`;
 const sha256 = (text: string) => `sha256:${createHash('sha256').update(text, 'utf8').digest('hex')}`;
 const token = () => request(service.app).post('/token').type('form');
@@ -184,13 +185,13 @@ describe('tessera users create', () => {
 
   it('is a usage error when --password-stdin gets an empty stdin', async () => {
     const result = await cli(['users', 'create', 'hank', '--password-stdin'], { stdin: '\n' });
-    expect(result).toEqual({ code: 2, stdout: '', stderr: `error: --password-stdin: standard input was empty\n${USAGE_HINT}` });
+    expect(result).toEqual({ code: 2, stdout: '', stderr: `error: --password-stdin: standard input was empty\n${hint('users create')}` });
     expect(await findUser('hank')).toBeUndefined();
   });
 
   it('refuses an invalid --scope as a usage error', async () => {
     const result = await cli(['users', 'create', 'hank', '--password-stdin', '--scope', 'bad"scope'], { stdin: strongPassword() });
-    expect(result).toEqual({ code: 2, stdout: '', stderr: `error: not a valid scope: bad"scope\n${USAGE_HINT}` });
+    expect(result).toEqual({ code: 2, stdout: '', stderr: `error: not a valid scope: bad"scope\n${hint('users create')}` });
     expect(await findUser('hank')).toBeUndefined();
   });
 
@@ -220,7 +221,7 @@ describe('secrets on the command line', () => {
     expect(result.code).toBe(2);
     expect(result.stdout).toBe('');
     expect(result.stderr.startsWith(`error: unknown or malformed option ${option}\n`)).toBe(true);
-    expect(result.stderr.endsWith(USAGE_HINT)).toBe(true);
+    expect(result.stderr.endsWith(hint(argv.slice(0, 2).join(' ')))).toBe(true);
     expect(result.stderr).not.toContain(SECRET);
     expect(await findUser('jack')).toBeUndefined();
     expect(await database.db.selectFrom('clients').select('id').where('id', '=', 'jackapp').executeTakeFirst()).toBeUndefined();
@@ -274,7 +275,7 @@ describe('tessera users list', () => {
     expect(await cli(['users', 'list', '--limit', limit])).toEqual({
       code: 2,
       stdout: '',
-      stderr: `error: --limit must be 1 to 1000\n${USAGE_HINT}`,
+      stderr: `error: --limit must be 1 to 1000\n${hint('users list')}`,
     });
   });
 });
@@ -306,7 +307,7 @@ describe('tessera users disable|enable|delete', () => {
   });
 
   it('needs a username', async () => {
-    expect(await cli(['users', 'disable'])).toEqual({ code: 2, stdout: '', stderr: `error: missing <username>\n${USAGE_HINT}` });
+    expect(await cli(['users', 'disable'])).toEqual({ code: 2, stdout: '', stderr: `error: missing <username>\n${hint('users disable')}` });
   });
 });
 
@@ -362,8 +363,8 @@ describe('tessera users grant|revoke', () => {
   });
 
   it('needs at least one valid scope', async () => {
-    expect(await cli(['users', 'grant', 'olga'])).toEqual({ code: 2, stdout: '', stderr: `error: name at least one scope\n${USAGE_HINT}` });
-    expect(await cli(['users', 'revoke', 'olga', 'a b'])).toEqual({ code: 2, stdout: '', stderr: `error: not a valid scope: a b\n${USAGE_HINT}` });
+    expect(await cli(['users', 'grant', 'olga'])).toEqual({ code: 2, stdout: '', stderr: `error: name at least one scope\n${hint('users grant')}` });
+    expect(await cli(['users', 'revoke', 'olga', 'a b'])).toEqual({ code: 2, stdout: '', stderr: `error: not a valid scope: a b\n${hint('users revoke')}` });
     expect(await cli(['users', 'grant', 'nobody', 'profile'])).toEqual({ code: 1, stdout: '', stderr: 'error: no such user: nobody\n' });
   });
 });
@@ -383,12 +384,12 @@ describe('tessera roles', () => {
     expect(await cli(['roles', 'create', 'bad role'])).toEqual({
       code: 2,
       stdout: '',
-      stderr: `error: a role name has 1 to 64 letters, digits or . _ : -\n${USAGE_HINT}`,
+      stderr: `error: a role name has 1 to 64 letters, digits or . _ : -\n${hint('roles create')}`,
     });
     expect(await cli(['roles', 'create', 'billing', '--scope', 'ok', '--scope', 'no\\pe'])).toEqual({
       code: 2,
       stdout: '',
-      stderr: `error: not a valid scope: no\\pe\n${USAGE_HINT}`,
+      stderr: `error: not a valid scope: no\\pe\n${hint('roles create')}`,
     });
     expect(await database.db.selectFrom('roles').select('name').where('name', '=', 'billing').executeTakeFirst()).toBeUndefined();
   });
@@ -420,7 +421,7 @@ describe('tessera roles', () => {
   it('refuses an unknown role or user', async () => {
     expect(await cli(['roles', 'grant', 'nosuchrole', 'paul'])).toEqual({ code: 1, stdout: '', stderr: 'error: no such role: nosuchrole\n' });
     expect(await cli(['roles', 'grant', 'support', 'nobody'])).toEqual({ code: 1, stdout: '', stderr: 'error: no such user: nobody\n' });
-    expect(await cli(['roles', 'grant', 'support'])).toEqual({ code: 2, stdout: '', stderr: `error: missing <username>\n${USAGE_HINT}` });
+    expect(await cli(['roles', 'grant', 'support'])).toEqual({ code: 2, stdout: '', stderr: `error: missing <username>\n${hint('roles grant')}` });
   });
 
   it('adds and removes scopes of a role', async () => {
@@ -432,7 +433,7 @@ describe('tessera roles', () => {
     expect(removed).toEqual({ code: 0, stdout: `${JSON.stringify({ role: 'support', scopes: ['refunds', 'tickets:read'] })}\n`, stderr: '' });
     expect(await roleScopes('support')).toEqual(['refunds', 'tickets:read']);
 
-    expect(await cli(['roles', 'add-scope', 'support'])).toEqual({ code: 2, stdout: '', stderr: `error: name at least one scope\n${USAGE_HINT}` });
+    expect(await cli(['roles', 'add-scope', 'support'])).toEqual({ code: 2, stdout: '', stderr: `error: name at least one scope\n${hint('roles add-scope')}` });
     expect(await cli(['roles', 'add-scope', 'nosuchrole', 'x'])).toEqual({ code: 1, stdout: '', stderr: 'error: no such role: nosuchrole\n' });
   });
 
@@ -546,7 +547,7 @@ describe('tessera clients create', () => {
     [['--id', 'x'.repeat(65)], 'a client id has 1 to 64 letters, digits or . _ ~ - and is not shaped like a uuid'],
   ])('refuses %j as a usage error and creates nothing', async (extra, message) => {
     const before = await database.db.selectFrom('clients').select('id').execute();
-    expect(await cli(['clients', 'create', '--id', 'badapp', ...extra])).toEqual({ code: 2, stdout: '', stderr: `error: ${message}\n${USAGE_HINT}` });
+    expect(await cli(['clients', 'create', '--id', 'badapp', ...extra])).toEqual({ code: 2, stdout: '', stderr: `error: ${message}\n${hint('clients create')}` });
     expect(await database.db.selectFrom('clients').select('id').execute()).toEqual(before);
   });
 
@@ -578,7 +579,7 @@ describe('tessera clients create', () => {
 
   it('refuses --secret-stdin for a public client', async () => {
     const result = await cli(['clients', 'create', '--id', 'pubsecret', '--public', '--grant', 'refresh_token', '--secret-stdin'], { stdin: `${'s'.repeat(40)}\n` });
-    expect(result).toEqual({ code: 2, stdout: '', stderr: `error: a public client has no secret\n${USAGE_HINT}` });
+    expect(result).toEqual({ code: 2, stdout: '', stderr: `error: a public client has no secret\n${hint('clients create')}` });
   });
 });
 
@@ -651,7 +652,7 @@ describe('tessera clients list|rotate-secret|delete', () => {
   it('refuses to rotate a public or unknown client', async () => {
     expect(await cli(['clients', 'rotate-secret', 'spa'])).toEqual({ code: 1, stdout: '', stderr: 'error: client spa is public and has no secret\n' });
     expect(await cli(['clients', 'rotate-secret', 'nosuch'])).toEqual({ code: 1, stdout: '', stderr: 'error: no such client: nosuch\n' });
-    expect(await cli(['clients', 'rotate-secret'])).toEqual({ code: 2, stdout: '', stderr: `error: missing <client_id>\n${USAGE_HINT}` });
+    expect(await cli(['clients', 'rotate-secret'])).toEqual({ code: 2, stdout: '', stderr: `error: missing <client_id>\n${hint('clients rotate-secret')}` });
   });
 
   it('deletes a client, after which its secret is refused', async () => {
@@ -731,7 +732,8 @@ describe('stray arguments', () => {
 
     expect(result.code).toBe(2);
     expect(result.stdout).toBe('');
-    expect(result.stderr).toMatch(/^error: .+\n\(see tessera --help\)\n$/);
+    expect(result.stderr).toMatch(/^error: .+\n/);
+    expect(result.stderr.endsWith(hint(argv.slice(0, 2).join(' ')))).toBe(true);
     expect(result.stderr).not.toContain(SECRET);
     expect(await database.db.selectFrom('users').select('id').orderBy('id').execute()).toEqual(users);
     expect((await findUser('alice'))?.password_hash).toBe(alice?.password_hash);

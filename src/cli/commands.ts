@@ -83,18 +83,19 @@ export async function runCommand(argv: readonly string[], ctx: CommandContext): 
     ctx.err(`error: unknown command "${argv.slice(0, 2).join(' ')}"\n(see tessera --help)\n`);
     return EXIT.usage;
   }
+  const hint = `(see tessera ${found.name} --help)\n`;
   try {
     await found.command.run(found.args, ctx);
     return EXIT.ok;
   } catch (error) {
     if (error instanceof UsageError) {
-      ctx.err(`error: ${error.message}\n(see tessera --help)\n`);
+      ctx.err(`error: ${error.message}\n${hint}`);
       return EXIT.usage;
     }
     if (error instanceof AccountError || error instanceof RoleError || error instanceof ClientError) {
       // Malformed input is a usage error, like a wrong option; a rule the input broke is a failure.
       const usage = USAGE_ERROR_CODES.has(error.code);
-      ctx.err(`error: ${error.message}\n${usage ? '(see tessera --help)\n' : ''}`);
+      ctx.err(`error: ${error.message}\n${usage ? hint : ''}`);
       return usage ? EXIT.usage : EXIT.failed;
     }
     if (error instanceof CommandError) {

@@ -91,6 +91,13 @@ describe('tessera serve on the embedded database', () => {
     noteSecret('client secret (embedded test)', clientSecret);
   }, 2 * PROCESS_TIMEOUT_MS);
 
+  it('answers --help itself, without asking the server', async () => {
+    // Forwarded, `users create --help` would be an unknown option to the server (exit 2).
+    const help = await run(['users', 'create', '--help'], cliEnv);
+    expect(help).toMatchObject({ code: 0, stderr: '' });
+    expect(help.stdout).toMatch(/^Usage: tessera users create <username>/);
+  }, PROCESS_TIMEOUT_MS);
+
   it('issues an access token that verifies against its JWKS', async () => {
     expect(clientSecret).not.toBe('');
     const res = await fetch(`${base}/token`, {

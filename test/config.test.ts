@@ -3,9 +3,9 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { type Config, ConfigError, type Env, loadConfig } from '../src/config.js';
-import { freePort, runTessera } from './helpers/process.js';
+import { freePort, runTessera, stopAll } from './helpers/process.js';
 
 const KEK = randomBytes(32).toString('base64');
 const DATABASE_URL = 'postgres://tessera@127.0.0.1:5432/tessera';
@@ -330,6 +330,7 @@ describe('loadConfig: refresh grace', () => {
 });
 
 describe('tessera serve with NODE_ENV=production and no DATABASE_URL', () => {
+  afterAll(stopAll); // a serve that did start (the defect) must not outlive the file
   it('exits 78 with one line naming DATABASE_URL, and creates nothing on disk or on the network', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tessera-production-'));
     try {

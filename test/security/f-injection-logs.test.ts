@@ -1,4 +1,7 @@
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -225,7 +228,21 @@ describe('F3 the suite-wide log check', () => {
     flow = await runRealisticFlow(service);
   });
 
-  it('F3 runs after every test file of the suite', () => {
+  it('F3 runs after every test file of the suite, and fails a file whose tests pass but whose log holds a secret', async () => {
+    // The suite's own configuration, on a fixture file that logs a secret it noted and passes.
+    const vitest = fileURLToPath(new URL('../../node_modules/vitest/vitest.mjs', import.meta.url));
+    const child = spawn(process.execPath, [vitest, 'run', '--config', 'test/fixtures/vitest.config.ts'], {
+      cwd: fileURLToPath(new URL('../..', import.meta.url)),
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect({ code, tests: /Tests +1 passed/.test(output) }).toEqual({ code: 1, tests: true });
+    expect(output).toContain('log lines that hold a secret (ATTACKS.md F3)');
+    expect(output).toContain('client secret in captured log 1: {"level":30,"msg":"oops","detail":"secret is [client secret]"}');
     expect(config.test?.setupFiles).toContain('test/logs.setup.ts');
   });
 

@@ -68,16 +68,15 @@ describe('kept clients', () => {
     });
   });
 
-  it('forgets a client when another replica or plain SQL changes it, within milliseconds', async () => {
+  // Kept clients have no expiry and the channel re-probes only every 5 s: within 2 s, only the
+  // notification of the change can have made the replica forget it.
+  it('forgets a client when another replica or plain SQL changes it, as soon as the database announces it', async () => {
     client = await createTestClient(replica, { grantTypes: ['client_credentials'] });
     expect((await clientCredentials(replica, client.id, client.secret!)).status).toBe(200);
 
     const rotated = `rotated-${client.secret}`;
-    const changed = performance.now();
     await setSecretBySql(database, client.id, rotated);
     await waitFor('the old secret to be refused', async () => ((await clientCredentials(replica, client.id, client.secret!)).status === 401), { timeoutMs: 2_000 });
-    const forgottenWithinMs = performance.now() - changed;
-    expect(forgottenWithinMs).toBeLessThan(2_000);
     expect((await clientCredentials(replica, client.id, rotated)).status).toBe(200);
 
     // A change of grant types made through the other replica's admin rules.
@@ -132,7 +131,6 @@ describe('kept clients, when the notification connection silently stops deliveri
     proxy.stall();
     const rotated = `stalled-${client.secret}`;
     await setSecretBySql(proxied.database(), client.id, rotated);
-    const stalled = performance.now();
     // The kept client goes with the failed probe (every 5 s, 2 s to answer); after that a lookup
     // needs the database, which does not answer: 503, never the old secret accepted.
     const refused = await waitFor('the old secret to stop working', async () => {
@@ -140,7 +138,6 @@ describe('kept clients, when the notification connection silently stops deliveri
       return res.status !== 200 && res;
     }, { timeoutMs: 12_000 });
     expect(refused.status, JSON.stringify(refused.body)).toBe(503);
-    expect(performance.now() - stalled).toBeLessThan(12_000);
     expect(logged(service, LOST)).toBe(1);
 
     proxy.restore();

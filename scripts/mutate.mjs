@@ -1,0 +1,146 @@
+#!/usr/bin/env node
+// `npm run mutate [-- <name>...]`: StrykerJS over the security core, one module at a time, each
+// with the test files that exercise it (stryker.config.mjs holds the shared settings). Prints a
+// table of scores, writes reports/mutation/<name>.json, and exits 1 when a module scores under
+// 90%, or a mutant survives (or is static, which the vitest runner cannot switch on) that
+// test/mutation/EQUIVALENT.md does not list with a reason.
+//   npm run mutate                     every module (about 30 minutes on 2 cores)
+//   npm run mutate -- rotation form    the modules whose names contain these words
+import { spawnSync } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+
+const MIN_SCORE = 90;
+
+/** Each module of the security core and the tests that exercise it. */
+const MODULES = [
+  {
+    name: 'rotation',
+    mutate: ['src/refresh/rotation.ts'],
+    tests: ['test/refresh-tokens.test.ts', 'test/security/b-refresh.test.ts', 'test/refresh-outage.test.ts', 'test/security/i-sessions.test.ts', 'test/metrics.test.ts'],
+  },
+  {
+    name: 'refresh-tokens',
+    mutate: ['src/refresh/tokens.ts', 'src/refresh/housekeeping.ts'],
+    tests: ['test/refresh-tokens.test.ts', 'test/security/b-refresh.test.ts', 'test/security/i-sessions.test.ts', 'test/introspect.test.ts'],
+  },
+  {
+    name: 'client-auth',
+    mutate: ['src/oauth/client-auth.ts'],
+    tests: ['test/token-password.test.ts', 'test/security/e-http.test.ts', 'test/client-credentials.test.ts', 'test/introspect.test.ts'],
+  },
+  {
+    name: 'rate-limits',
+    mutate: ['src/limits/rate-limits.ts'],
+    tests: ['test/rate-limits.test.ts', 'test/security/d-rate-limits.test.ts', 'test/security/i-limits.test.ts'],
+  },
+  {
+    name: 'access-token',
+    mutate: ['src/tokens/access-token.ts'],
+    tests: ['test/security/a-forged-tokens.test.ts', 'test/userinfo.test.ts', 'test/token-password.test.ts'],
+  },
+  {
+    name: 'scopes',
+    mutate: ['src/auth/scopes.ts'],
+    tests: ['src/auth/scopes.test.ts', 'test/security/h-scopes.test.ts', 'test/admin.test.ts'],
+  },
+  {
+    name: 'form',
+    mutate: ['src/http/form.ts'],
+    tests: ['src/http/form.test.ts', 'test/security/e-http.test.ts', 'test/security/c-credentials.test.ts', 'test/security/i-integrity.test.ts'],
+  },
+  {
+    name: 'key-lifecycle',
+    mutate: ['src/keys/lifecycle.ts'],
+    tests: ['test/keys.test.ts', 'test/security/g-secrets.test.ts', 'test/security/i-integrity.test.ts'],
+  },
+  {
+    name: 'passwords',
+    mutate: ['src/auth/passwords.ts'],
+    tests: ['src/auth/passwords.test.ts', 'test/security/c-credentials.test.ts', 'test/token-password.test.ts'],
+  },
+  {
+    name: 'bearer',
+    mutate: ['src/http/bearer.ts'],
+    tests: ['test/userinfo.test.ts', 'test/security/a-forged-tokens.test.ts', 'test/security/i-sessions.test.ts'],
+  },
+  {
+    name: 'admin-auth',
+    mutate: ['src/http/admin/auth.ts'],
+    tests: ['test/admin.test.ts', 'test/security/i-integrity.test.ts'],
+  },
+];
+
+/** Survivors known to be equivalent: `| file | mutator | replacement | why |` rows of EQUIVALENT.md. */
+async function readEquivalents() {
+  const text = await readFile(new URL('../test/mutation/EQUIVALENT.md', import.meta.url), 'utf8').catch(() => '');
+  const rows = text.split('\n').filter((line) => /^\| src\//.test(line));
+  return new Set(rows.map((line) => key(...line.split('|').slice(1, 4).map((cell) => cell.trim().replace(/^`|`$/g, '')))));
+}
+
+const key = (file, mutator, replacement) => `${file} ${mutator} ${replacement.replace(/\s+/g, ' ')}`;
+
+const words = process.argv.slice(2);
+const chosen = words.length === 0 ? MODULES : MODULES.filter((module) => words.some((word) => module.name.includes(word)));
+if (chosen.length === 0) {
+  console.error(`no module matches ${words.join(' ')}; modules: ${MODULES.map((module) => module.name).join(', ')}`);
+  process.exit(2);
+}
+
+const equivalents = await readEquivalents();
+await mkdir('reports/mutation', { recursive: true });
+const rows = [];
+const unexplained = [];
+for (const module of chosen) {
+  const started = Date.now();
+  // One Stryker process per module, on a configuration file of its own (the shared one, plus what
+  // this module mutates, its tests and where its report goes).
+  const report = `reports/mutation/${module.name}.json`;
+  const configFile = `reports/mutation/${module.name}.config.mjs`;
+  await writeFile(
+    configFile,
+    `import shared from '../../stryker.config.mjs';\nexport default ${JSON.stringify({ mutate: module.mutate, testFiles: module.tests, jsonReporter: { fileName: report } })
+      .replace(/^\{/, '{ ...shared, ')};\n`,
+  );
+  const run = spawnSync('npx', ['stryker', 'run', configFile], { stdio: 'inherit' });
+  if (run.status !== 0) {
+    console.error(`stryker failed on ${module.name} (exit ${run.status})`);
+    process.exit(1);
+  }
+  const results = Object.entries(JSON.parse(await readFile(report, 'utf8')).files).flatMap(([fileName, file]) =>
+    file.mutants.map((mutant) => ({ ...mutant, fileName })),
+  );
+  const count = (status) => results.filter((result) => result.status === status).length;
+  const [killed, survived, timedOut, noCoverage] = ['Killed', 'Survived', 'Timeout', 'NoCoverage'].map(count);
+  // Module-level code (ignoreStatic): not run by the vitest runner, so listed for a check by hand.
+  const statics = results.filter((result) => result.status === 'Ignored' && result.static);
+  const detected = killed + timedOut;
+  const valid = detected + survived + noCoverage;
+  const score = valid === 0 ? 100 : (100 * detected) / valid;
+  for (const result of results.filter((r) => r.status === 'Survived' || r.status === 'NoCoverage')) {
+    const id = key(result.fileName, result.mutatorName, result.replacement ?? '');
+    if (!equivalents.has(id)) unexplained.push(`${result.fileName}:${result.location.start.line} ${result.mutatorName} -> ${result.replacement} (${result.status})`);
+  }
+  for (const result of statics) {
+    const id = key(result.fileName, result.mutatorName, result.replacement ?? '');
+    if (!equivalents.has(id)) unexplained.push(`${result.fileName}:${result.location.start.line} ${result.mutatorName} -> ${result.replacement} (static)`);
+  }
+  rows.push({
+    module: module.mutate.join(' '),
+    mutants: valid,
+    killed,
+    survived,
+    timed_out: timedOut,
+    no_coverage: noCoverage,
+    static: statics.length,
+    score: `${score.toFixed(1)}%`,
+    minutes: ((Date.now() - started) / 60_000).toFixed(1),
+  });
+}
+
+const summary = rows.map((row) => `| ${Object.values(row).join(' | ')} |`).join('\n');
+const table = `| ${Object.keys(rows[0]).join(' | ')} |\n|${Object.keys(rows[0]).map(() => '---').join('|')}|\n${summary}\n`;
+await writeFile('reports/mutation/summary.md', table);
+console.log(`\n${table}`);
+if (unexplained.length > 0) console.log(`Survivors not in test/mutation/EQUIVALENT.md:\n  ${unexplained.join('\n  ')}`);
+const low = rows.filter((row) => Number.parseFloat(row.score) < MIN_SCORE);
+process.exit(low.length > 0 || unexplained.length > 0 ? 1 : 0);

@@ -8,12 +8,17 @@ import { startTestService, testEnv, type TestService } from './service.js';
  * a TCP proxy the test controls. `cut()` is a crash or a refused port: every open connection is
  * reset and every new one is reset on accept. `stall()` is a network partition: open connections
  * stop carrying bytes (nothing is lost, as with TCP) and new ones are accepted but never answered.
- * `restore()` ends either; stalled connections carry on where they stopped.
+ * `faultOn(marker, fault)` strikes the one connection that next sends a query containing `marker`:
+ * `lose-answer` lets that query reach PostgreSQL and run but holds back everything PostgreSQL
+ * answers on that connection; `delay-query` holds the query itself (and both directions of that
+ * connection) before it reaches PostgreSQL. `restore()` ends all of these; whatever was held
+ * carries on where it stopped.
  */
 export interface DatabaseProxy {
   readonly port: number;
   cut(): void;
   stall(): void;
+  faultOn(marker: string, fault: 'lose-answer' | 'delay-query'): void;
   restore(): void;
   close(): Promise<void>;
 }
@@ -21,28 +26,50 @@ export interface DatabaseProxy {
 interface Pair {
   readonly downstream: Socket;
   upstream?: Socket;
+  /** Bytes held on their way to PostgreSQL, and on their way back, while that direction is held. */
+  readonly toServer: Buffer[];
+  readonly toClient: Buffer[];
+  holdToServer: boolean;
+  holdToClient: boolean;
+  clientEnded: boolean;
+  /** The end of the last chunk sent, so that a marker split across two chunks is still seen. */
+  tail: Buffer;
 }
 
 export async function startDatabaseProxy(target: { host: string; port: number }): Promise<DatabaseProxy> {
   const pairs = new Set<Pair>();
   let state: 'up' | 'cut' | 'stalled' = 'up';
+  let fault: { marker: Buffer; kind: 'lose-answer' | 'delay-query' } | undefined;
 
-  const forward = (pair: Pair) => {
+  const upstreamOf = (pair: Pair): Socket => {
     if (pair.upstream === undefined) {
       const upstream = connect(target.port, target.host);
       upstream.on('error', () => upstream.destroy()); // a reset is the point here, not a test failure
       upstream.on('close', () => pair.downstream.destroy());
+      upstream.on('data', (chunk: Buffer) => (pair.holdToClient ? pair.toClient.push(chunk) : pair.downstream.write(chunk)));
       pair.downstream.on('close', () => upstream.destroy());
       pair.upstream = upstream;
     }
-    pair.downstream.pipe(pair.upstream);
-    pair.upstream.pipe(pair.downstream);
+    return pair.upstream;
   };
-  const hold = (pair: Pair) => {
-    pair.downstream.unpipe();
-    pair.downstream.pause();
-    pair.upstream?.unpipe();
-    pair.upstream?.pause();
+  const fromClient = (pair: Pair, chunk: Buffer) => {
+    const seen = Buffer.concat([pair.tail, chunk]);
+    pair.tail = seen.subarray(Math.max(0, seen.length - 256));
+    if (fault !== undefined && !pair.holdToServer && seen.includes(fault.marker)) {
+      pair.holdToClient = true;
+      if (fault.kind === 'delay-query') pair.holdToServer = true;
+      fault = undefined;
+    }
+    if (pair.holdToServer) pair.toServer.push(chunk);
+    else upstreamOf(pair).write(chunk);
+  };
+  const release = (pair: Pair) => {
+    if (pair.downstream.destroyed) return;
+    pair.holdToServer = false;
+    pair.holdToClient = false;
+    if (pair.toServer.length > 0) upstreamOf(pair).write(Buffer.concat(pair.toServer.splice(0)));
+    if (pair.clientEnded) pair.upstream?.end();
+    if (pair.toClient.length > 0) pair.downstream.write(Buffer.concat(pair.toClient.splice(0)));
   };
 
   const server: Server = createServer((downstream) => {
@@ -51,11 +78,15 @@ export async function startDatabaseProxy(target: { host: string; port: number })
       downstream.resetAndDestroy();
       return;
     }
-    const pair: Pair = { downstream };
+    const stalled = state === 'stalled';
+    const pair: Pair = { downstream, toServer: [], toClient: [], holdToServer: stalled, holdToClient: stalled, clientEnded: false, tail: Buffer.alloc(0) };
     pairs.add(pair);
     downstream.on('close', () => pairs.delete(pair));
-    if (state === 'up') forward(pair);
-    else downstream.pause();
+    downstream.on('data', (chunk: Buffer) => fromClient(pair, chunk));
+    downstream.on('end', () => {
+      pair.clientEnded = true;
+      if (!pair.holdToServer) pair.upstream ? pair.upstream.end() : downstream.destroy();
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -72,11 +103,18 @@ export async function startDatabaseProxy(target: { host: string; port: number })
     },
     stall() {
       state = 'stalled';
-      for (const pair of pairs) hold(pair);
+      for (const pair of pairs) {
+        pair.holdToServer = true;
+        pair.holdToClient = true;
+      }
+    },
+    faultOn(marker, kind) {
+      fault = { marker: Buffer.from(marker, 'utf8'), kind };
     },
     restore() {
       state = 'up';
-      for (const pair of pairs) if (!pair.downstream.destroyed) forward(pair);
+      fault = undefined;
+      for (const pair of pairs) release(pair);
     },
     close() {
       for (const pair of pairs) {

@@ -4,15 +4,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { setAccountPassword } from '../src/auth/accounts.js';
-import { createApp } from '../src/http/app.js';
 import { openSuccessor } from '../src/refresh/tokens.js';
 import { runCli } from '../src/cli/run.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { holdLoginInVerify } from './helpers/held-login.js';
 import {
   createTestClient,
   createTestUser,
   passwordGrant,
-  recordResponses,
   startTestService,
   type TestClient,
   testEnv,
@@ -163,18 +162,9 @@ describe('races and replays', () => {
     const client = await createTestClient(service);
     const user = await createTestUser(service, { scopes: ['profile'] });
     // Hold the login inside its password verify while the password changes underneath it.
-    let releaseVerify!: () => void;
-    let verifying!: () => void;
-    const inVerify = new Promise<void>((resolve) => (verifying = resolve));
-    const gate = new Promise<void>((resolve) => (releaseVerify = resolve));
-    const real = service.deps.passwords;
-    const gated = { ...real, verify: async (hash: string, password: string) => (verifying(), await gate, real.verify(hash, password)) };
-    const app = recordResponses(createApp({ ...service.deps, passwords: gated }));
-    const pending = passwordGrant(app, client, user).then((res) => res);
-    await inVerify;
-    await setAccountPassword(service.deps.db, real, user, 'a brand new passphrase', new Date(service.clock.now() + SECOND));
-    releaseVerify();
-    const res = await pending;
+    const login = await holdLoginInVerify(service, client, user);
+    await setAccountPassword(service.deps.db, service.deps.passwords, user, 'a brand new passphrase', new Date(service.clock.now() + SECOND));
+    const res = await login.finish();
     expect(res.status).toBe(400);
     expect(res.body).toEqual({ error: 'invalid_grant', error_description: 'the username or password is incorrect' });
     expect(await service.deps.db.selectFrom('refresh_families').select('id').where('user_id', '=', user.id).execute()).toEqual([]);

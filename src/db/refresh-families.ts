@@ -4,10 +4,12 @@ import { userScopesOf } from './users.js';
 
 /**
  * Starts a family, but only if the user is still enabled and still has the password that was just
- * verified (`passwordChangedAt` as read before the verify). The user row is held FOR SHARE until
- * commit, so a password change or a disable either happens first (and no family is created) or
- * waits and then ends this family too: a login racing "logout everywhere" cannot survive it.
- * Returns false when the guard fails.
+ * verified (`passwordChangedAt` as read before the verify, compared for equality: changePassword
+ * always moves it). The user row is held FOR SHARE until commit, so a password change or a
+ * disable either happens first (and no family is created) or waits and then ends this family too,
+ * in its own transaction: a login racing "logout everywhere" cannot survive it. This is what keeps
+ * a session from outliving a password change, with no clock compared. Returns false when the
+ * guard fails.
  */
 export async function insertFamily(
   db: Kysely<Database>,
@@ -39,7 +41,6 @@ export interface TokenFamily extends RefreshFamily {
   readonly token_created_at: Date;
   readonly username: string;
   readonly user_disabled: boolean;
-  readonly user_password_changed_at: Date;
   /** What the user may have now, directly and through roles (unsorted). */
   readonly user_scopes: string[];
 }
@@ -63,7 +64,6 @@ export async function findTokenFamily(
       't.created_at as token_created_at',
       'u.username',
       'u.disabled as user_disabled',
-      'u.password_changed_at as user_password_changed_at',
       userScopesOf(eb.ref('u.id')).as('user_scopes'),
     ])
     .where('t.token_hash', '=', tokenHash);

@@ -81,11 +81,20 @@ export async function updatePasswordHash(db: Kysely<Database>, id: string, hash:
   await db.updateTable('users').set({ password_hash: hash, updated_at: now }).where('id', '=', id).execute();
 }
 
-/** A new password chosen by the user or set by an operator. */
+/**
+ * A new password chosen by the user or set by an operator. password_changed_at always moves, even
+ * when this host's clock reads the same instant as (or one before) the last change: a login
+ * compares it for equality with the value it read before verifying the password (insertFamily),
+ * so it must differ after every change.
+ */
 export async function changePassword(db: Kysely<Database>, id: string, hash: string, now: Date): Promise<boolean> {
   const result = await db
     .updateTable('users')
-    .set({ password_hash: hash, password_changed_at: now, updated_at: now })
+    .set({
+      password_hash: hash,
+      password_changed_at: sql<Date>`greatest(${now}::timestamptz, password_changed_at + interval '1 millisecond')`,
+      updated_at: now,
+    })
     .where('id', '=', id)
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;

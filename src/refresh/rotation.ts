@@ -163,8 +163,13 @@ function refusalReason(family: TokenFamily, client: Client, now: number, idleTtl
   if (family.client_id !== client.id) return 'other_client';
   if (family.revoked_at !== null) return 'revoked';
   if (family.user_disabled) return 'user_disabled';
-  // Families end when the password changes; this also covers one started in a race with the change.
-  if (family.created_at < family.user_password_changed_at) return 'password_changed';
+  // A password change revokes every family of the user in its own transaction, and a login creates
+  // its family only while the user row still holds the password_changed_at it verified against
+  // (insertFamily, an equality under FOR SHARE), so `revoked_at` covers a password change, even one
+  // racing a login. Comparing created_at with password_changed_at, as this once did, compared two
+  // hosts' clocks: a CLI host 120 s fast ended every login of the next two minutes.
+  // Expiry below compares this replica's clock with deadlines days away that another replica set:
+  // a skew of seconds moves them by seconds, which no one can tell from the TTL itself.
   const idleDeadline = family.last_used_at.getTime() + idleTtlSeconds * 1000;
   if (now >= family.expires_at.getTime() || now >= idleDeadline) return 'expired';
   return undefined;

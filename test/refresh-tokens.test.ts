@@ -70,13 +70,17 @@ describe('issuance', () => {
     expect(family).toMatchObject({ user_id: user.id, generation: 1, revoked_at: null, scope: ['orders:read', 'profile'] });
   });
 
-  it('a client not allowed the refresh grant gets no refresh token and no sid', async () => {
+  it('a client not allowed the refresh grant gets no refresh token, and a sid naming a session without one', async () => {
     const client = await createTestClient(service, { grantTypes: ['password'] });
     const user = await createTestUser(service, { scopes: ['profile'] });
     const res = await passwordGrant(service.app, client, user);
     expect(res.status).toBe(200);
     expect(res.body.refresh_token).toBeUndefined();
-    expect(decodeJwt(res.body.access_token).sid).toBeUndefined();
+    // The session lives as long as the access token; it exists so that a logout can end the token (ATTACKS.md I3).
+    const family = await familyRow(familyOf(res.body.access_token));
+    expect(family).toMatchObject({ user_id: user.id, client_id: client.id, revoked_at: null });
+    expect(family.expires_at.getTime()).toBe(service.clock.now() + 900 * SECOND);
+    expect(await service.deps.db.selectFrom('refresh_tokens').select('token_hash').where('family_id', '=', family.id).execute()).toEqual([]);
     const rotated = await refresh(client, 'A'.repeat(43));
     expect(rotated.status).toBe(400);
     expect(rotated.body).toEqual({ error: 'unauthorized_client', error_description: 'this client may not use this grant_type' });

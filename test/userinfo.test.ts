@@ -21,10 +21,13 @@ const service = (): TestService => running.current();
 const database = (): TestDatabase => running.database();
 let client: TestClient;
 let user: Awaited<ReturnType<typeof createTestUser>>;
+/** A live session of `user`: every user token Tessera accepts names one (`sid`). */
+let sid: string;
 
 beforeAll(async () => {
   client = await createTestClient(service(), { scopes: ['profile', 'orders:read'], defaultScopes: ['profile'] });
   user = await createTestUser(service(), { scopes: ['profile'] });
+  sid = decodeJwt(await passwordToken(user)).sid as string;
 });
 
 const NOT_VALID = 'the access token is not valid';
@@ -82,6 +85,7 @@ function validClaims(overrides: Record<string, unknown> = {}): JWTPayload {
     jti: randomUUID(),
     iat: now,
     exp: now + 900,
+    sid,
     ...overrides,
   };
 }

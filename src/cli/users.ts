@@ -130,12 +130,12 @@ const setPassword = command(
   },
 );
 
-/** Logout everywhere: every refresh family of the user ends; access tokens lapse within ACCESS_TOKEN_TTL. */
+/** Logout everywhere: every session of the user ends; its access tokens stop working at Tessera at once, elsewhere within ACCESS_TOKEN_TTL. */
 const logout = command(
   {
     usage: '<username>',
-    summary: 'end every session (refresh-token family) of the user',
-    details: 'Access tokens already issued stay valid until they expire (ACCESS_TOKEN_TTL).',
+    summary: 'end every session of the user',
+    details: 'Its access tokens stop working at once at Tessera itself; services that verify them offline accept them until they expire (ACCESS_TOKEN_TTL).',
   },
   async (args, ctx) => {
     const { values, positionals } = parse(args, {}, 1);

@@ -3,18 +3,19 @@ import type { Database, FamilyRevocationReason, RefreshFamily } from './schema.j
 import { userScopesOf } from './users.js';
 
 /**
- * Starts a family, but only if the user is still enabled and still has the password that was just
- * verified (`passwordChangedAt` as read before the verify, compared for equality: changePassword
- * always moves it). The user row is held FOR SHARE until commit, so a password change or a
- * disable either happens first (and no family is created) or waits and then ends this family too,
- * in its own transaction: a login racing "logout everywhere" cannot survive it. This is what keeps
- * a session from outliving a password change, with no clock compared. Returns false when the
- * guard fails.
+ * Starts a family (a session), but only if the user is still enabled and still has the password
+ * that was just verified (`passwordChangedAt` as read before the verify, compared for equality:
+ * changePassword always moves it). The user row is held FOR SHARE until commit, so a password
+ * change or a disable either happens first (and no family is created) or waits and then ends this
+ * family too, in its own transaction: a login racing "logout everywhere" cannot survive it. This
+ * is what keeps a session from outliving a password change, with no clock compared.
+ * `firstTokenHash` is undefined for a session without refresh tokens (a client without the
+ * refresh grant). Returns false when the guard fails.
  */
 export async function insertFamily(
   db: Kysely<Database>,
   family: Omit<RefreshFamily, 'rotated_at' | 'successor_ciphertext' | 'revoked_at' | 'revoked_reason'>,
-  firstTokenHash: string,
+  firstTokenHash: string | undefined,
   passwordChangedAt: Date,
 ): Promise<boolean> {
   return db.transaction().execute(async (trx) => {
@@ -26,6 +27,7 @@ export async function insertFamily(
       .executeTakeFirst();
     if (user === undefined || user.disabled || user.password_changed_at.getTime() !== passwordChangedAt.getTime()) return false;
     await trx.insertInto('refresh_families').values(family).execute();
+    if (firstTokenHash === undefined) return true;
     await trx
       .insertInto('refresh_tokens')
       .values({ token_hash: firstTokenHash, family_id: family.id, generation: family.generation, created_at: family.created_at })

@@ -9,7 +9,7 @@ export async function findUserById(db: Kysely<Database>, id: string): Promise<Us
   return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-/** A user with whether the session `sid` (a refresh family) is still live. */
+/** A user with whether the session `sid` (a refresh family) is still live: false for a token without one. */
 export type UserSession = User & { readonly session_live: boolean };
 /** And the user's roles and effective scopes (direct and through roles), sorted. */
 export type UserProfile = UserSession & { readonly roles: string[]; readonly scopes: string[] };
@@ -38,10 +38,22 @@ function userSessionQuery(db: Kysely<Database>, userId: string, sid: string | un
     .selectFrom('users')
     .selectAll('users')
     .select((eb) => {
+      // Every user access token Tessera issues names its session (`sid`, a refresh family, with or
+      // without refresh tokens), and every way a session ends (logout, password change, disable)
+      // revokes that row, and deleting the user deletes it: so liveness is one look-up, with no
+      // clock compared. A token without `sid` (only the previous release issued such user
+      // tokens) is not live here: it names no session that a logout could end.
       const live =
         sid === undefined
-          ? sql<boolean>`true`
-          : eb.exists(eb.selectFrom('refresh_families as f').select('f.id').where('f.id', '=', sid).where('f.revoked_at', 'is', null));
+          ? sql<boolean>`false`
+          : eb.exists(
+              eb
+                .selectFrom('refresh_families as f')
+                .select('f.id')
+                .where('f.id', '=', sid)
+                .whereRef('f.user_id', '=', 'users.id')
+                .where('f.revoked_at', 'is', null),
+            );
       return sql<boolean>`${live}`.as('session_live');
     })
     .where('id', '=', userId);

@@ -5,7 +5,7 @@ import { normaliseUsername } from '../auth/usernames.js';
 import { findUserByUsername, findUserScopes, updatePasswordHash } from '../db/users.js';
 import type { Deps } from '../deps.js';
 import { invalidRequest, OAuthError } from '../oauth/errors.js';
-import { startFamily } from '../refresh/rotation.js';
+import { startSession } from '../refresh/rotation.js';
 import { signAccessToken } from '../tokens/access-token.js';
 import type { Grant, TokenRequest, TokenResponse } from './grant.js';
 
@@ -29,34 +29,33 @@ export const passwordGrant: Grant = {
       subjectAllowed: await findUserScopes(deps.db, user.id),
     });
     const authTime = new Date(deps.clock.now());
-    // A client allowed the refresh grant gets a refresh token, which starts a family (its `sid`).
-    let family: { token: string; familyId: string } | undefined;
-    if (request.client.grant_types.includes('refresh_token')) {
-      family = await startFamily(deps, {
-        userId: user.id,
-        passwordChangedAt: user.password_changed_at,
-        clientId: request.client.id,
-        scope,
-        authTime,
-      });
-      // The password changed (or the user was disabled) while we verified it: the login is void.
-      if (family === undefined) throw new OAuthError('invalid_grant', 'the username or password is incorrect');
-    }
+    // Every login starts a session (its `sid`); a client allowed the refresh grant also gets the
+    // session's first refresh token (src/refresh/rotation.ts, startSession).
+    const session = await startSession(deps, {
+      userId: user.id,
+      passwordChangedAt: user.password_changed_at,
+      clientId: request.client.id,
+      scope,
+      authTime,
+      refreshable: request.client.grant_types.includes('refresh_token'),
+    });
+    // The password changed (or the user was disabled) while we verified it: the login is void.
+    if (session === undefined) throw new OAuthError('invalid_grant', 'the username or password is incorrect');
     const accessToken = await signAccessToken(deps, {
       sub: user.id,
       clientId: request.client.id,
       scope,
       audience: request.client.audience,
       authTime: Math.floor(authTime.getTime() / 1000),
-      ...(family ? { sid: family.familyId } : {}),
+      sid: session.familyId,
     });
-    audit(deps.log, 'login_succeeded', { user_id: user.id, client_id: request.client.id, ip: request.ip, family_id: family?.familyId });
+    audit(deps.log, 'login_succeeded', { user_id: user.id, client_id: request.client.id, ip: request.ip, family_id: session.familyId });
     return {
       access_token: accessToken.token,
       token_type: 'Bearer',
       expires_in: accessToken.expiresIn,
       scope: formatScope(scope),
-      ...(family ? { refresh_token: family.token } : {}),
+      ...(session.token === undefined ? {} : { refresh_token: session.token }),
     };
   },
 };

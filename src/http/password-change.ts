@@ -10,8 +10,8 @@ import { noStore, parseForm, parseJson, readParams, rejectQueryParameters, requi
 
 /**
  * POST /users/me/password: the bearer changes their own password, proving the current one. Every
- * refresh family of the user ends (logout everywhere), this session's included; access tokens
- * lapse within ACCESS_TOKEN_TTL. 204 on success.
+ * session of the user ends (logout everywhere), this one included: their access tokens stop
+ * working at Tessera's own endpoints at once, and elsewhere within ACCESS_TOKEN_TTL. 204 on success.
  */
 export function passwordChangeRouter(deps: Deps): Router {
   const router = Router();

@@ -6,27 +6,34 @@ import type { Deps } from '../deps.js';
 import { OAuthError } from '../oauth/errors.js';
 import { generateRefreshToken, hashRefreshToken, openSuccessor, sealSuccessor } from './tokens.js';
 
-export interface NewFamily {
+export interface NewSession {
   readonly userId: string;
   /** The user's password_changed_at as read when the password was verified. */
   readonly passwordChangedAt: Date;
   readonly clientId: string;
   readonly scope: readonly string[];
   readonly authTime: Date;
+  /** The client may use the refresh grant: the session gets its first refresh token. */
+  readonly refreshable: boolean;
 }
 
 /**
- * A login starts a family: its first refresh token, and the family id that becomes the access
- * token's `sid`. Undefined if the user's password changed, or the user was disabled, since the
- * password was verified.
+ * A login starts a session: a family whose id becomes the access token's `sid`, with its first
+ * refresh token when the client may refresh. A client without the refresh grant gets a session all
+ * the same, one that lives as long as the access token (ACCESS_TOKEN_TTL) and has no refresh
+ * token: it is what a logout, a password change, disabling or deleting the user ends, so that the
+ * access token stops working at Tessera's own endpoints at once (OWASP ASVS 5.0 V7.4.3) without
+ * comparing its `iat` with any host's clock. Undefined if the user's password changed, or the user
+ * was disabled, since the password was verified.
  */
-export async function startFamily(
+export async function startSession(
   deps: Pick<Deps, 'db' | 'clock' | 'config'>,
-  start: NewFamily,
-): Promise<{ token: string; familyId: string } | undefined> {
-  const token = generateRefreshToken();
+  start: NewSession,
+): Promise<{ familyId: string; token: string | undefined } | undefined> {
+  const token = start.refreshable ? generateRefreshToken() : undefined;
   const familyId = randomUUID();
   const now = new Date(deps.clock.now());
+  const lifetime = start.refreshable ? deps.config.refreshTokenAbsoluteTtl : deps.config.accessTokenTtl;
   const started = await insertFamily(
     deps.db,
     {
@@ -36,14 +43,14 @@ export async function startFamily(
       scope: [...start.scope],
       auth_time: start.authTime,
       created_at: now,
-      expires_at: new Date(now.getTime() + deps.config.refreshTokenAbsoluteTtl * 1000),
+      expires_at: new Date(now.getTime() + lifetime * 1000),
       last_used_at: now,
       generation: 1,
     },
-    hashRefreshToken(token),
+    token === undefined ? undefined : hashRefreshToken(token),
     start.passwordChangedAt,
   );
-  return started ? { token, familyId } : undefined;
+  return started ? { familyId, token } : undefined;
 }
 
 export interface Rotation {

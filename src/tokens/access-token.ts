@@ -20,7 +20,7 @@ export interface AccessTokenSubject {
   readonly audience: readonly string[];
   /** When the user last authenticated (seconds). */
   readonly authTime?: number;
-  /** The refresh family, where there is one. */
+  /** The session (a refresh family, with or without refresh tokens): every user token has one, client tokens none. */
   readonly sid?: string;
 }
 

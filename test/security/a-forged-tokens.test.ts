@@ -9,7 +9,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createFakeClock } from '../helpers/clock.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { b64url, type ForgeOptions, forgeJwt, signRawJwt } from '../helpers/forge.js';
-import { createTestClient, createTestUser, startTestService, testEnv, type TestClient, type TestService, uniqueName } from '../helpers/service.js';
+import { createTestClient, createTestUser, passwordGrant, startTestService, testEnv, type TestClient, type TestService, uniqueName } from '../helpers/service.js';
 
 /*
  * ATTACKS.md A: forged and confused access tokens, built here with jose and node:crypto (the
@@ -50,6 +50,8 @@ let issuer: string;
 let downstream: Express;
 let gateway: TestClient;
 let admin: Awaited<ReturnType<typeof createTestUser>>;
+/** A live session of the admin: every user token Tessera accepts names one (`sid`, ATTACKS.md I3). */
+let sid: string;
 /** The attacker's own keys: an RSA one (also served by the listener), an EC and an Ed25519 one. */
 let attacker: { rsa: KeyPair; ec: KeyPair; ed: KeyPair };
 /** A listener of the attacker's that serves the attacker's JWKS to anyone who asks, and counts. */
@@ -91,6 +93,7 @@ beforeAll(async () => {
 
   gateway = await createTestClient(service, { audience: [AUDIENCE], scopes: ['admin', 'profile', 'orders:read'], defaultScopes: ['profile'] });
   admin = await createTestUser(service, { scopes: ['profile', 'orders:read'], roles: { administrators: ['admin'] } });
+  sid = decodeJwt((await passwordGrant(service.app, gateway, admin, { scope: ADMIN_SCOPE })).body.access_token).sid as string;
 
   const [rsa, ec, ed] = await Promise.all([
     generateKeyPair('RS256', { modulusLength: 2048, extractable: true }),
@@ -134,6 +137,7 @@ function validClaims(overrides: Record<string, unknown> = {}): JWTPayload {
     jti: randomUUID(),
     iat: now(),
     exp: now() + 900,
+    sid,
     ...overrides,
   };
 }
@@ -422,10 +426,21 @@ const userExists = async (username: string) =>
 const passwordHash = async () =>
   (await service.deps.db.selectFrom('users').select('password_hash').where('id', '=', admin.id).executeTakeFirstOrThrow()).password_hash;
 
-/** Puts the admin's password back (so that a change, wanted or not, spoils no later test); returns the hash it found. */
+/**
+ * Puts the admin's password back, and the sessions a change ended (so that a change, wanted or
+ * not, spoils no later test: the forged tokens name one of them); returns the hash it found.
+ */
 async function restorePasswordHash(hash: string): Promise<string> {
   const found = await passwordHash();
-  if (found !== hash) await service.deps.db.updateTable('users').set({ password_hash: hash }).where('id', '=', admin.id).execute();
+  if (found !== hash) {
+    await service.deps.db.updateTable('users').set({ password_hash: hash }).where('id', '=', admin.id).execute();
+    await service.deps.db
+      .updateTable('refresh_families')
+      .set({ revoked_at: null, revoked_reason: null })
+      .where('user_id', '=', admin.id)
+      .where('revoked_reason', '=', 'password_changed')
+      .execute();
+  }
   return found;
 }
 

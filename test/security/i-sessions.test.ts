@@ -1,5 +1,6 @@
 /**
- * ATTACKS.md section I, the session cases: decisions that compared two hosts' clocks (I5).
+ * ATTACKS.md section I, the session cases: access tokens that outlived what ended their session
+ * (I3), and decisions that compared two hosts' clocks (I5).
  */
 import { decodeJwt } from 'jose';
 import request from 'supertest';
@@ -7,6 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { setAccountPassword } from '../../src/auth/accounts.js';
 import { runCli } from '../../src/cli/run.js';
 import type { Env } from '../../src/config.js';
+import { signAccessToken } from '../../src/tokens/access-token.js';
 import { createFakeClock, type FakeClock } from '../helpers/clock.js';
 import type { TestDatabase } from '../helpers/database.js';
 import { holdLoginInVerify } from '../helpers/held-login.js';
@@ -32,7 +34,10 @@ beforeAll(() => {
 });
 
 const SECOND = 1000;
+const MINUTE = 60 * SECOND;
 const INVALID_GRANT = { error: 'invalid_grant', error_description: 'the refresh token is invalid, expired or revoked' };
+const INVALID_TOKEN = { error: 'invalid_token', error_description: 'the access token is not valid' };
+const INVALID_TOKEN_CHALLENGE = 'Bearer realm="tessera", error="invalid_token"';
 
 function refresh(client: TestClient, token: string, app = service.app) {
   return request(app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'refresh_token', refresh_token: token });
@@ -56,6 +61,117 @@ async function cli(argv: string[], clock: FakeClock, stdin?: string): Promise<nu
 }
 
 const keysOf = (from: TestService) => from.config.keyEncryptionKeys!.map((key) => key.toString('base64')).join(',');
+
+describe('I3 access tokens end with their session', () => {
+  /** An operator: an admin with their own token, who stays logged in throughout. */
+  let operator: string;
+  beforeAll(async () => {
+    const console = await createTestClient(service, { scopes: ['admin'], defaultScopes: ['admin'] });
+    const root = await createTestUser(service, { scopes: ['admin'] });
+    const res = await passwordGrant(service.app, console, root);
+    expect(res.status).toBe(200);
+    operator = `Bearer ${res.body.access_token as string}`;
+  });
+  const admin = (method: 'post' | 'patch' | 'delete', path: string, body?: object) => {
+    const req = request(service.app)[method](path).set('Authorization', operator);
+    return body === undefined ? req : req.send(body);
+  };
+
+  type Victim = { id: string; username: string; password: string; token: string; familyId: string };
+  const ENDINGS: [string, (victim: Victim) => Promise<void>][] = [
+    ['set-password (CLI)', async (v) => void (await cli(['users', 'set-password', v.username, '--password-stdin'], service.clock, 'an operator-chosen passphrase'))],
+    ['set-password (admin API)', async (v) => expect((await admin('post', `/admin/users/${v.id}/password`, {})).status).toBe(200)],
+    ['logout (CLI)', async (v) => void (await cli(['users', 'logout', v.username], service.clock))],
+    ['logout (admin API)', async (v) => expect((await admin('delete', `/admin/users/${v.id}/sessions`)).status).toBe(200)],
+    ['this session ended (admin API)', async (v) => expect((await admin('delete', `/admin/users/${v.id}/sessions/${v.familyId}`)).status).toBe(204)],
+    ['disable (CLI)', async (v) => void (await cli(['users', 'disable', v.username], service.clock))],
+    ['disable (admin API)', async (v) => expect((await admin('patch', `/admin/users/${v.id}`, { disabled: true })).status).toBe(200)],
+    ['delete (CLI)', async (v) => void (await cli(['users', 'delete', v.username], service.clock))],
+    ['delete (admin API)', async (v) => expect((await admin('delete', `/admin/users/${v.id}`)).status).toBe(204)],
+  ];
+  const CLIENTS = [
+    ['password only (the README recipe)', ['password']],
+    ['password and refresh_token', ['password', 'refresh_token']],
+  ] as const;
+
+  /** An admin logged in through a client with these grants: the token works at /admin. */
+  async function loggedInAdmin(grantTypes: readonly ('password' | 'refresh_token')[]) {
+    const client = await createTestClient(service, { grantTypes: [...grantTypes], scopes: ['admin'], defaultScopes: ['admin'] });
+    const user = await createTestUser(service, { scopes: ['admin'] });
+    const res = await passwordGrant(service.app, client, user);
+    expect(res.status).toBe(200);
+    expect(res.body.refresh_token === undefined).toBe(!grantTypes.includes('refresh_token'));
+    const token = res.body.access_token as string;
+    const familyId = decodeJwt(token).sid as string;
+    expect(familyId).toMatch(/^[0-9a-f-]{36}$/);
+    return { client, victim: { id: user.id, username: user.username, password: user.password, token, familyId } };
+  }
+
+  async function expectDead(client: TestClient, token: string): Promise<void> {
+    const bearer = `Bearer ${token}`;
+    for (const res of [
+      await request(service.app).get('/admin/users').set('Authorization', bearer),
+      await request(service.app).get('/userinfo').set('Authorization', bearer),
+      await request(service.app).post('/users/me/password').set('Authorization', bearer).send({ current_password: 'whatever it was', new_password: 'something else entirely' }),
+    ]) {
+      expect(res.status).toBe(401);
+      expect(res.headers['www-authenticate']).toBe(INVALID_TOKEN_CHALLENGE);
+      expect(res.body).toEqual(INVALID_TOKEN);
+    }
+    const introspection = await request(service.app).post('/introspect').type('form').set('Authorization', client.basic).send({ token });
+    expect(introspection.status).toBe(200);
+    expect(introspection.body).toStrictEqual({ active: false });
+  }
+
+  describe.each(CLIENTS)('a client with %s', (_name, grantTypes) => {
+    it.each(ENDINGS)(`I3 %s: the admin's access token stops working at once everywhere Tessera serves`, async (_ending, end) => {
+      const { client, victim } = await loggedInAdmin(grantTypes);
+      expect((await request(service.app).get('/admin/users').set('Authorization', `Bearer ${victim.token}`)).status).toBe(200);
+      expect((await request(service.app).post('/introspect').type('form').set('Authorization', client.basic).send({ token: victim.token })).body).toMatchObject({ active: true });
+      await end(victim);
+      await expectDead(client, victim.token);
+    });
+  });
+
+  it("I3 changing one's own password ends the access token that changed it, without a refresh grant too", async () => {
+    const { client, victim } = await loggedInAdmin(['password']);
+    noteSecret('new password', 'a new passphrase of my own');
+    const changed = await request(service.app)
+      .post('/users/me/password')
+      .set('Authorization', `Bearer ${victim.token}`)
+      .send({ current_password: victim.password, new_password: 'a new passphrase of my own' });
+    expect(changed.status).toBe(204);
+    await expectDead(client, victim.token);
+  });
+
+  it('I3 a session without refresh tokens is listed like any other, lives as long as its access token, and can be ended', async () => {
+    const { victim } = await loggedInAdmin(['password']);
+    const list = await request(service.app).get(`/admin/users/${victim.id}/sessions`).set('Authorization', operator);
+    expect(list.status).toBe(200);
+    const createdAt = new Date(service.clock.now()).toISOString();
+    expect(list.body).toEqual({
+      items: [{
+        id: victim.familyId,
+        client_id: decodeJwt(victim.token).client_id,
+        scope: 'admin',
+        created_at: createdAt,
+        last_used_at: createdAt,
+        expires_at: new Date(service.clock.now() + 15 * MINUTE).toISOString(),
+        revoked_at: null,
+        revoked_reason: null,
+      }],
+      next_after: null,
+    });
+    expect(await database.db.selectFrom('refresh_tokens').select('token_hash').where('family_id', '=', victim.familyId).execute()).toEqual([]);
+  });
+
+  it('I3 a user token without sid (only the previous release issued them) is not live at Tessera\'s own endpoints', async () => {
+    const client = await createTestClient(service, { grantTypes: ['password'], scopes: ['admin'], defaultScopes: ['admin'] });
+    const user = await createTestUser(service, { scopes: ['admin'] });
+    const { token } = await signAccessToken(service.deps, { sub: user.id, clientId: client.id, scope: ['admin'], audience: [], authTime: Math.floor(service.clock.now() / 1000) });
+    await expectDead(client, token);
+  });
+});
 
 describe('I5 no decision compares two hosts\' clocks', () => {
   it('I5 a login right after a password change made by the CLI on a clock 120 s ahead can refresh', async () => {

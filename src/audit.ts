@@ -11,6 +11,7 @@ export type AuditEvent =
   | 'token_refreshed'
   | 'refresh_token_replayed'
   | 'refresh_token_reuse_detected'
+  | 'refresh_outcome_unknown'
   | 'refresh_failed'
   | 'refresh_family_revoked'
   | 'user_logged_out'
@@ -33,7 +34,7 @@ export type AuditEvent =
   | 'user_registered'
   | 'admin_access_denied';
 
-/** Security events that need a human (reuse of a refresh token) are logged at `warn`. */
+/** Security events that need a human (reuse of a refresh token, a late replay) are logged at `warn`. */
 export function audit(log: Logger, event: AuditEvent, fields: Readonly<Record<string, unknown>>, level: 'info' | 'warn' = 'info'): void {
   log[level]({ audit: true, event, ...fields }, event);
 }

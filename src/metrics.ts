@@ -62,6 +62,7 @@ export interface Metrics {
   tokenRequest(grant: GrantLabel, outcome: TokenOutcome): void;
   refreshReuseDetected(): void;
   refreshGraceReplayed(): void;
+  refreshLateReplayed(): void;
   rateLimitRejected(layer: LimitLayer): void;
   argon2Completed(operation: Argon2Operation, seconds: number): void;
   /** Starts timing a request; call the result once its response has been sent. */
@@ -107,12 +108,17 @@ export function createMetrics(): Metrics {
   });
   const reuseDetections = new Counter({
     name: 'tessera_refresh_token_reuse_detections_total',
-    help: 'Consumed refresh tokens presented outside the grace window: each revoked its family.',
+    help: 'Consumed refresh tokens presented after their successor was used: each revoked its family.',
     registers,
   });
   const graceReplays = new Counter({
     name: 'tessera_refresh_token_grace_replays_total',
     help: 'Refreshes retried inside REFRESH_REUSE_GRACE that got the same successor again.',
+    registers,
+  });
+  const lateReplays = new Counter({
+    name: 'tessera_refresh_token_late_replays_total',
+    help: 'Refresh tokens presented again after REFRESH_REUSE_GRACE, before their successor was used: served that successor (audit refresh_token_replayed, late).',
     registers,
   });
   const rateLimitRejections = new Counter({
@@ -192,6 +198,7 @@ export function createMetrics(): Metrics {
     tokenRequest: (grant, outcome) => tokenRequests.inc({ grant, outcome }),
     refreshReuseDetected: () => reuseDetections.inc(),
     refreshGraceReplayed: () => graceReplays.inc(),
+    refreshLateReplayed: () => lateReplays.inc(),
     rateLimitRejected: (layer) => rateLimitRejections.inc({ layer }),
     argon2Completed: (operation, seconds) => argon2Duration.observe({ operation }, seconds),
     httpRequestStarted: () => {

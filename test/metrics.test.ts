@@ -99,6 +99,7 @@ describe('GET /metrics', () => {
       tessera_token_requests_total: 'counter',
       tessera_refresh_token_reuse_detections_total: 'counter',
       tessera_refresh_token_grace_replays_total: 'counter',
+      tessera_refresh_token_late_replays_total: 'counter',
       tessera_rate_limit_rejections_total: 'counter',
       tessera_rate_limit_backend: 'gauge',
       tessera_argon2_duration_seconds: 'histogram',
@@ -157,7 +158,8 @@ describe('after traffic', () => {
     expect(login.status).toBe(200);
     const failed = await token(client, { grant_type: 'password', username: user.username, password: 'not the password' });
     expect(failed.status).toBe(400);
-    // A refresh; a retry of it inside the grace window (through /refresh); the same token after it: reuse.
+    // A refresh; a retry of it inside the grace window (through /refresh); one after it (late);
+    // the successor used; the parent again: reuse.
     const parent = login.body.refresh_token as string;
     expect((await token(client, { grant_type: 'refresh_token', refresh_token: parent })).status).toBe(200);
     service.clock.advance(1 * SECOND);
@@ -168,6 +170,8 @@ describe('after traffic', () => {
       .send({ refresh_token: parent });
     expect(replay.status).toBe(200);
     service.clock.advance(30 * SECOND);
+    expect((await token(client, { grant_type: 'refresh_token', refresh_token: parent })).status).toBe(200);
+    expect((await token(client, { grant_type: 'refresh_token', refresh_token: replay.body.refresh_token })).status).toBe(200);
     const reuse = await token(client, { grant_type: 'refresh_token', refresh_token: parent });
     expect(reuse.body).toEqual({ error: 'invalid_grant', error_description: 'the refresh token is invalid, expired or revoked' });
     // One source past login_ip: its requests lack a password (no Argon2 work), the last is refused.
@@ -188,12 +192,13 @@ describe('after traffic', () => {
       [requests('password', 'invalid_grant')]: 1,
       [requests('password', 'invalid_request')]: LOGIN_IP_LIMIT,
       [requests('password', 'rate_limited')]: 1,
-      [requests('refresh_token', 'success')]: 2,
+      [requests('refresh_token', 'success')]: 4,
       [requests('refresh_token', 'invalid_grant')]: 1,
       [requests('client_credentials', 'success')]: 1,
       [requests('unknown', 'unsupported_grant_type')]: 1,
     });
     expect(moved(before, after, 'tessera_refresh_token_grace_replays_total')).toEqual({ tessera_refresh_token_grace_replays_total: 1 });
+    expect(moved(before, after, 'tessera_refresh_token_late_replays_total')).toEqual({ tessera_refresh_token_late_replays_total: 1 });
     expect(moved(before, after, 'tessera_refresh_token_reuse_detections_total')).toEqual({
       tessera_refresh_token_reuse_detections_total: 1,
     });
@@ -207,7 +212,7 @@ describe('after traffic', () => {
     const http = (route: string, status: string, method = 'POST') =>
       seriesKey('tessera_http_request_duration_seconds_count', { method, route, status });
     expect(moved(before, after, 'tessera_http_request_duration_seconds_count')).toEqual({
-      [http('/token', '200')]: 3,
+      [http('/token', '200')]: 5,
       [http('/refresh', '200')]: 1,
       [http('/token', '400')]: 3 + LOGIN_IP_LIMIT,
       [http('/token', '429')]: 1,

@@ -188,7 +188,7 @@ describe('races and replays', () => {
     expect(openSuccessor(tokens.refresh_token, sealed, family.id, [randomBytes(32), ...service.deps.successorKeys])).toBe(next.body.refresh_token);
   });
 
-  it('REFRESH_REUSE_GRACE is honoured as configured', async () => {
+  it('REFRESH_REUSE_GRACE is honoured as configured: it decides how a replay is logged, never whether it is served', async () => {
     const short = await startTestService(database, { env: { ...env, REFRESH_REUSE_GRACE: '2s' }, clock: service.clock });
     try {
       const { client, tokens } = await setup();
@@ -196,7 +196,9 @@ describe('races and replays', () => {
       service.clock.advance(2 * SECOND);
       expect((await refresh(client, tokens.refresh_token, {}, short.app)).body.refresh_token).toBe(first.body.refresh_token);
       service.clock.advance(1 * SECOND);
-      expect((await refresh(client, tokens.refresh_token, {}, short.app)).body).toEqual(INVALID_GRANT);
+      expect((await refresh(client, tokens.refresh_token, {}, short.app)).body.refresh_token).toBe(first.body.refresh_token);
+      const replays = short.logs.entries('refresh_token_replayed').filter((e) => e['family_id'] === familyOf(tokens.access_token));
+      expect(replays.map((e) => [e['level'], e['late']])).toEqual([['info', undefined], ['warn', true]]);
     } finally {
       await short.close();
     }
@@ -373,12 +375,17 @@ describe('housekeeping', () => {
     expect(await service.deps.db.selectFrom('refresh_tokens').select('token_hash').where('family_id', '=', familyOf(expired.tokens.access_token)).execute()).toEqual([]);
   });
 
-  it('purge erases sealed successors once their grace window is over, and skips families a refresh holds', async () => {
+  it('purge keeps the sealed successor of a live family however old (a late retry needs it), and skips families a refresh holds', async () => {
     const held = await setup();
     const other = await setup();
     for (const s of [held, other]) expect((await refresh(s.client, s.tokens.refresh_token)).status).toBe(200);
     const longAgo = new Date(service.clock.now() - DAY);
     await service.deps.db.updateTable('refresh_families').set({ rotated_at: longAgo }).where('id', 'in', [familyOf(held.tokens.access_token), familyOf(other.tokens.access_token)]).execute();
+    // Both past their absolute lifetime: purge deletes the one no refresh holds.
+    await service.deps.db.updateTable('refresh_families').set({ expires_at: longAgo }).where('id', 'in', [familyOf(held.tokens.access_token), familyOf(other.tokens.access_token)]).execute();
+    const live = await setup();
+    const rotated = await refresh(live.client, live.tokens.refresh_token);
+    await service.deps.db.updateTable('refresh_families').set({ rotated_at: longAgo }).where('id', '=', familyOf(live.tokens.access_token)).execute();
 
     const blocker = await service.deps.db.connection().execute(async (connection) => {
       await sql`begin`.execute(connection);
@@ -391,7 +398,10 @@ describe('housekeeping', () => {
     });
     expect(blocker).toBe(0);
     expect((await familyRow(familyOf(held.tokens.access_token))).successor_ciphertext).not.toBeNull();
-    expect((await familyRow(familyOf(other.tokens.access_token))).successor_ciphertext).toBeNull();
+    expect(await service.deps.db.selectFrom('refresh_families').select('id').where('id', '=', familyOf(other.tokens.access_token)).execute()).toEqual([]);
+    expect((await familyRow(familyOf(live.tokens.access_token))).successor_ciphertext).not.toBeNull();
+    // A day after the rotation, the parent's retry still gets its unused successor.
+    expect((await refresh(live.client, live.tokens.refresh_token)).body.refresh_token).toBe(rotated.body.refresh_token);
   });
 });
 

@@ -34,6 +34,15 @@ export interface PostgresOptions {
  * a millisecond's work, so when the database is unreachable or stalled a request fails with 503
  * (src/http/errors.ts) within about two seconds instead of hanging, and the pool reconnects by
  * itself once the database is back.
+ *
+ * statement_timeout (PostgreSQL's, from when a statement starts there) is shorter than
+ * query_timeout (the client's, from when the query is sent), so a statement that reached the
+ * server and got stuck there is cancelled, and rolled back, before the client gives up on it.
+ * No timeout can close the rest: query_timeout fails the request but leaves the query on its
+ * connection, so a statement held up in the network runs when it arrives, after the 503, and an
+ * answer can be lost after the commit. A refresh rotation is the one write whose late commit
+ * would matter; src/refresh/rotation.ts makes it harmless (the parent's retry gets the successor
+ * the late commit sealed) and visible (audit `refresh_outcome_unknown`).
  */
 export function openPostgres(url: string, log: Logger, options: PostgresOptions = {}): DatabaseHandle {
   const timeouts = options.forMigrations

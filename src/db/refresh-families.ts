@@ -78,11 +78,12 @@ export async function findFamilyById(db: Kysely<Database>, id: string): Promise<
 
 /**
  * Moves the family from `fromGeneration` to the next in one statement: the new token's hash, and the
- * new token sealed for a grace replay. A compare-and-set that never waits: if another rotation of the
- * family (on any replica) or a revocation got there first, or holds the row right now, nothing
- * changes and the answer is false. Because it never waits on a lock, the statement commits (or not)
- * at once, while its caller still waits for the answer: it cannot commit by itself later, after the
- * connection died and the client was told 503.
+ * new token sealed for a replay by the parent's holder. A compare-and-set that never waits: if
+ * another rotation of the family (on any replica) or a revocation got there first, or holds the row
+ * right now, nothing changes and the answer is false. It never waits on a lock, but it can still
+ * commit without its caller hearing of it: the answer lost on the way back, or the statement itself
+ * held up in the network past the client's query_timeout (src/db/connect.ts) and run when it
+ * arrives. A retry of the parent then gets the successor this statement sealed (src/refresh/rotation.ts).
  */
 export async function advanceFamily(
   db: Kysely<Database>,
@@ -194,24 +195,4 @@ export async function purgeDeadFamilies(db: Kysely<Database>, now: Date, idleTtl
     )
     .executeTakeFirst();
   return Number(result.numDeletedRows);
-}
-
-/** Erases sealed successors whose grace window is over: nothing can open them for a replay any more. */
-export async function eraseStaleSuccessors(db: Kysely<Database>, graceEnded: Date, batchSize: number): Promise<number> {
-  const result = await db
-    .updateTable('refresh_families')
-    .set({ successor_ciphertext: null })
-    .where(
-      'id',
-      'in',
-      db
-        .selectFrom('refresh_families')
-        .select('id')
-        .where('successor_ciphertext', 'is not', null)
-        .where('rotated_at', '<', graceEnded)
-        .limit(batchSize)
-        .modifyEnd(sql`for update skip locked`),
-    )
-    .executeTakeFirst();
-  return Number(result.numUpdatedRows);
 }

@@ -93,7 +93,7 @@ async function introspectRefreshToken(deps: Deps, token: string, caller: Client)
   if (state === undefined || state.client_id !== caller.id) return INACTIVE;
   const now = deps.clock.now();
   const expires = Math.min(state.expires_at.getTime(), state.last_used_at.getTime() + deps.config.refreshTokenIdleTtl * 1000);
-  // Only the current token of a live family is usable; a consumed one is not, even inside the grace window.
+  // Only the current token of a live family is usable; a consumed one is not, even while a retry of it would still get its successor.
   if (state.revoked_at !== null || state.user_disabled || now >= expires || state.token_generation !== state.generation) return INACTIVE;
   return {
     active: true,

@@ -1,20 +1,19 @@
-import { eraseStaleSuccessors, purgeDeadFamilies } from '../db/refresh-families.js';
+import { purgeDeadFamilies } from '../db/refresh-families.js';
 import type { Deps } from '../deps.js';
 
 const BATCH_SIZE = 500;
-/** One run stops after this many batches of each kind; the next run carries on. */
+/** One run stops after this many batches; the next run carries on. */
 const MAX_BATCHES_PER_RUN = 200;
 
 /**
- * Deletes expired refresh families and erases sealed successors past their grace window, in small
- * batches (each its own short statement, skipping rows a refresh holds), so housekeeping never
- * holds locks on live sessions for long. Returns how many families were deleted.
+ * Deletes expired refresh families in small batches (each its own short statement, skipping rows a
+ * refresh holds), so housekeeping never holds locks on live sessions for long. Returns how many
+ * families were deleted. A live family's sealed successor is kept, however old: a client whose
+ * rotation answer was lost may retry with the parent at any time before the successor is used
+ * (src/refresh/rotation.ts); it goes when the successor rotates, or the family ends.
  */
 export async function purgeRefreshFamilies(deps: Pick<Deps, 'db' | 'clock' | 'config'>): Promise<number> {
-  const now = new Date(deps.clock.now());
-  const graceEnded = new Date(now.getTime() - deps.config.refreshReuseGrace * 1000);
-  await inBatches(() => eraseStaleSuccessors(deps.db, graceEnded, BATCH_SIZE));
-  return inBatches(() => purgeDeadFamilies(deps.db, now, deps.config.refreshTokenIdleTtl, BATCH_SIZE));
+  return inBatches(() => purgeDeadFamilies(deps.db, new Date(deps.clock.now()), deps.config.refreshTokenIdleTtl, BATCH_SIZE));
 }
 
 async function inBatches(batch: () => Promise<number>): Promise<number> {

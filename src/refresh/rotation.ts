@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { audit } from '../audit.js';
+import { isDatabaseAnswer } from '../db/errors.js';
 import { advanceFamily, findTokenFamily, insertFamily, revokeFamily, type TokenFamily } from '../db/refresh-families.js';
 import type { Client, RefreshFamily } from '../db/schema.js';
 import type { Deps } from '../deps.js';
@@ -54,7 +55,7 @@ export async function startSession(
 }
 
 export interface Rotation {
-  /** The successor: new, or the same one again for a retry inside the grace window. */
+  /** The successor: new, or the same one again for a retry of its parent. */
   readonly token: string;
   readonly family: RefreshFamily;
   readonly scope: string[];
@@ -62,7 +63,8 @@ export interface Rotation {
 }
 
 type Outcome =
-  | { readonly kind: 'rotated' | 'replayed'; readonly token: string; readonly family: TokenFamily; readonly scope: string[] }
+  | { readonly kind: 'rotated'; readonly token: string; readonly family: TokenFamily; readonly scope: string[] }
+  | { readonly kind: 'replayed'; readonly late: boolean; readonly token: string; readonly family: TokenFamily; readonly scope: string[] }
   | { readonly kind: 'reuse'; readonly family: TokenFamily }
   | { readonly kind: 'refused'; readonly reason: string; readonly family?: TokenFamily };
 
@@ -74,17 +76,21 @@ const busy = () =>
 
 /**
  * One refresh in two round trips: read the token's family (with its user, one query), then move the
- * family on with a compare-and-set (advanceFamily: one statement that never waits on a lock, so it
- * commits before the response is sent or not at all). No lock is held between the two. If the
- * database fails, nothing is consumed and the presented token still works. `decideScope` runs
+ * family on with a compare-and-set (advanceFamily: one statement that never waits on a lock). No
+ * lock is held between the two. If the database fails before the statement commits, nothing is
+ * consumed and the presented token still works; if it commits but its answer is lost (or it lands
+ * late, after the client was told 503), the retry below gets its successor. `decideScope` runs
  * before the write, so an invalid_scope leaves the token unused too.
  *
  * - The current token rotates: its successor is stored (hash, plus the sealed copy for replays).
- * - The immediate parent, again, by the same client, within REFRESH_REUSE_GRACE of the rotation,
- *   gets that same successor back: a retry or a race, not an attack (no sibling is minted). A
- *   request that loses the compare-and-set to such a twin is answered this way too.
- * - Anything older, or the parent after the grace window, is reuse (RFC 9700 §4.14.2): the family
- *   is revoked and the event is logged.
+ * - The immediate parent, again, by the same client, while the successor has not been used, gets
+ *   that same successor back (no sibling is minted): a retry whose answer was lost, however long
+ *   the outage lasted (DESIGN.md: an infrastructure failure is never invalid_grant), or two
+ *   requests racing. A request that loses the compare-and-set to such a twin is answered this way
+ *   too. Within REFRESH_REUSE_GRACE of the rotation that is an ordinary retry; after it, it is still
+ *   served, but logged at warn with `late: true`, so that a late parent shows up where alerts look.
+ * - Anything older, or the parent once its successor has been used (the family has moved on), is
+ *   reuse (RFC 9700 §4.14.2): the family is revoked and the event is logged.
  */
 export async function rotateRefreshToken(
   deps: Deps,
@@ -98,6 +104,7 @@ export async function rotateRefreshToken(
 ): Promise<Rotation> {
   const now = deps.clock.now();
   const tokenHash = hashRefreshToken(request.token);
+  const context = { client_id: request.client.id, ip: request.ip };
   /** The family as it stands, or why it cannot be refreshed by this client now. */
   const read = async (options: { afterWriters?: boolean } = {}): Promise<TokenFamily | Outcome> => {
     const family = await findTokenFamily(deps.db, tokenHash, options);
@@ -106,6 +113,25 @@ export async function rotateRefreshToken(
     return reason === undefined ? family : { kind: 'refused', reason, family };
   };
 
+  /** The compare-and-set from the presented (current) token to `successor`. */
+  const advance = (family: TokenFamily, successor: string): Promise<boolean> =>
+    advanceFamily(deps.db, {
+      familyId: family.id,
+      fromGeneration: family.generation,
+      tokenHash: hashRefreshToken(successor),
+      successorCiphertext: sealSuccessor(request.token, successor, family.id, deps.successorKeys),
+      now: new Date(now),
+    }).catch((error: unknown) => {
+      // No answer from PostgreSQL (a timeout, a lost connection): the rotation may have committed,
+      // or may still, with no token_refreshed line. Say so, so that a later replay of this token
+      // can be matched with it. An error PostgreSQL answered means it did not commit.
+      if (!isDatabaseAnswer(error)) {
+        const fields = { ...context, user_id: family.user_id, family_id: family.id, generation_presented: family.generation };
+        audit(deps.log, 'refresh_outcome_unknown', fields, 'warn');
+      }
+      throw error;
+    });
+
   const decide = async (): Promise<Outcome> => {
     let family = await read();
     for (let attempt = 1; ; attempt += 1) {
@@ -113,41 +139,45 @@ export async function rotateRefreshToken(
       if (family.token_generation !== family.generation) break;
       const scope = request.decideScope(family);
       const successor = generateRefreshToken();
-      const advanced = await advanceFamily(deps.db, {
-        familyId: family.id,
-        fromGeneration: family.generation,
-        tokenHash: hashRefreshToken(successor),
-        successorCiphertext: sealSuccessor(request.token, successor, family.id, deps.successorKeys),
-        now: new Date(now),
-      });
+      const advanced = await advance(family, successor);
       if (advanced) return { kind: 'rotated', token: successor, family, scope };
       if (attempt === MAX_ROTATION_ATTEMPTS) throw busy();
       // Another use of this token (a retry, on any replica) or a revocation holds or has just moved
       // the family: wait for it to end, then go on from what it left.
       family = await read({ afterWriters: true });
     }
+    // The parent of the current token: its successor is still unused (a use would have moved the
+    // family on). Whether the replay is late decides only how loudly it is logged, never whether it
+    // is served, so that the two clocks compared here (the rotating replica's and this one's) can
+    // shift a log level by their skew but never end a session.
     const isParent = family.token_generation === family.generation - 1;
-    const inGrace = family.rotated_at !== null && now - family.rotated_at.getTime() <= deps.config.refreshReuseGrace * 1000;
-    if (isParent && inGrace && family.successor_ciphertext !== null) {
+    if (isParent && family.successor_ciphertext !== null) {
       const successor = openSuccessor(request.token, family.successor_ciphertext, family.id, deps.successorKeys);
-      if (successor !== undefined) return { kind: 'replayed', token: successor, family, scope: request.decideScope(family) };
+      if (successor !== undefined) {
+        const late = family.rotated_at === null || now - family.rotated_at.getTime() > deps.config.refreshReuseGrace * 1000;
+        return { kind: 'replayed', late, token: successor, family, scope: request.decideScope(family) };
+      }
     }
     await revokeFamily(deps.db, family.id, 'reuse', new Date(now));
     return { kind: 'reuse', family };
   };
   const outcome = await decide();
 
-  const context = { client_id: request.client.id, ip: request.ip };
   switch (outcome.kind) {
     case 'rotated':
+      audit(deps.log, 'token_refreshed', { ...context, user_id: outcome.family.user_id, family_id: outcome.family.id });
+      return { token: outcome.token, family: outcome.family, scope: outcome.scope, replayed: false };
     case 'replayed':
-      if (outcome.kind === 'replayed') deps.metrics.refreshGraceReplayed();
-      audit(deps.log, outcome.kind === 'rotated' ? 'token_refreshed' : 'refresh_token_replayed', {
+      if (outcome.late) deps.metrics.refreshLateReplayed();
+      else deps.metrics.refreshGraceReplayed();
+      audit(deps.log, 'refresh_token_replayed', {
         ...context,
         user_id: outcome.family.user_id,
         family_id: outcome.family.id,
-      });
-      return { token: outcome.token, family: outcome.family, scope: outcome.scope, replayed: outcome.kind === 'replayed' };
+        generation_presented: outcome.family.token_generation,
+        ...(outcome.late ? { late: true } : {}),
+      }, outcome.late ? 'warn' : 'info');
+      return { token: outcome.token, family: outcome.family, scope: outcome.scope, replayed: true };
     case 'reuse':
       deps.metrics.refreshReuseDetected();
       audit(deps.log, 'refresh_token_reuse_detected', {

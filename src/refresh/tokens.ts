@@ -16,16 +16,18 @@ export function isWellFormedRefreshToken(token: string): boolean {
 }
 
 /*
- * Grace replays without usable tokens at rest.
+ * Replays without usable tokens at rest.
  *
  * When token P is rotated to successor S, the family row stores S encrypted (AES-256-GCM) under a
  * key derived (HKDF-SHA256) from P itself together with a server secret derived from
- * KEY_ENCRYPTION_KEYS. A client that retries with P inside the grace window can be handed S
- * again, byte for byte: it holds P, and the server holds the secret. Neither half is enough:
+ * KEY_ENCRYPTION_KEYS. A client that retries with P before S has been used (its answer was lost,
+ * or two of its requests raced) can be handed S again, byte for byte: it holds P, and the server
+ * holds the secret. Neither half is enough:
  * - a database dump holds only SHA-256(P) and the ciphertext, and P cannot be recovered from its hash;
  * - a dump together with a leaked, already-used P still lacks the server secret, which is never
  *   in the database.
- * Only the latest successor is kept; a rotation replaces it, and revocation or the purge erases it.
+ * Only the latest successor is kept, until it is used (the next rotation replaces it) or the family
+ * ends (revocation erases it, the purge deletes the row): a retry may come after any outage.
  * Every key of the ring is tried when opening, so rotating KEY_ENCRYPTION_KEYS breaks no replay.
  */
 const IV_BYTES = 12;

@@ -1,6 +1,9 @@
 /**
- * ATTACKS.md section I, the session cases: access tokens that outlived what ended their session
- * (I3), and decisions that compared two hosts' clocks (I5).
+ * ATTACKS.md section I, the session cases: faults that looked like attacks (I2), access tokens that
+ * outlived what ended their session (I3), and decisions that compared two hosts' clocks (I5).
+ * The service reaches PostgreSQL through a proxy the tests control (test/helpers/database-proxy.ts),
+ * so that a rotation can commit while its answer is lost, or be held up in the network and commit
+ * after its 503.
  */
 import { decodeJwt } from 'jose';
 import request from 'supertest';
@@ -8,10 +11,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { setAccountPassword } from '../../src/auth/accounts.js';
 import { runCli } from '../../src/cli/run.js';
 import type { Env } from '../../src/config.js';
+import { hashRefreshToken } from '../../src/refresh/tokens.js';
 import { signAccessToken } from '../../src/tokens/access-token.js';
 import { createFakeClock, type FakeClock } from '../helpers/clock.js';
 import type { TestDatabase } from '../helpers/database.js';
 import { holdLoginInVerify } from '../helpers/held-login.js';
+import { type DatabaseProxy, useProxiedService } from '../helpers/database-proxy.js';
 import { watchLogOutput } from '../helpers/logs.js';
 import { noteSecret } from '../helpers/secrets.js';
 import {
@@ -22,25 +27,46 @@ import {
   type TestClient,
   testEnv,
   type TestService,
-  useTestService,
 } from '../helpers/service.js';
+import { waitFor } from '../helpers/wait.js';
 
 let database: TestDatabase;
+let proxy: DatabaseProxy;
 let service: TestService;
 
-const running = useTestService();
+const proxied = useProxiedService();
 beforeAll(() => {
-  [database, service] = [running.database(), running.current()];
+  [database, proxy, service] = [proxied.database(), proxied.proxy(), proxied.service()];
 });
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
+/** DESIGN.md's default REFRESH_REUSE_GRACE. */
+const GRACE = 10 * SECOND;
 const INVALID_GRANT = { error: 'invalid_grant', error_description: 'the refresh token is invalid, expired or revoked' };
+const UNAVAILABLE = { error: 'temporarily_unavailable', error_description: 'the service is temporarily unavailable; retry later' };
 const INVALID_TOKEN = { error: 'invalid_token', error_description: 'the access token is not valid' };
 const INVALID_TOKEN_CHALLENGE = 'Bearer realm="tessera", error="invalid_token"';
+/** The text of advanceFamily's statement (src/db/refresh-families.ts), the one write of a rotation. */
+const ROTATION_STATEMENT = 'with "advanced" as';
 
 function refresh(client: TestClient, token: string, app = service.app) {
   return request(app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'refresh_token', refresh_token: token });
+}
+
+/** The service's database, straight (not through the proxy): the test's own view. */
+const familyRow = (id: string) => database.db.selectFrom('refresh_families').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+const tokenHashOf = async (familyId: string, generation: number) =>
+  (await database.db.selectFrom('refresh_tokens').select('token_hash').where('family_id', '=', familyId).where('generation', '=', generation).executeTakeFirstOrThrow()).token_hash;
+const eventsOf = (event: string, familyId: string, from: TestService = service) => from.logs.entries(event).filter((entry) => entry['family_id'] === familyId);
+
+/** A user logged in through a client allowed the refresh grant: the login's refresh token and its family (sid). */
+async function refreshSession() {
+  const client = await createTestClient(service);
+  const user = await createTestUser(service, { scopes: ['profile'] });
+  const res = await passwordGrant(service.app, client, user);
+  expect(res.status).toBe(200);
+  return { client, user, parent: res.body.refresh_token as string, familyId: decodeJwt(res.body.access_token).sid as string };
 }
 
 /** `tessera <argv>` in-process, on `clock` (another host's), with `stdin` for --password-stdin. */
@@ -61,6 +87,96 @@ async function cli(argv: string[], clock: FakeClock, stdin?: string): Promise<nu
 }
 
 const keysOf = (from: TestService) => from.config.keyEncryptionKeys!.map((key) => key.toString('base64')).join(',');
+
+describe('I2 a rotation whose commit landed but whose answer was lost', () => {
+  type Session = Awaited<ReturnType<typeof refreshSession>>;
+
+  /** A rotation that got no answer leaves no token_refreshed line, and one event a replay can be matched with. */
+  function expectOutcomeUnknownLogged(s: Session): void {
+    expect(eventsOf('token_refreshed', s.familyId)).toEqual([]);
+    expect(eventsOf('refresh_outcome_unknown', s.familyId)).toEqual([
+      expect.objectContaining({ level: 'warn', user_id: s.user.id, client_id: s.client.id, generation_presented: 1 }),
+    ]);
+  }
+
+  /** Long after the outage, the parent's retry gets the successor the lost rotation committed, and nothing is revoked. */
+  async function retryLate(s: Session, outage: number): Promise<string> {
+    service.clock.advance(outage);
+    const retry = await refresh(s.client, s.parent);
+    expect(retry.status).toBe(200);
+    expect(hashRefreshToken(retry.body.refresh_token)).toBe(await tokenHashOf(s.familyId, 2));
+    expect(decodeJwt(retry.body.access_token).sid).toBe(s.familyId);
+    expect(eventsOf('refresh_token_reuse_detected', s.familyId)).toEqual([]);
+    expect(eventsOf('refresh_token_replayed', s.familyId)).toEqual([
+      expect.objectContaining({ level: 'warn', late: true, user_id: s.user.id, client_id: s.client.id, generation_presented: 1 }),
+    ]);
+    expect(await familyRow(s.familyId)).toMatchObject({ generation: 2, revoked_at: null });
+    return retry.body.refresh_token as string;
+  }
+
+  it('I2 PostgreSQL answers held back during a rotation: 503, then a retry well past REFRESH_REUSE_GRACE gets the same successor, no reuse', { timeout: 30_000 }, async () => {
+    const s = await refreshSession();
+
+    // The rotation reaches PostgreSQL and commits; its answer never comes back (query_timeout).
+    proxy.faultOn(ROTATION_STATEMENT, 'lose-answer');
+    let lost: request.Response;
+    try {
+      lost = await refresh(s.client, s.parent);
+    } finally {
+      proxy.restore();
+    }
+    expect(lost.status).toBe(503);
+    expect(lost.headers['retry-after']).toBe('5');
+    expect(lost.body).toEqual(UNAVAILABLE);
+    expect(await familyRow(s.familyId)).toMatchObject({ generation: 2, revoked_at: null });
+    expectOutcomeUnknownLogged(s);
+
+    // The outage lasted far longer than the grace window.
+    const successor = await retryLate(s, 30 * GRACE);
+
+    // The successor works once; the parent after that is reuse, and ends the family.
+    const next = await refresh(s.client, successor);
+    expect(next.status).toBe(200);
+    const reuse = await refresh(s.client, s.parent);
+    expect(reuse.status).toBe(400);
+    expect(reuse.body).toEqual(INVALID_GRANT);
+    expect((await refresh(s.client, next.body.refresh_token)).body).toEqual(INVALID_GRANT);
+    expect(await familyRow(s.familyId)).toMatchObject({ revoked_reason: 'reuse', successor_ciphertext: null });
+    expect(eventsOf('refresh_token_reuse_detected', s.familyId)).toHaveLength(1);
+  });
+
+  it('I2 a rotation held up in the network past query_timeout commits after its 503: the retry gets what it sealed, and the event is logged', { timeout: 30_000 }, async () => {
+    const s = await refreshSession();
+
+    proxy.faultOn(ROTATION_STATEMENT, 'delay-query');
+    try {
+      const timedOut = await refresh(s.client, s.parent);
+      expect(timedOut.status).toBe(503);
+      expect(timedOut.body).toEqual(UNAVAILABLE);
+      // Nothing has reached PostgreSQL yet: the 503 went out with the family untouched.
+      expect(await familyRow(s.familyId)).toMatchObject({ generation: 1, revoked_at: null });
+    } finally {
+      proxy.restore();
+    }
+    // The held statement arrives and commits on its own, with nobody waiting for it.
+    await waitFor('the late commit', async () => (await familyRow(s.familyId)).generation === 2);
+    expectOutcomeUnknownLogged(s);
+
+    const successor = await retryLate(s, 5 * MINUTE);
+    expect((await refresh(s.client, successor)).status).toBe(200);
+    expect(await familyRow(s.familyId)).toMatchObject({ generation: 3, revoked_at: null });
+  });
+
+  it('I2 a retry inside REFRESH_REUSE_GRACE is an ordinary retry: logged at info, not late', async () => {
+    const { client, parent, familyId } = await refreshSession();
+    const first = await refresh(client, parent);
+    service.clock.advance(GRACE);
+    const retry = await refresh(client, parent);
+    expect(retry.body.refresh_token).toBe(first.body.refresh_token);
+    expect(eventsOf('refresh_token_replayed', familyId)).toEqual([expect.objectContaining({ level: 'info', generation_presented: 1 })]);
+    expect(eventsOf('refresh_token_replayed', familyId)[0]).not.toHaveProperty('late');
+  });
+});
 
 describe('I3 access tokens end with their session', () => {
   /** An operator: an admin with their own token, who stays logged in throughout. */

@@ -3,7 +3,7 @@ import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, R
 import { clusterMetrics } from './cluster.js';
 import type { Argon2Operation } from './auth/passwords.js';
 import type { GrantType } from './db/schema.js';
-import type { LimitBackend, LimitLayer } from './limits/rate-limits.js';
+import type { LimitBackend, LimitLayer } from './limits/layers.js';
 
 /** The grant of a token request; `unknown` when grant_type is missing or not one Tessera serves. */
 export type GrantLabel = GrantType | 'unknown';

@@ -97,7 +97,7 @@ export async function prepareDeps(config: Config, handle: DatabaseHandle, log: L
   const redis = config.redisUrl ? connectRedis(config.redisUrl, log) : undefined;
   // Counting starts where it will go on: in Redis, unless it cannot be reached within 2 s.
   await redis?.ready(2_000);
-  const limits = createRateLimits(config.rateLimits, redis, log, metrics);
+  const limits = createRateLimits(config.rateLimits, redis, log, metrics.rateLimitRejected);
   metrics.watch({
     rateLimitBackend: limits.backend,
     argon2Load: () => passwords.load,

@@ -77,13 +77,20 @@ function readCredentials(params: TokenRequest['params']): { username: string; pa
 /**
  * One Argon2 verify whatever happens: an unknown user is verified against a dummy hash at the same
  * parameters, and a disabled user's password is still checked, so status, body, headers and time
- * are the same for unknown, wrong and disabled (ATTACKS.md C1, C2).
+ * are the same for unknown, wrong and disabled (ATTACKS.md C1, C2). The account layers run around
+ * it (src/limits/login-attempts.ts): a limited account is refused before any of this, and only a
+ * verified wrong password counts against the account (ATTACKS.md I1).
  */
 async function authenticateUser(deps: Deps, username: string, password: string, request: TokenRequest) {
-  const normalised = normaliseUsername(username);
-  const user = normalised === undefined ? undefined : await findUserByUsername(deps.db, normalised);
-  const hash = user?.password_hash ?? (await deps.passwords.dummyHash());
-  const matches = await deps.passwords.verify(hash, password);
+  const { user, matches } = await deps.limits.logins.attempt(request.ip, username, async () => {
+    const normalised = normaliseUsername(username);
+    const user = normalised === undefined ? undefined : await findUserByUsername(deps.db, normalised);
+    const hash = user?.password_hash ?? (await deps.passwords.dummyHash());
+    const matches = await deps.passwords.verify(hash, password);
+    // An unknown user's dummy verify fails like a wrong password; a disabled user's right password is no wrong one.
+    const verdict = user === undefined || !matches ? 'wrong_password' : user.disabled ? 'not_counted' : 'right_password';
+    return { verdict, result: { user, matches } };
+  });
 
   if (user === undefined || !matches || user.disabled) {
     const reason = user === undefined ? 'unknown_user' : user.disabled ? 'user_disabled' : 'wrong_password';

@@ -13,7 +13,7 @@ export function setNoStore(res: Response): void {
 
 /** The one place that writes an error response. */
 export function sendError(res: Response, error: OAuthError): void {
-  res.locals['oauthError'] = error.code; // the rate limiter counts invalid_grant answers as failed logins
+  res.locals['oauthError'] = error.code; // the token-request metric's outcome (src/http/metrics.ts)
   setNoStore(res);
   res.set(error.headers);
   res.status(error.status).json(error.toJSON());

@@ -12,6 +12,8 @@ import { noStore, parseForm, parseJson, readParams, rejectQueryParameters, requi
  * POST /users/me/password: the bearer changes their own password, proving the current one. Every
  * session of the user ends (logout everywhere), this one included: their access tokens stop
  * working at Tessera's own endpoints at once, and elsewhere within ACCESS_TOKEN_TTL. 204 on success.
+ * A wrong current password counts as a failed login of the account, and a limited account is
+ * refused (429) before the password is verified.
  */
 export function passwordChangeRouter(deps: Deps): Router {
   const router = Router();
@@ -26,7 +28,12 @@ export function passwordChangeRouter(deps: Deps): Router {
     if ([current, next].some((value) => Buffer.byteLength(value) > MAX_PASSWORD_BYTES || hasControlCharacters(value))) {
       throw invalidRequest('passwords must be at most 1 KiB and free of control characters');
     }
-    if (!(await deps.passwords.verify(user.password_hash, current))) {
+    // A guess at the current password is a guess at the account: the same layers and keys as a login (ATTACKS.md I4).
+    const matches = await deps.limits.logins.attempt(req.ip ?? '', user.username, async () => {
+      const right = await deps.passwords.verify(user.password_hash, current);
+      return { verdict: right ? 'right_password' : 'wrong_password', result: right };
+    });
+    if (!matches) {
       audit(deps.log, 'password_change_failed', { user_id: user.id, client_id: claims.client_id, ip: req.ip });
       throw invalidRequest('the current password is incorrect');
     }

@@ -46,16 +46,12 @@ export class FailoverStore implements Store {
   }
 
   private async either<T>(inRedis: (store: RedisStore) => Promise<T>, inMemory: (store: BoundedMemoryStore) => T): Promise<T> {
-    if (this.redisStore !== undefined && this.redis?.isUsable()) {
-      try {
-        const result = await inRedis(this.redisStore);
-        this.redis.reportSuccess();
-        return result;
-      } catch (error) {
-        this.redis.reportFailure(error);
-      }
-    }
-    return inMemory(this.memory);
+    const store = this.redisStore;
+    return inRedisOrMemory(
+      store && this.redis,
+      () => inRedis(store!),
+      () => inMemory(this.memory),
+    );
   }
 
   async increment(key: string) {
@@ -85,7 +81,12 @@ export class FailoverStore implements Store {
     return this.either(
       async (store) => {
         const info = await store.get(key);
-        return info === undefined ? info : this.memory.remember(key, info);
+        // A key Redis does not have comes back as NaN hits (ioredis reads a nil as null, not false): no count.
+        if (info === undefined || !Number.isFinite(info.totalHits)) {
+          this.memory.resetKey(key);
+          return undefined;
+        }
+        return this.memory.remember(key, info);
       },
       (store) => store.get(key),
     );
@@ -94,4 +95,22 @@ export class FailoverStore implements Store {
   shutdown(): void {
     // Nothing to stop: the memory store keeps no timers.
   }
+}
+
+/**
+ * Runs `inRedis` while Redis is usable and `inMemory` otherwise, or when Redis fails this once:
+ * never failing the request, and telling the link what happened so that a dead or hung Redis is
+ * skipped by the next requests (src/limits/redis.ts).
+ */
+export async function inRedisOrMemory<T>(redis: RedisLink | undefined, inRedis: () => Promise<T>, inMemory: () => T): Promise<T> {
+  if (redis?.isUsable()) {
+    try {
+      const result = await inRedis();
+      redis.reportSuccess();
+      return result;
+    } catch (error) {
+      redis.reportFailure(error);
+    }
+  }
+  return inMemory();
 }

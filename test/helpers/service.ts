@@ -18,7 +18,7 @@ import { type FakeClock, createFakeClock } from './clock.js';
 import { type CapturedLogs, captureLogs } from './logs.js';
 import { recordResponses } from './openapi.js';
 import { noteSecret, watchSigningKeys } from './secrets.js';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, onTestFinished } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './database.js';
 
 export const TEST_ISSUER = 'http://tessera.test';
@@ -184,6 +184,22 @@ export function passwordGrant(
 
 export { createPasswordHasher, recordResponses };
 
+/** Tessera's own Argon2 hasher, counting the verifies that ran: a guess that never reached one was stopped. */
+export function countingHasher(): PasswordHasher & { readonly verifies: number } {
+  const real = createPasswordHasher(TEST_ARGON2, { maxConcurrent: 3, queueLimit: 10_000 });
+  let verifies = 0;
+  return {
+    ...real,
+    get verifies() {
+      return verifies;
+    },
+    verify: (hash, password) => {
+      verifies += 1;
+      return real.verify(hash, password);
+    },
+  };
+}
+
 /**
  * The usual file-level set-up: a fresh database and a service on it, started before the file's
  * tests and torn down after them. Read `current()` inside tests and hooks, not at import time.
@@ -210,4 +226,46 @@ export function useTestService(options: Parameters<typeof startTestService>[1] =
 
 function fail(message: string): never {
   throw new Error(message);
+}
+
+/**
+ * For files whose tests each start services of their own, with the limits they need, on one
+ * database the file creates: every service gets a Redis prefix of its own, so its counters start
+ * at zero, and they all share the database's key-encryption key.
+ */
+export function useServicesPerTest(tag: string): {
+  database(): TestDatabase;
+  readonly kek: string;
+  /** A Redis prefix no other service of the file has used (two replicas share one). */
+  freshPrefix(): string;
+  /** A service with these settings; the caller closes it. `database`: the file's, unless another route to it. */
+  start(env: Env, options?: { prefix?: string; passwords?: PasswordHasher; database?: TestDatabase }): Promise<TestService>;
+  /** The same, closed (and its Redis keys deleted) when the running test ends. */
+  forTest(env: Env, options?: { prefix?: string; passwords?: PasswordHasher; database?: TestDatabase }): Promise<TestService>;
+} {
+  let database: TestDatabase | undefined;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+  afterAll(() => database?.drop());
+  const kek = randomBytes(32).toString('base64');
+  let prefixes = 0;
+  const current = () => database ?? fail('the test database has not been created');
+  const freshPrefix = () => `tessera-test:${current().name}:${tag}${++prefixes}:`;
+  const start: ReturnType<typeof useServicesPerTest>['start'] = (env, { passwords, prefix = freshPrefix(), database: route = current() } = {}) =>
+    startTestService(route, {
+      env: testEnv(route, { KEY_ENCRYPTION_KEYS: kek, RATE_LIMIT_PREFIX: prefix, ...env }),
+      ...(passwords === undefined ? {} : { passwords }),
+    });
+  return {
+    database: current,
+    kek,
+    freshPrefix,
+    start,
+    async forTest(env, options) {
+      const service = await start(env, options);
+      onTestFinished(() => service.close());
+      return service;
+    },
+  };
 }

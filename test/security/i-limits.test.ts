@@ -1,0 +1,220 @@
+import { randomBytes } from 'node:crypto';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { setAccountDisabled } from '../../src/auth/accounts.js';
+import type { PasswordHasher } from '../../src/auth/passwords.js';
+import type { Env } from '../../src/config.js';
+import { noteSecret } from '../helpers/secrets.js';
+import {
+  basicAuth,
+  countingHasher,
+  createTestClient,
+  createTestUser,
+  passwordGrant,
+  type TestService,
+  uniqueName,
+  useServicesPerTest,
+} from '../helpers/service.js';
+
+/**
+ * ATTACKS.md section I, the part about the limits themselves: the brute-force layers must never
+ * become a way to lock someone else out (I1), and must count every guess at a password (I4).
+ * Every test starts its own service on the file's database with a Redis prefix of its own and the
+ * limits it needs.
+ */
+
+const services = useServicesPerTest('i');
+
+/** A service for the running test, behind a trusted proxy so that each request can come from an address of its own. */
+const serviceWith = (env: Env, passwords?: PasswordHasher) => services.forTest({ TRUST_PROXY: 'loopback', ...env }, { passwords });
+
+const TOO_MANY = { error: 'temporarily_unavailable', error_description: 'too many requests; retry later' };
+const WRONG = { error: 'invalid_grant', error_description: 'the username or password is incorrect' };
+const INVALID_CLIENT = { error: 'invalid_client', error_description: 'client authentication failed' };
+
+/** A password-grant request from `from` (what the trusted proxy appended to X-Forwarded-For). */
+const login = (service: TestService, client: { readonly basic: string }, username: string, password: string, from: string, extra: Record<string, string> = {}) =>
+  passwordGrant(service.app, client, { username, password }, extra).set('X-Forwarded-For', from);
+
+/** A client nobody registered, with a secret nobody issued. */
+const invented = () => ({ basic: basicAuth(uniqueName('invented-'), 'x'.repeat(43)) });
+
+let addresses = 0;
+/** A client address no other request of the file used. */
+const freshIp = () => `198.18.${(++addresses >> 8) & 255}.${addresses & 255}`;
+
+function tally(responses: readonly request.Response[]): Record<number, number> {
+  const counts: Record<number, number> = {};
+  for (const res of responses) counts[res.status] = (counts[res.status] ?? 0) + 1;
+  return counts;
+}
+
+const trips = (service: TestService, layer: string) => service.logs.entries('rate_limit_tripped').filter((entry) => entry['layer'] === layer);
+
+describe('I1 floods that are not failed logins never count against an account', () => {
+  it('I1 three bursts of concurrent logins with an invented client, from twenty addresses: every one invalid_client, the owner then logs in from a new address', async () => {
+    const hasher = countingHasher();
+    const service = await serviceWith({ LOGIN_ACCOUNT_FAILURE_LIMIT: '20', LOGIN_IP_ACCOUNT_FAILURE_LIMIT: '5' }, hasher);
+    const gateway = await createTestClient(service);
+    const owner = await createTestUser(service);
+    const sources = Array.from({ length: 20 }, freshIp);
+    for (let burst = 0; burst < 3; burst++) {
+      const sent = await Promise.all(Array.from({ length: 100 }, (_, i) => login(service, invented(), owner.username, `guess-${burst}-${i}`, sources[i % 20]!)));
+      expect(tally(sent)).toEqual({ 401: 100 });
+      for (const res of sent) expect(res.body).toEqual(INVALID_CLIENT);
+    }
+    expect(hasher.verifies).toBe(0); // not one password was checked
+
+    const res = await login(service, gateway, owner.username, owner.password, freshIp());
+    expect(res.status).toBe(200);
+    expect(res.body.access_token).toEqual(expect.any(String));
+    expect(service.logs.entries('rate_limit_tripped')).toEqual([]);
+  });
+
+  it('I1 invalid_request, invalid_scope, unsupported_grant_type, unauthorized_client and invalid_client never count, however many arrive at once', async () => {
+    const hasher = countingHasher();
+    const service = await serviceWith({ LOGIN_ACCOUNT_FAILURE_LIMIT: '3', LOGIN_IP_ACCOUNT_FAILURE_LIMIT: '2' }, hasher);
+    const gateway = await createTestClient(service);
+    const machine = await createTestClient(service, { grantTypes: ['client_credentials'] });
+    const wrongSecret = { basic: basicAuth(gateway.id, 'not-the-secret') };
+    const owner = await createTestUser(service);
+    const from = freshIp(); // one source: the per-IP-and-account layer is tested too
+    const bursts: [number, (i: number) => request.Test][] = [
+      [400, () => login(service, gateway, owner.username, ' ', from)],
+      [400, (i) => login(service, gateway, owner.username, `guess-${i}`, from, { scope: 'bad"scope' })],
+      [400, (i) => login(service, gateway, owner.username, `guess-${i}`, from, { grant_type: 'urn:example:unknown' })],
+      [400, (i) => login(service, machine, owner.username, `guess-${i}`, from)],
+      [401, (i) => login(service, wrongSecret, owner.username, `guess-${i}`, from)],
+      [401, (i) => login(service, invented(), owner.username, `guess-${i}`, from)],
+    ];
+    for (const [status, send] of bursts) {
+      const sent = await Promise.all(Array.from({ length: 30 }, (_, i) => send(i).set('X-Forwarded-For', from)));
+      expect(tally(sent)).toEqual({ [status]: 30 });
+    }
+    expect(hasher.verifies).toBe(0);
+    expect((await login(service, gateway, owner.username, owner.password, from)).status).toBe(200);
+  });
+
+  it('I1 a request the account layers refuse never counts, nor does a disabled user\'s right password: a burst at one failure short of the limit leaves it one short', async () => {
+    const service = await serviceWith({ LOGIN_ACCOUNT_FAILURE_LIMIT: '5' });
+    const gateway = await createTestClient(service);
+    const owner = await createTestUser(service);
+    for (let i = 0; i < 4; i++) expect((await login(service, gateway, owner.username, `guess-${i}`, freshIp())).body).toEqual(WRONG);
+
+    await setAccountDisabled(service.deps.db, owner.id, true, new Date(service.clock.now()));
+    const sent = await Promise.all(Array.from({ length: 30 }, () => login(service, gateway, owner.username, owner.password, freshIp())));
+    // Verified one or a few at a time (a disabled user's right password answers like a wrong one, ATTACKS.md C2);
+    // the others are refused while those are in flight, told to come back in a second.
+    expect(sent.filter((res) => res.status !== 400 && res.status !== 429)).toEqual([]);
+    for (const res of sent) expect(res.body).toEqual(res.status === 400 ? WRONG : TOO_MANY);
+    for (const res of sent.filter((r) => r.status === 429)) expect(res.headers['retry-after']).toBe('1');
+
+    // None of that counted: the account is still one failure short of its limit.
+    await setAccountDisabled(service.deps.db, owner.id, false, new Date(service.clock.now()));
+    expect((await login(service, gateway, owner.username, owner.password, freshIp())).status).toBe(200);
+    expect(trips(service, 'login_account')).toEqual([]);
+  });
+
+  // While Redis answers and every verification ends within 30 s (the life of a slot), the bound is exact:
+  // no more wrong passwords are verified per window than the limit. Without Redis, per process.
+  it.each([
+    { backend: 'redis', env: {} },
+    { backend: 'memory', env: { REDIS_URL: undefined } },
+  ])('I1 a burst of concurrent wrong guesses at the limit\'s edge verifies no more than the limit ($backend)', async ({ env }) => {
+    const hasher = countingHasher();
+    const service = await serviceWith({ LOGIN_ACCOUNT_FAILURE_LIMIT: '10', ...env }, hasher);
+    const gateway = await createTestClient(service);
+    const owner = await createTestUser(service);
+    for (let i = 0; i < 7; i++) expect((await login(service, gateway, owner.username, `guess-${i}`, freshIp())).status).toBe(400);
+
+    const burst = await Promise.all(Array.from({ length: 60 }, (_, i) => login(service, gateway, owner.username, `burst-${i}`, freshIp())));
+    const counts = tally(burst);
+    expect((counts[400] ?? 0) + (counts[429] ?? 0)).toBe(60);
+    expect(counts[400] ?? 0).toBeLessThanOrEqual(3);
+    expect(hasher.verifies).toBe(7 + (counts[400] ?? 0));
+    // However the burst went, the account locks at exactly ten verified wrong passwords, never more.
+    let last: request.Response | undefined;
+    for (let i = 0; i < 10 && last?.status !== 429; i++) last = await login(service, gateway, owner.username, `after-${i}`, freshIp());
+    expect(hasher.verifies).toBe(10);
+    expect(last!.body).toEqual(TOO_MANY);
+    expect(Number(last!.headers['retry-after'])).toBeGreaterThan(3500);
+    expect(last!.headers['ratelimit-policy']).toMatch(/^"login_ip"; q=\d+; w=60; pk=:[^:]+:$/); // the account layers never speak
+    // The owner's right password from a new address is refused unverified; the lock is audited once.
+    expect((await login(service, gateway, owner.username, owner.password, freshIp())).status).toBe(429);
+    expect(hasher.verifies).toBe(10);
+    expect(trips(service, 'login_account')).toEqual([expect.objectContaining({ layer: 'login_account', account: expect.any(String) })]);
+  });
+
+  it('I1 one source bursting at one account verifies no more than the per-IP-and-account limit', async () => {
+    const hasher = countingHasher();
+    const service = await serviceWith({ LOGIN_IP_ACCOUNT_FAILURE_LIMIT: '4' }, hasher);
+    const gateway = await createTestClient(service);
+    const owner = await createTestUser(service);
+    const from = freshIp();
+    const burst = await Promise.all(Array.from({ length: 40 }, (_, i) => login(service, gateway, owner.username, `burst-${i}`, from)));
+    expect(tally(burst)[400] ?? 0).toBeLessThanOrEqual(4);
+    expect(hasher.verifies).toBe(tally(burst)[400] ?? 0);
+    // The owner from elsewhere is not affected.
+    expect((await login(service, gateway, owner.username, owner.password, freshIp())).status).toBe(200);
+  });
+});
+
+describe('I4 guesses at the current password', () => {
+  /** A user, a gateway, and an access token of the user's session. */
+  async function session(service: TestService) {
+    const gateway = await createTestClient(service);
+    const user = await createTestUser(service);
+    const token = (await login(service, gateway, user.username, user.password, freshIp())).body.access_token as string;
+    return { gateway, user, token };
+  }
+  const changePassword = (service: TestService, token: string, current: string, from: string, next = `new-${randomBytes(9).toString('base64url')}`) => {
+    noteSecret('new password (I4)', next);
+    return request(service.app)
+      .post('/users/me/password')
+      .set('Authorization', `Bearer ${token}`)
+      .set('X-Forwarded-For', from)
+      .send({ current_password: current, new_password: next });
+  };
+  const INCORRECT = { error: 'invalid_request', error_description: 'the current password is incorrect' };
+
+  it('I4 wrong current passwords from five addresses count as failed logins: each address is stopped after its share, as at /token', async () => {
+    const hasher = countingHasher();
+    const service = await serviceWith({ LOGIN_IP_ACCOUNT_FAILURE_LIMIT: '3' }, hasher);
+    const { gateway, user, token } = await session(service);
+    const sources = Array.from({ length: 5 }, freshIp);
+    const before = hasher.verifies;
+    for (const from of sources) {
+      const sent = [];
+      for (let i = 0; i < 5; i++) sent.push(await changePassword(service, token, `guess-${i}`, from));
+      expect(sent.map((res) => res.status)).toEqual([400, 400, 400, 429, 429]);
+      expect(sent[2]!.body).toEqual(INCORRECT);
+      expect(sent[3]!.body).toEqual(TOO_MANY);
+      expect(Number(sent[3]!.headers['retry-after'])).toBeGreaterThan(890);
+    }
+    expect(hasher.verifies - before).toBe(15);
+    // The same counters as the password grant: the account is limited there too, from those addresses.
+    expect((await login(service, gateway, user.username, user.password, sources[0]!)).status).toBe(429);
+    // The right password from such an address is refused unverified.
+    expect((await changePassword(service, token, user.password, sources[1]!)).status).toBe(429);
+    expect(hasher.verifies - before).toBe(15);
+  });
+
+  it('I4 guesses from many addresses meet the account layer, the password grant\'s right password included; a right one clears the count', async () => {
+    const service = await serviceWith({ LOGIN_ACCOUNT_FAILURE_LIMIT: '4' });
+    const { gateway, user, token } = await session(service);
+    for (let i = 0; i < 3; i++) expect((await changePassword(service, token, `guess-${i}`, freshIp())).body).toEqual(INCORRECT);
+    // A right current password clears the count (NIST SP 800-63B: consecutive failures).
+    const home = freshIp();
+    const next = `next-${randomBytes(9).toString('base64url')}`;
+    expect((await changePassword(service, token, user.password, home, next)).status).toBe(204);
+    const fresh = (await login(service, gateway, user.username, next, freshIp())).body.access_token as string;
+    for (let i = 0; i < 4; i++) expect((await changePassword(service, fresh, `guess-${i}`, freshIp())).body).toEqual(INCORRECT);
+    const limited = await changePassword(service, fresh, next, freshIp());
+    expect(limited.status).toBe(429);
+    expect(limited.body).toEqual(TOO_MANY);
+    expect((await login(service, gateway, user.username, next, freshIp())).status).toBe(429);
+    expect(trips(service, 'login_account')).toHaveLength(1);
+    // The source that proved the password is known to the account, as after a login, and exempt from the account layer.
+    expect((await login(service, gateway, user.username, next, home)).status).toBe(200);
+  });
+});

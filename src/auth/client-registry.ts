@@ -4,7 +4,7 @@ import { deleteClient, findClientById, insertClient, lockClient, updateClient, u
 import { isUniqueViolation } from '../db/errors.js';
 import type { Client, ClientType, Database, GrantType } from '../db/schema.js';
 import { isValidClientId } from '../oauth/client-auth.js';
-import { generateClientSecret, hashClientSecret, MIN_SUPPLIED_SECRET_LENGTH } from './client-secrets.js';
+import { generateClientSecret, hashClientSecret, isSendableSecret, MIN_SUPPLIED_SECRET_LENGTH } from './client-secrets.js';
 import { hasControlCharacters } from './passwords.js';
 import { checkScopeList } from './scopes.js';
 
@@ -173,10 +173,21 @@ function checkSettings(
   return { name: settings.name, grant_types: grantTypes as GrantType[], allowed_scopes: allowed, default_scopes: defaults, audience };
 }
 
-/** A supplied secret must carry what a generated one carries. */
+/**
+ * A supplied secret must carry what a generated one carries, and be sent the same way by every
+ * client: RFC 6749 §2.3.1 wants the secret form-encoded (App. B) inside the Basic header, and many
+ * clients skip that (requests' HTTPBasicAuth, `curl -u`, authlib 1.2), so a `%`, `+` or `:` would
+ * reach Tessera differently from one client to the next. Generated secrets (base64url) qualify.
+ */
 function checkedSuppliedSecret(secret: string | undefined): string {
   if (secret === undefined || secret.length < MIN_SUPPLIED_SECRET_LENGTH) {
     throw new ClientError('weak_secret', `a client secret must have at least ${MIN_SUPPLIED_SECRET_LENGTH} characters`);
+  }
+  if (!isSendableSecret(secret)) {
+    throw new ClientError(
+      'weak_secret',
+      'a client secret may hold only letters, digits and - . _ ~ (RFC 3986 unreserved characters), which every client sends alike in a Basic header',
+    );
   }
   return secret;
 }

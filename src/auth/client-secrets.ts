@@ -22,3 +22,11 @@ export function verifyClientSecret(secret: string, stored: string): boolean {
 
 /** Secrets supplied by an operator (--secret-stdin) must carry comparable entropy. */
 export const MIN_SUPPLIED_SECRET_LENGTH = 32;
+
+/** RFC 3986 §2.3 unreserved characters: the same with or without form encoding (RFC 6749 App. B). */
+const UNRESERVED = /^[A-Za-z0-9._~-]+$/;
+
+/** Whether every client sends this secret alike, form-encoded in a Basic header (as RFC 6749 §2.3.1 asks) or not. */
+export function isSendableSecret(secret: string): boolean {
+  return UNRESERVED.test(secret);
+}

@@ -3,7 +3,12 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { setAccountDisabled } from '../../src/auth/accounts.js';
 import type { PasswordHasher } from '../../src/auth/passwords.js';
+import { generateClientSecret, isSendableSecret } from '../../src/auth/client-secrets.js';
+import { runCli } from '../../src/cli/run.js';
+import type { Clock } from '../../src/clock.js';
 import type { Env } from '../../src/config.js';
+import { createFakeClock } from '../helpers/clock.js';
+import { watchLogOutput } from '../helpers/logs.js';
 import { noteSecret } from '../helpers/secrets.js';
 import {
   basicAuth,
@@ -18,15 +23,28 @@ import {
 
 /**
  * ATTACKS.md section I, the part about the limits themselves: the brute-force layers must never
- * become a way to lock someone else out (I1), and must count every guess at a password (I4).
- * Every test starts its own service on the file's database with a Redis prefix of its own and the
- * limits it needs.
+ * become a way to lock someone else out (I1), and must count every guess at a password (I4); and
+ * a client must be able to send the secret it was given (I8). Every test starts its own service
+ * on the file's database with a Redis prefix of its own and the limits it needs.
  */
 
 const services = useServicesPerTest('i');
+const database = () => services.database();
 
 /** A service for the running test, behind a trusted proxy so that each request can come from an address of its own. */
 const serviceWith = (env: Env, passwords?: PasswordHasher) => services.forTest({ TRUST_PROXY: 'loopback', ...env }, { passwords });
+
+/** `tessera <argv>` in-process, on the file's database, as another host would run it against the same PostgreSQL. */
+async function cli(argv: readonly string[], { stdin, clock = createFakeClock() }: { stdin?: string; clock?: Clock } = {}) {
+  let stdout = '';
+  let stderr = '';
+  watchLogOutput(`tessera ${argv.join(' ')}`, () => stderr);
+  noteSecret('stdin of a tessera command', stdin?.trim());
+  const env = { DATABASE_URL: database().url, KEY_ENCRYPTION_KEYS: services.kek };
+  const readStdin = async () => stdin ?? fail(`tessera ${argv.join(' ')} read stdin unasked`);
+  const code = await runCli(argv, env, { readStdin, stdout: (text) => void (stdout += text), stderr: (text) => void (stderr += text) }, clock);
+  return { code, stdout, stderr };
+}
 
 const TOO_MANY = { error: 'temporarily_unavailable', error_description: 'too many requests; retry later' };
 const WRONG = { error: 'invalid_grant', error_description: 'the username or password is incorrect' };
@@ -218,3 +236,52 @@ describe('I4 guesses at the current password', () => {
     expect((await login(service, gateway, user.username, next, home)).status).toBe(200);
   });
 });
+
+describe('I8 client secrets every client sends alike', () => {
+  const SENDABLE = 'error: a client secret may hold only letters, digits and - . _ ~ (RFC 3986 unreserved characters), which every client sends alike in a Basic header\n';
+
+  it.each([
+    ['a percent sign', `${'a'.repeat(35)}%41bcd`],
+    ['a plus sign', `${'a'.repeat(35)}+bcdef`],
+    ['a colon', `${'a'.repeat(35)}:bcdef`],
+    ['a space', `${'a'.repeat(35)} bcdef`],
+    ['a non-ASCII letter', `${'a'.repeat(35)}ébcdef`],
+  ])('I8 a supplied secret with %s is refused at creation and rotation, and not echoed', async (_what, secret) => {
+    const id = uniqueName('i8-');
+    const created = await cli(['clients', 'create', '--id', id, '--secret-stdin'], { stdin: `${secret}\n` });
+    expect(created).toEqual({ code: 1, stdout: '', stderr: SENDABLE });
+    expect(await database().db.selectFrom('clients').select('id').where('id', '=', id).executeTakeFirst()).toBeUndefined();
+
+    const good = randomBytes(30).toString('base64url');
+    expect((await cli(['clients', 'create', '--id', id, '--secret-stdin'], { stdin: `${good}\n` })).code).toBe(0);
+    const before = await database().db.selectFrom('clients').select('secret_hash').where('id', '=', id).executeTakeFirstOrThrow();
+    expect(await cli(['clients', 'rotate-secret', id, '--secret-stdin'], { stdin: `${secret}\n` })).toEqual({ code: 1, stdout: '', stderr: SENDABLE });
+    expect(await database().db.selectFrom('clients').select('secret_hash').where('id', '=', id).executeTakeFirstOrThrow()).toEqual(before);
+  });
+
+  it('I8 a secret of unreserved characters works whether the client form-encodes it in the Basic header or not', async () => {
+    const service = await serviceWith({});
+    const secret = `${randomBytes(24).toString('base64url')}~.-_x`;
+    const id = uniqueName('i8-');
+    expect((await cli(['clients', 'create', '--id', id, '--secret-stdin'], { stdin: `${secret}\n` })).code).toBe(0);
+    const user = await createTestUser(service);
+    const raw = `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`; // requests' HTTPBasicAuth, curl -u
+    const encoded = `Basic ${Buffer.from(`${id}:${new URLSearchParams({ s: secret }).toString().slice(2)}`).toString('base64')}`; // RFC 6749 App. B
+    expect(encoded).not.toBe(raw); // `~` is form-encoded as %7E
+    for (const basic of [raw, encoded]) expect((await login(service, { basic }, user.username, user.password, freshIp())).status).toBe(200);
+  });
+
+  it('I8 generated secrets already qualify: 43 unreserved characters', async () => {
+    for (let i = 0; i < 1000; i++) {
+      const secret = generateClientSecret();
+      expect(secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(isSendableSecret(secret)).toBe(true);
+    }
+    const created = await cli(['clients', 'create', '--id', uniqueName('i8-'), '--json']);
+    expect(JSON.parse(created.stdout).client_secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  });
+});
+
+function fail(message: string): never {
+  throw new Error(message);
+}

@@ -27,8 +27,15 @@ export interface RateLimitConfig {
   readonly loginIpAccount: LimitSetting;
   /** Failed logins per account, from all IPs (NIST SP 800-63B: at most 100). */
   readonly loginAccount: LimitSetting;
-  /** Refresh, revoke and introspection requests per client. */
-  readonly client: LimitSetting;
+  /** Failed client authentications per client IP, counted before the next one reaches the database. */
+  readonly clientAuthFailure: LimitSetting;
+  /**
+   * Refresh, revoke, introspection and client-credentials requests per authenticated client, in
+   * `window`: `limit` is the default for clients without a rate limit of their own; undefined, none.
+   */
+  readonly client: { readonly limit: number | undefined; readonly window: number };
+  /** Admin API requests per client IP. */
+  readonly admin: LimitSetting;
   /** IPv6 addresses are counted per prefix of this length, so a host cannot rotate through its /64. */
   readonly ipv6Subnet: number;
 }
@@ -84,6 +91,9 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
   }
 }
+
+/** The most requests a client may be allowed per window (CLIENT_RATE_LIMIT, a client's rate_limit). */
+export const MAX_CLIENT_RATE_LIMIT = 1_000_000_000;
 
 /** Ten years: longer lifetimes are mistakes, and dates computed from them would overflow. */
 const MAX_DURATION_SECONDS = 3650 * 86_400;
@@ -189,12 +199,23 @@ export function loadConfig(env: Env): Config {
     limit: integer(`${prefix}_LIMIT`, limit, 1, maxLimit),
     window: duration(`${prefix}_WINDOW`, window, 1),
   });
+  // Off unless set: one gateway is one client for all its users (README, "Brute-force defence").
+  const client = {
+    limit: read('CLIENT_RATE_LIMIT') === undefined ? undefined : integer('CLIENT_RATE_LIMIT', 1, 1, MAX_CLIENT_RATE_LIMIT),
+    window: duration('CLIENT_RATE_WINDOW', '1m', 1),
+  };
   const rateLimits: RateLimitConfig = {
     prefix: read('RATE_LIMIT_PREFIX') ?? 'tessera:rl:',
     loginIp: limitSetting('LOGIN_IP', 60, '1m'),
     loginIpAccount: limitSetting('LOGIN_IP_ACCOUNT_FAILURE', 10, '15m'),
     loginAccount: limitSetting('LOGIN_ACCOUNT_FAILURE', 100, '1h', 100),
-    client: limitSetting('CLIENT_RATE', 6000, '1m'),
+    clientAuthFailure: limitSetting('CLIENT_AUTH_FAILURE', 100, '1m'),
+    client,
+    // The admin layer once shared CLIENT_RATE_*: where those are set, they still bound it.
+    admin: {
+      limit: integer('ADMIN_RATE_LIMIT', client.limit ?? 6000, 1, MAX_CLIENT_RATE_LIMIT),
+      window: read('ADMIN_RATE_WINDOW') === undefined ? client.window : duration('ADMIN_RATE_WINDOW', '1m', 1),
+    },
     ipv6Subnet: integer('IPV6_SUBNET', 64, 32, 128),
   };
 

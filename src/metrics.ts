@@ -85,7 +85,16 @@ const OUTCOMES = keys<TokenOutcome>({
   unavailable: 1,
   error: 1,
 });
-const LAYERS = keys<LimitLayer>({ login_ip: 1, login_ip_account: 1, login_account: 1, client: 1, password_change: 1, register: 1, admin: 1 });
+const LAYERS = keys<LimitLayer>({
+  login_ip: 1,
+  login_ip_account: 1,
+  login_account: 1,
+  client_auth: 1,
+  client: 1,
+  password_change: 1,
+  register: 1,
+  admin: 1,
+});
 const BACKENDS = keys<LimitBackend>({ redis: 1, memory: 1, memory_fallback: 1 });
 const ARGON2_OPERATIONS = keys<Argon2Operation>({ hash: 1, verify: 1 });
 

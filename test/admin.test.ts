@@ -673,6 +673,7 @@ describe('clients', () => {
       scopes: ['invoices:read'],
       default_scopes: ['invoices:read'],
       audience: ['https://billing.example'],
+      rate_limit: null,
       created_at: NOW,
       updated_at: NOW,
       client_secret: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
@@ -738,6 +739,7 @@ describe('clients', () => {
       scopes: ['admin', 'profile', 'orders:read'],
       default_scopes: ['profile'],
       audience: [],
+      rate_limit: null,
       created_at: NOW,
       updated_at: NOW,
     });
@@ -759,6 +761,7 @@ describe('clients', () => {
       scopes: ['a', 'c'],
       default_scopes: ['a'],
       audience: ['api'],
+      rate_limit: null,
       created_at: NOW,
       updated_at: NOW_PLUS_1S,
     });

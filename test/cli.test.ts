@@ -597,14 +597,15 @@ describe('tessera clients list|rotate-secret|delete', () => {
       scopes: ['profile', 'orders:read'],
       default_scopes: ['profile', 'orders:read'],
       audience: [],
+      rate_limit: null,
     });
     expect(rows).toContainEqual(expect.objectContaining({ id: 'spa', type: 'public' }));
     expect(result.stdout).not.toContain('sha256');
     expect(result.stdout).not.toContain('secret');
 
     const table = await cli(['clients', 'list']);
-    expect(table.stdout.split('\n')[0]).toMatch(/^ID +NAME +TYPE +GRANT_TYPES +SCOPES +DEFAULT_SCOPES +AUDIENCE$/);
-    expect(table.stdout).toMatch(/^spa +spa +public +password,refresh_token +profile +profile +-$/m);
+    expect(table.stdout.split('\n')[0]).toMatch(/^ID +NAME +TYPE +GRANT_TYPES +SCOPES +DEFAULT_SCOPES +AUDIENCE +RATE_LIMIT$/);
+    expect(table.stdout).toMatch(/^spa +spa +public +password,refresh_token +profile +profile +- +-$/m);
   });
 
   it('rotates a secret: the new one works at /token and the old one no longer does', async () => {

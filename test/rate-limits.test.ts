@@ -147,35 +147,51 @@ describe('the account layer cannot be used to lock the owner out', () => {
 });
 
 describe('the client layer', () => {
-  it('refresh, revoke and client-credentials requests are limited per source, whatever client they name', async () => {
-    const service = await serviceWith({ CLIENT_RATE_LIMIT: '3' });
-    const client = await createTestClient(service);
+  const revoke = (service: TestService, c: TestClient, from: string) =>
+    request(service.app).post('/revoke').type('form').set('X-Forwarded-For', from).set('Authorization', c.basic).send({ token: 'A'.repeat(43) });
+
+  it('refresh, revoke and client-credentials requests are counted per authenticated client, from wherever they come; logins are not', async () => {
+    const service = await serviceWith({ CLIENT_RATE_LIMIT: '3', TRUST_PROXY: 'loopback' });
+    const client = await createTestClient(service, { grantTypes: ['password', 'refresh_token', 'client_credentials'] });
     const other = await createTestClient(service);
-    const revoke = (c: TestClient) => request(service.app).post('/revoke').type('form').set('Authorization', c.basic).send({ token: 'A'.repeat(43) });
-    const refresh = (c: TestClient) => request(service.app).post('/refresh').set('Authorization', c.basic).send({ refresh_token: 'A'.repeat(43) });
-    expect(await statuses([revoke(client), refresh(client), revoke(client)])).toEqual([200, 400, 200]);
-    const limited = await refresh(client);
+    const user = await createTestUser(service);
+    const refresh = (c: TestClient, from: string) =>
+      request(service.app).post('/refresh').set('X-Forwarded-For', from).set('Authorization', c.basic).send({ refresh_token: 'A'.repeat(43) });
+    // A login is the login layers' to count, not the client's.
+    expect((await login(service, client, user.username, user.password, '203.0.113.1')).status).toBe(200);
+    expect(await statuses([revoke(service, client, '203.0.113.2'), refresh(client, '203.0.113.3'), revoke(service, client, '203.0.113.4')])).toEqual([200, 400, 200]);
+    const limited = await refresh(client, '203.0.113.5');
     expect(limited.status).toBe(429);
     expect(limited.body).toEqual(TOO_MANY);
-    expect(limited.headers['ratelimit-policy']).toContain('"client"; q=3; w=60');
-    // Another (or an invented) client id from the same source buys no fresh budget.
-    expect((await revoke(other)).status).toBe(429);
-    const invented = await request(service.app).post('/introspect').type('form').auth('invented-1', 'x').send({ token: 'x' });
-    expect(invented.status).toBe(429);
+    expect(limited.headers['ratelimit-policy']).toMatch(/^"client"; q=3; w=60; pk=:[^:]+:$/);
     const cc = await request(service.app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'client_credentials' });
     expect(cc.status).toBe(429);
-    // Naming the password grant in the body does not step around the client layer at /revoke.
-    const sneaky = await request(service.app).post('/revoke').type('form').set('Authorization', client.basic).send({ token: 'A'.repeat(43), grant_type: 'password' });
-    expect(sneaky.status).toBe(429);
+    expect(service.logs.entries('rate_limit_tripped')).toEqual([expect.objectContaining({ layer: 'client', client_id: client.id })]);
+    // Another client, from the same addresses, has a budget of its own.
+    expect((await revoke(service, other, '203.0.113.5')).status).toBe(200);
   });
 
-  it('someone who knows a client id cannot spend that client budget from elsewhere', async () => {
+  it('someone who knows a client id but not its secret cannot spend that client budget', async () => {
     const service = await serviceWith({ CLIENT_RATE_LIMIT: '2', TRUST_PROXY: 'loopback' });
     const gateway = await createTestClient(service);
-    const revokeFrom = (ip: string) =>
-      request(service.app).post('/revoke').type('form').set('X-Forwarded-For', ip).set('Authorization', gateway.basic).send({ token: 'A'.repeat(43) });
-    expect(await statuses([revokeFrom('203.0.113.9'), revokeFrom('203.0.113.9'), revokeFrom('203.0.113.9')])).toEqual([200, 200, 429]);
-    expect((await revokeFrom('198.51.100.20')).status).toBe(200);
+    const impostor = { ...gateway, basic: `Basic ${Buffer.from(`${gateway.id}:not-the-secret`).toString('base64')}` };
+    expect(await statuses([1, 2, 3, 4].map((i) => revoke(service, impostor, `198.51.100.${i}`)))).toEqual([401, 401, 401, 401]);
+    expect(await statuses([revoke(service, gateway, '203.0.113.9'), revoke(service, gateway, '192.0.2.9')])).toEqual([200, 200]);
+    expect((await revoke(service, gateway, '203.0.113.9')).status).toBe(429);
+  });
+
+  it('a client rate limit of its own replaces CLIENT_RATE_LIMIT; without either, a client is not limited', async () => {
+    const service = await serviceWith({ CLIENT_RATE_LIMIT: undefined, TRUST_PROXY: 'loopback' });
+    expect(service.config.rateLimits.client).toEqual({ limit: undefined, window: 60 });
+    const unlimited = await createTestClient(service);
+    const limitedClient = await createTestClient(service);
+    await service.deps.db.updateTable('clients').set({ rate_limit: 2 }).where('id', '=', limitedClient.id).execute();
+    const free = await revoke(service, unlimited, '203.0.113.20');
+    expect(free.status).toBe(200);
+    expect(free.headers['ratelimit']).toBeUndefined(); // no layer counted it, none is announced
+    const sent = [];
+    for (let i = 0; i < 3; i++) sent.push((await revoke(service, limitedClient, '203.0.113.21')).status);
+    expect(sent).toEqual([200, 200, 429]);
   });
 });
 

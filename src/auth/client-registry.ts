@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
+import { MAX_CLIENT_RATE_LIMIT } from '../config.js';
 import { deleteClient, findClientById, insertClient, lockClient, updateClient, updateClientSecretHash } from '../db/clients.js';
 import { isUniqueViolation } from '../db/errors.js';
 import type { Client, ClientType, Database, GrantType } from '../db/schema.js';
@@ -40,6 +41,12 @@ export interface ClientSettings {
   /** Absent at creation: the allowed scopes. */
   readonly defaultScopes?: readonly string[] | undefined;
   readonly audience?: readonly string[] | undefined;
+  /**
+   * Requests per CLIENT_RATE_WINDOW once authenticated (refresh, revoke, introspection, client
+   * credentials); null: none of its own (CLIENT_RATE_LIMIT applies if set). Absent: unchanged, or
+   * null for a new client.
+   */
+  readonly rateLimit?: number | null | undefined;
 }
 
 export interface NewClientInput extends ClientSettings {
@@ -73,6 +80,7 @@ export async function registerClient(db: Kysely<Database>, input: NewClientInput
     scopes: input.scopes ?? [],
     defaultScopes: input.defaultScopes ?? input.scopes ?? [],
     audience: input.audience ?? [],
+    rateLimit: input.rateLimit ?? null,
   });
   if (type === 'public' && input.secret !== undefined) throw invalid('a public client has no secret');
   const generatedSecret = type === 'confidential' && input.secret === undefined ? generateClientSecret() : undefined;
@@ -107,6 +115,7 @@ export async function updateClientSettings(db: Kysely<Database>, id: string, cha
       scopes: changes.scopes ?? current.allowed_scopes,
       defaultScopes: changes.defaultScopes ?? current.default_scopes,
       audience: changes.audience ?? current.audience,
+      rateLimit: changes.rateLimit === undefined ? current.rate_limit : changes.rateLimit,
     });
     return (await updateClient(trx, id, { ...settings, updated_at: now }))!;
   });
@@ -146,11 +155,19 @@ interface CheckedSettings {
   readonly allowed_scopes: string[];
   readonly default_scopes: string[];
   readonly audience: string[];
+  readonly rate_limit: number | null;
 }
 
 function checkSettings(
   type: ClientType,
-  settings: { name: string; grantTypes: readonly string[]; scopes: readonly string[]; defaultScopes: readonly string[]; audience: readonly string[] },
+  settings: {
+    name: string;
+    grantTypes: readonly string[];
+    scopes: readonly string[];
+    defaultScopes: readonly string[];
+    audience: readonly string[];
+    rateLimit: number | null;
+  },
 ): CheckedSettings {
   const grantTypes = unique(settings.grantTypes);
   const unknown = grantTypes.filter((grant) => !GRANT_TYPES.includes(grant as GrantType));
@@ -170,7 +187,18 @@ function checkSettings(
   if (settings.name.length > MAX_NAME_LENGTH || hasControlCharacters(settings.name)) {
     throw invalid(`a client name has at most ${MAX_NAME_LENGTH} characters and no control characters`);
   }
-  return { name: settings.name, grant_types: grantTypes as GrantType[], allowed_scopes: allowed, default_scopes: defaults, audience };
+  const rateLimit = settings.rateLimit;
+  if (rateLimit !== null && !(Number.isSafeInteger(rateLimit) && rateLimit >= 1 && rateLimit <= MAX_CLIENT_RATE_LIMIT)) {
+    throw invalid(`a rate limit is a whole number of requests from 1 to ${MAX_CLIENT_RATE_LIMIT}, or none`);
+  }
+  return {
+    name: settings.name,
+    grant_types: grantTypes as GrantType[],
+    allowed_scopes: allowed,
+    default_scopes: defaults,
+    audience,
+    rate_limit: rateLimit,
+  };
 }
 
 /**
@@ -206,6 +234,7 @@ export function clientView(client: Client) {
     scopes: client.allowed_scopes,
     default_scopes: client.default_scopes,
     audience: client.audience,
+    rate_limit: client.rate_limit,
     created_at: client.created_at,
     updated_at: client.updated_at,
   };

@@ -47,6 +47,8 @@ export interface ClientsTable {
   allowed_scopes: Generated<string[]>;
   default_scopes: Generated<string[]>;
   audience: Generated<string[]>;
+  /** Requests per CLIENT_RATE_WINDOW once authenticated; null: CLIENT_RATE_LIMIT, if set. */
+  rate_limit: number | null;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

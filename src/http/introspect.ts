@@ -3,11 +3,12 @@ import type { Client } from '../db/schema.js';
 import { findTokenFamily } from '../db/refresh-families.js';
 import { findUserSession } from '../db/users.js';
 import type { Deps } from '../deps.js';
-import { authenticateClient, invalidClient } from '../oauth/client-auth.js';
+import { invalidClient } from '../oauth/client-auth.js';
 import { invalidRequest } from '../oauth/errors.js';
 import { hashRefreshToken, isWellFormedRefreshToken } from '../refresh/tokens.js';
 import { type AccessTokenClaims, verifyAccessToken } from '../tokens/access-token.js';
 import { isClientToken } from './bearer.js';
+import { authenticateRequestClient } from './client-authentication.js';
 import { methodNotAllowed } from './errors.js';
 import { noStore, parseForm, readParams, rejectQueryParameters, requireForm } from './form.js';
 
@@ -21,14 +22,10 @@ const INACTIVE = { active: false } as const;
  */
 export function introspectRouter(deps: Deps): Router {
   const router = Router();
-  router.post('/introspect', noStore, requireForm, parseForm, ...deps.limits.client, async (req, res) => {
+  router.post('/introspect', noStore, requireForm, parseForm, async (req, res) => {
     rejectQueryParameters(req);
     const params = readParams(req.body);
-    const { client, method } = await authenticateClient(deps.clients, {
-      authorization: req.get('authorization'),
-      clientId: params['client_id'],
-      clientSecret: params['client_secret'],
-    });
+    const { client, method } = await authenticateRequestClient(deps, req, res, params);
     // RFC 7662 §2.1: the caller must be authorised; a public client's id proves nothing.
     if (method === 'none') throw invalidClient('introspection needs a confidential client');
     const token = params['token'];

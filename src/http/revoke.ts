@@ -2,10 +2,10 @@ import { Router } from 'express';
 import { audit } from '../audit.js';
 import { findTokenFamily, revokeFamily } from '../db/refresh-families.js';
 import type { Deps } from '../deps.js';
-import { authenticateClient } from '../oauth/client-auth.js';
 import { invalidRequest } from '../oauth/errors.js';
 import { hashRefreshToken, isWellFormedRefreshToken } from '../refresh/tokens.js';
 import { verifyAccessToken } from '../tokens/access-token.js';
+import { authenticateRequestClient } from './client-authentication.js';
 import { methodNotAllowed } from './errors.js';
 import { noStore, parseForm, readParams, rejectQueryParameters, requireForm } from './form.js';
 
@@ -19,14 +19,10 @@ import { noStore, parseForm, readParams, rejectQueryParameters, requireForm } fr
  */
 export function revokeRouter(deps: Deps): Router {
   const router = Router();
-  router.post('/revoke', noStore, requireForm, parseForm, ...deps.limits.client, async (req, res) => {
+  router.post('/revoke', noStore, requireForm, parseForm, async (req, res) => {
     rejectQueryParameters(req);
     const params = readParams(req.body);
-    const { client } = await authenticateClient(deps.clients, {
-      authorization: req.get('authorization'),
-      clientId: params['client_id'],
-      clientSecret: params['client_secret'],
-    });
+    const { client } = await authenticateRequestClient(deps, req, res, params);
     const token = params['token'];
     if (token === undefined || token === '') throw invalidRequest('token is required');
 

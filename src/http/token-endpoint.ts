@@ -1,15 +1,16 @@
 import { type Request, type Response, Router } from 'express';
 import type { Deps } from '../deps.js';
 import { grants } from '../grants/index.js';
-import { authenticateClient } from '../oauth/client-auth.js';
 import { invalidRequest, OAuthError } from '../oauth/errors.js';
+import { authenticateRequestClient } from './client-authentication.js';
 import { methodNotAllowed } from './errors.js';
 import { countTokenRequests } from './metrics.js';
 import { noStore, type Params, parseForm, parseJson, readParams, rejectQueryParameters, requireForm, requireFormOrJson } from './form.js';
 
 /**
  * POST /token (RFC 6749 §3.2). The endpoint is a short list of steps: no-store headers, form-only
- * body, no parameters in the URL, no repeats, client authentication, then the grant from the map.
+ * body, the per-IP login layer, no parameters in the URL, no repeats, client authentication (under
+ * the client layers), then the grant from the map.
  */
 export function tokenRouter(deps: Deps): Router {
   const router = Router();
@@ -19,7 +20,7 @@ export function tokenRouter(deps: Deps): Router {
   router.all('/token', methodNotAllowed('POST'));
   // For gateways: the refresh grant with a form or JSON body, the same client authentication and response.
   const countAsRefresh = countTokenRequests(deps.metrics, () => 'refresh_token');
-  router.post('/refresh', countAsRefresh, noStore, requireFormOrJson, parseForm, parseJson, ...deps.limits.client, handleTokenRequest(deps, readRefreshBody));
+  router.post('/refresh', countAsRefresh, noStore, requireFormOrJson, parseForm, parseJson, handleTokenRequest(deps, readRefreshBody));
   router.all('/refresh', methodNotAllowed('POST'));
   return router;
 }
@@ -41,11 +42,8 @@ export function handleTokenRequest(deps: Deps, readBody: (req: Request) => Param
     const grantType = params['grant_type'];
     if (grantType === undefined || grantType.trim() === '') throw invalidRequest('grant_type is required');
 
-    const { client } = await authenticateClient(deps.clients, {
-      authorization: req.get('authorization'),
-      clientId: params['client_id'],
-      clientSecret: params['client_secret'],
-    });
+    // A login is counted by the login layers, not against its client's request budget.
+    const { client } = await authenticateRequestClient(deps, req, res, params, { countRequest: grantType !== 'password' });
     const grant = grants.get(grantType);
     if (grant === undefined) {
       throw new OAuthError('unsupported_grant_type', 'this grant_type is not supported');

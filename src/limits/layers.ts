@@ -10,6 +10,7 @@ export type LimitLayer =
   | 'login_ip'
   | 'login_ip_account'
   | 'login_account'
+  | 'client_auth'
   | 'client'
   | 'password_change'
   | 'register'

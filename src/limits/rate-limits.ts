@@ -1,9 +1,10 @@
 import type { Options } from 'express-rate-limit';
-import type { Request, RequestHandler } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
 import type { Logger } from 'pino';
 import { audit } from '../audit.js';
 import type { LimitSetting, RateLimitConfig } from '../config.js';
+import type { Client } from '../db/schema.js';
 import { FailoverStore } from './failover-store.js';
 import { type LimitBackend, type LimitLayer, secondsUntil, tooManyRequests } from './layers.js';
 import { createLoginAttempts, type LoginAttempts } from './login-attempts.js';
@@ -18,21 +19,24 @@ export type { LimitBackend, LimitLayer } from './layers.js';
  *
  * - login_ip: password-grant requests per client IP (IPv6 by prefix): stops username spraying.
  *   It counts the source's own requests only, so it can limit no one but that source.
- * - client: refresh, revoke, introspection and client-credentials requests per source IP: protects
- *   the database from a runaway (or invented) client; counted before client authentication, so
- *   invented client ids buy no fresh budget.
- * - password_change, register, admin: per IP, for those endpoints.
+ * - password_change, register, admin: the same, per IP, for those endpoints.
  *
- * The account layers (login_ip_account, login_account) count verified wrong passwords only, where
- * a password is verified: `logins`, src/limits/login-attempts.ts.
+ * The others count only what failed for the right reason, at the point where that is known:
+ *
+ * - login_ip_account, login_account: verified wrong passwords (`logins`, src/limits/login-attempts.ts).
+ * - client_auth: failed client authentications per client IP. Checked before the client is looked
+ *   up, so a flood of invented clients from one source stops costing the database anything;
+ *   counted only once a client authentication has failed, so a gateway with valid credentials,
+ *   however busy, is never counted here.
+ * - client: refresh, revoke, introspection and client-credentials requests per authenticated
+ *   client, once it is authenticated: off unless the client has a rate limit of its own or
+ *   CLIENT_RATE_LIMIT sets a default (one gateway is one client for all its users).
  *
  * Memory is bounded per layer (src/limits/failover-store.ts).
  */
 export interface RateLimits {
-  /** For POST /token: login_ip for the password grant, the client layer for the others. */
+  /** For POST /token, before client authentication: login_ip, for the password grant. */
   readonly token: RequestHandler[];
-  /** For /refresh, /revoke, /introspect. */
-  readonly client: RequestHandler[];
   /** For POST /users/me/password, per IP. */
   readonly passwordChange: RequestHandler[];
   /** For POST /register. */
@@ -41,10 +45,24 @@ export interface RateLimits {
   readonly admin: RequestHandler[];
   /** The account layers, around every verification of a user's password. */
   readonly logins: LoginAttempts;
+  /** client_auth and client, around client authentication (src/http/client-authentication.ts). */
+  readonly clients: ClientLayers;
   backend(): LimitBackend;
   /** Closes the Redis connection. */
   close(): Promise<void>;
 }
+
+export interface ClientLayers {
+  /** Before a client is looked up: 429 for a source whose client authentications keep failing. */
+  checkSource(ip: string): Promise<void>;
+  /** A client authentication from `ip` failed (invalid_client). */
+  sourceFailed(ip: string): Promise<void>;
+  /** Counts a request of an authenticated client against its limit, if it has one: 429 beyond. */
+  countRequest(req: Request, res: Response, client: Client): Promise<void>;
+}
+
+/** Where the per-client limiter finds the authenticated client (res.locals). */
+const CLIENT = 'rateLimitedClient';
 
 export function createRateLimits(
   config: RateLimitConfig,
@@ -52,44 +70,72 @@ export function createRateLimits(
   log: Logger,
   rejected: (layer: LimitLayer) => void,
 ): RateLimits {
-  const limiter = (layer: LimitLayer, setting: LimitSetting, options: Partial<Options> = {}) =>
+  const limiter = (layer: LimitLayer, window: number, options: Partial<Options>) =>
     rateLimit({
-      windowMs: setting.window * 1000,
-      limit: setting.limit,
+      windowMs: window * 1000,
       standardHeaders: 'draft-8',
       legacyHeaders: false,
       identifier: layer,
       store: new FailoverStore(redis, `${config.prefix}${layer}:`),
-      keyGenerator: (req) => ipKeyGenerator(req.ip ?? '', config.ipv6Subnet),
-      handler: (req: Request) => {
+      handler: (req: Request, res: Response) => {
         const info = (req as Request & { rateLimit?: { used: number; limit: number; resetTime?: Date } }).rateLimit;
         // One event per key and window (the first refusal), not one per refused request.
-        if (info && info.used === info.limit + 1) audit(log, 'rate_limit_tripped', { layer, ip: req.ip }, 'warn');
+        const client = layer === 'client' ? { client_id: clientOf(res).id } : {};
+        if (info && info.used === info.limit + 1) audit(log, 'rate_limit_tripped', { layer, ip: req.ip, ...client }, 'warn');
         rejected(layer); // every refusal, unlike the audit event
-        throw tooManyRequests(secondsUntil(info?.resetTime, setting.window));
+        throw tooManyRequests(secondsUntil(info?.resetTime, window));
       },
       ...options,
     });
+  const perIp = (layer: LimitLayer, setting: LimitSetting, options: Partial<Options> = {}) =>
+    limiter(layer, setting.window, { limit: setting.limit, keyGenerator: (req) => ipKeyGenerator(req.ip ?? '', config.ipv6Subnet), ...options });
+  const ipKey = (ip: string) => ipKeyGenerator(ip, config.ipv6Subnet);
 
-  const loginIp = limiter('login_ip', config.loginIp, { skip: (req) => bodyField(req, 'grant_type') !== 'password' });
-  const client = limiter('client', config.client);
-  // On /token the password grant has its own layers; every other grant counts in the client layer.
-  const clientUnlessPassword: RequestHandler = (req, res, next) =>
-    bodyField(req, 'grant_type') === 'password' ? next() : client(req, res, next);
+  const loginIp = perIp('login_ip', config.loginIp, { skip: (req) => bodyField(req, 'grant_type') !== 'password' });
   // Changing a password proves the current one: the requests of one source, whatever account (the account layers count the guesses).
-  const passwordChange = limiter('password_change', config.loginIp);
+  const passwordChange = perIp('password_change', config.loginIp);
   // Self-registration costs an Argon2 hash and a row: per IP, like logins.
-  const register = limiter('register', config.loginIp);
-  // The admin API: per IP at the client layer's rate, counted apart so admin work and gateway traffic never starve each other.
-  const admin = limiter('admin', config.client);
+  const register = perIp('register', config.loginIp);
+  // The admin API: per IP, counted apart so admin work and gateway traffic never starve each other.
+  const admin = perIp('admin', config.admin);
+
+  const limitOf = (client: Client) => client.rate_limit ?? config.client.limit;
+  const clientOf = (res: Response) => res.locals[CLIENT] as Client;
+  const perClient = limiter('client', config.client.window, {
+    limit: (_req, res) => limitOf(clientOf(res))!,
+    skip: (_req, res) => limitOf(clientOf(res)) === undefined,
+    keyGenerator: (_req, res) => clientOf(res).id,
+  });
+
+  const failures = new FailoverStore(redis, `${config.prefix}client_auth:`);
+  failures.init({ windowMs: config.clientAuthFailure.window * 1000 } as Options);
+  const clients: ClientLayers = {
+    async checkSource(ip) {
+      const info = await failures.get(ipKey(ip));
+      if ((info?.totalHits ?? 0) >= config.clientAuthFailure.limit) {
+        rejected('client_auth');
+        throw tooManyRequests(secondsUntil(info?.resetTime, config.clientAuthFailure.window));
+      }
+    },
+    async sourceFailed(ip) {
+      const { totalHits } = await failures.increment(ipKey(ip));
+      // Once per key and window: the count reaches the limit once.
+      if (totalHits === config.clientAuthFailure.limit) audit(log, 'rate_limit_tripped', { layer: 'client_auth', ip }, 'warn');
+    },
+    countRequest: (req, res, client) =>
+      new Promise<void>((resolve, reject) => {
+        res.locals[CLIENT] = client;
+        void perClient(req, res, (error?: unknown) => (error === undefined ? resolve() : reject(error)));
+      }),
+  };
 
   return {
-    token: [loginIp, clientUnlessPassword],
-    client: [client],
+    token: [loginIp],
     passwordChange: [passwordChange],
     register: [register],
     admin: [admin],
     logins: createLoginAttempts(config, redis, log, rejected),
+    clients,
     backend: () => (redis === undefined ? 'memory' : redis.isUsable() ? 'redis' : 'memory_fallback'),
     close: async () => redis?.close(),
   };

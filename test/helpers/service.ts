@@ -54,6 +54,7 @@ export function testEnv(database: TestDatabase, extra: Env = {}): Env {
     RATE_LIMIT_PREFIX: `tessera-test:${database.name}:`,
     LOGIN_IP_LIMIT: '1000000',
     LOGIN_IP_ACCOUNT_FAILURE_LIMIT: '1000000',
+    CLIENT_AUTH_FAILURE_LIMIT: '1000000',
     CLIENT_RATE_LIMIT: '1000000',
     ...extra,
   };

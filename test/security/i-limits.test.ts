@@ -1,13 +1,15 @@
 import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
 import request from 'supertest';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { setAccountDisabled } from '../../src/auth/accounts.js';
-import type { PasswordHasher } from '../../src/auth/passwords.js';
 import { generateClientSecret, isSendableSecret } from '../../src/auth/client-secrets.js';
+import type { PasswordHasher } from '../../src/auth/passwords.js';
 import { runCli } from '../../src/cli/run.js';
+import { type Env, loadConfig } from '../../src/config.js';
 import type { Clock } from '../../src/clock.js';
-import type { Env } from '../../src/config.js';
 import { createFakeClock } from '../helpers/clock.js';
+import { startProxyFor, throughProxy } from '../helpers/database-proxy.js';
 import { watchLogOutput } from '../helpers/logs.js';
 import { noteSecret } from '../helpers/secrets.js';
 import {
@@ -16,16 +18,19 @@ import {
   createTestClient,
   createTestUser,
   passwordGrant,
+  testEnv,
+  type TestClient,
   type TestService,
   uniqueName,
   useServicesPerTest,
 } from '../helpers/service.js';
 
 /**
- * ATTACKS.md section I, the part about the limits themselves: the brute-force layers must never
- * become a way to lock someone else out (I1), and must count every guess at a password (I4); and
- * a client must be able to send the secret it was given (I8). Every test starts its own service
- * on the file's database with a Redis prefix of its own and the limits it needs.
+ * ATTACKS.md section I, the part about the limits themselves: the brute-force and client layers
+ * must never become a way to lock someone else out (I1), must count every guess at a password
+ * (I4), and a client must be able to send the secret it was given (I8); a gateway is not throttled
+ * by a default meant for something else (the per-client limit). Every test starts its own
+ * service on the file's database with a Redis prefix of its own and the limits it needs.
  */
 
 const services = useServicesPerTest('i');
@@ -279,6 +284,120 @@ describe('I8 client secrets every client sends alike', () => {
     }
     const created = await cli(['clients', 'create', '--id', uniqueName('i8-'), '--json']);
     expect(JSON.parse(created.stdout).client_secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  });
+});
+
+describe('the per-client limit', () => {
+  const revoke = (to: TestService | Server, client: { readonly basic: string }, from: string) =>
+    request('app' in to ? to.app : to).post('/revoke').type('form').set('Authorization', client.basic).set('X-Forwarded-For', from).send({ token: 'not-a-token' });
+
+  it('is off by default: one gateway, one address, more requests in a minute than the old default of 6,000 allowed', async () => {
+    expect(loadConfig(testEnv(database(), { CLIENT_RATE_LIMIT: undefined })).rateLimits.client).toEqual({ limit: undefined, window: 60 });
+    const service = await serviceWith({ CLIENT_RATE_LIMIT: undefined });
+    const gateway = await createTestClient(service);
+    const server = service.app.listen(0, '127.0.0.1');
+    onTestFinished(() => void server.close());
+    const from = freshIp();
+    const statuses: Record<number, number> = {};
+    const started = Date.now();
+    // 6,050 revocations in 121 waves of 50, well inside one window.
+    for (let wave = 0; wave < 121; wave++) {
+      const sent = await Promise.all(Array.from({ length: 50 }, () => revoke(server, gateway, from)));
+      for (const res of sent) statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+    }
+    expect(Date.now() - started).toBeLessThan(60_000);
+    expect(statuses).toEqual({ 200: 6050 });
+  }, 90_000);
+
+  it('is set per client through the admin API and the CLI, and takes effect at once', async () => {
+    const service = await serviceWith({ CLIENT_RATE_LIMIT: undefined });
+    const adminClient = await createTestClient(service, { scopes: ['admin'] });
+    const admin = await createTestUser(service, { scopes: ['admin'] });
+    const adminToken = (await login(service, adminClient, admin.username, admin.password, freshIp(), { scope: 'admin' })).body.access_token as string;
+    const gateway = await createTestClient(service);
+    const patch = (rateLimit: number | null) =>
+      request(service.app).patch(`/admin/clients/${gateway.id}`).set('Authorization', `Bearer ${adminToken}`).send({ rate_limit: rateLimit });
+    const inTurn = async (count: number) => {
+      const statuses = [];
+      for (let i = 0; i < count; i++) statuses.push((await revoke(service, gateway, freshIp())).status);
+      return statuses;
+    };
+    expect(await inTurn(5)).toEqual([200, 200, 200, 200, 200]);
+
+    const patched = await patch(3);
+    expect(patched.status).toBe(200);
+    expect(patched.body.rate_limit).toBe(3);
+    const limited = await inTurn(4);
+    expect(limited).toEqual([200, 200, 200, 429]);
+    const refused = await revoke(service, gateway, freshIp());
+    expect(refused.body).toEqual(TOO_MANY);
+    expect(refused.headers['ratelimit-policy']).toMatch(/^"client"; q=3; w=60; pk=:[^:]+:$/);
+    expect(trips(service, 'client')).toEqual([expect.objectContaining({ client_id: gateway.id })]);
+
+    expect((await patch(null)).body.rate_limit).toBeNull();
+    expect(await inTurn(3)).toEqual([200, 200, 200]);
+
+    // The CLI, as on another host against the same database: the service hears of each change from PostgreSQL.
+    const clock = service.clock;
+    expect(await cli(['clients', 'update', gateway.id, '--rate-limit', '2'], { clock })).toEqual({ code: 0, stdout: `client_id: ${gateway.id}\nrate_limit: 2\n`, stderr: expect.any(String) });
+    await expect.poll(() => revoke(service, gateway, freshIp()).then((res) => res.status), { timeout: 5_000 }).toBe(429);
+    expect((await cli(['clients', 'update', gateway.id, '--rate-limit', 'off'], { clock })).stdout).toBe(`client_id: ${gateway.id}\nrate_limit: off\n`);
+    await expect.poll(() => revoke(service, gateway, freshIp()).then((res) => res.status), { timeout: 5_000 }).toBe(200);
+    for (const bad of [['--rate-limit', 'fast'], ['--rate-limit', '0'], []]) {
+      expect((await cli(['clients', 'update', gateway.id, ...bad], { clock })).code).toBe(2);
+    }
+    const created = uniqueName('limited-');
+    expect((await cli(['clients', 'create', '--id', created, '--rate-limit', '7'], { clock })).code).toBe(0);
+    expect((await request(service.app).get(`/admin/clients/${created}`).set('Authorization', `Bearer ${adminToken}`)).body.rate_limit).toBe(7);
+  });
+
+  it('CLIENT_RATE_LIMIT, when set, is the default for clients without a limit of their own', async () => {
+    const service = await serviceWith({ CLIENT_RATE_LIMIT: '2' });
+    const gateway = await createTestClient(service);
+    const own = await createTestClient(service);
+    await service.deps.db.updateTable('clients').set({ rate_limit: 4 }).where('id', '=', own.id).execute();
+    const inTurn = async (client: TestClient, count: number) => {
+      const statuses = [];
+      for (let i = 0; i < count; i++) statuses.push((await revoke(service, client, freshIp())).status);
+      return statuses;
+    };
+    expect(await inTurn(gateway, 3)).toEqual([200, 200, 429]);
+    expect(await inTurn(own, 5)).toEqual([200, 200, 200, 200, 429]);
+  });
+
+  it('a flood of invented clients from one address is refused before it reaches the database; a client with valid credentials is never counted there', async () => {
+    const proxy = await startProxyFor(database().url);
+    onTestFinished(async () => {
+      proxy.restore();
+      await proxy.close();
+    });
+    const service = await services.forTest({ TRUST_PROXY: 'loopback', CLIENT_AUTH_FAILURE_LIMIT: '5' }, { database: throughProxy(database(), proxy) });
+    const gateway = await createTestClient(service);
+    const busy = freshIp();
+    // A busy gateway from one address: 40 requests at once, none of them a failure, none counted.
+    const burst = await Promise.all(Array.from({ length: 40 }, () => revoke(service, gateway, busy)));
+    expect(tally(burst)).toEqual({ 200: 40 });
+
+    const flood = freshIp();
+    const sent = [];
+    for (let i = 0; i < 6; i++) sent.push(await revoke(service, invented(), flood));
+    expect(sent.map((res) => res.status)).toEqual([401, 401, 401, 401, 401, 429]);
+    expect(sent[5]!.body).toEqual(TOO_MANY);
+    expect(Number(sent[5]!.headers['retry-after'])).toBeGreaterThan(55);
+    expect(sent[5]!.headers['ratelimit']).toBeUndefined(); // a failure layer is never announced
+    expect(trips(service, 'client_auth')).toEqual([expect.objectContaining({ ip: flood })]);
+
+    // With the database gone, the flooding address is still refused at once (a lookup would be a 503)...
+    proxy.cut();
+    for (const path of ['/revoke', '/introspect', '/refresh']) {
+      const res = await request(service.app).post(path).type('form').set('Authorization', invented().basic).set('X-Forwarded-For', flood).send({ token: 'x', refresh_token: 'x' });
+      expect(res.status).toBe(429);
+    }
+    const login = await passwordGrant(service.app, invented(), { username: 'nobody', password: 'x' }).set('X-Forwarded-For', flood);
+    expect(login.status).toBe(429);
+    // ...while another address's invented client does reach for the database.
+    expect((await revoke(service, invented(), freshIp())).status).toBe(503);
+    proxy.restore();
   });
 });
 

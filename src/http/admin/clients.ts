@@ -5,7 +5,7 @@ import type { Deps } from '../../deps.js';
 import { methodNotAllowed } from '../errors.js';
 import { auditAdmin } from './auth.js';
 import { asAdminAction } from './errors.js';
-import { readBody, requireSomeField } from './input.js';
+import { type Body, readBody, requireSomeField } from './input.js';
 
 
 const SETTINGS = {
@@ -14,15 +14,17 @@ const SETTINGS = {
   scopes: { type: 'strings' },
   default_scopes: { type: 'strings' },
   audience: { type: 'strings' },
+  rate_limit: { type: 'count' },
 } as const;
 const CREATE = { ...SETTINGS, id: { type: 'string' }, type: { type: 'string', oneOf: ['confidential', 'public'] } } as const;
 
-const settingsFrom = (body: { name?: string; grant_types?: string[]; scopes?: string[]; default_scopes?: string[]; audience?: string[] }) => ({
+const settingsFrom = (body: Body<typeof SETTINGS>) => ({
   name: body.name,
   grantTypes: body.grant_types,
   scopes: body.scopes,
   defaultScopes: body.default_scopes,
   audience: body.audience,
+  rateLimit: body.rate_limit,
 });
 
 /**
@@ -46,6 +48,7 @@ export function clientsRouter(deps: Deps): Router {
       scopes: client.allowed_scopes,
       default_scopes: client.default_scopes,
       audience: client.audience,
+      rate_limit: client.rate_limit,
     });
     res
       .status(201)

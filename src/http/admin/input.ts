@@ -4,9 +4,10 @@ import { safeName } from '../form.js';
 
 /**
  * Admin input is JSON, and strict: an unknown field is refused rather than ignored (a typo such as
- * `scope` for `scopes` must not silently change nothing), and every value has exactly one type.
+ * `scope` for `scopes` must not silently change nothing), and every value has exactly one type
+ * (`count`: a whole number from 1 up, or null for none).
  */
-type FieldType = 'string' | 'boolean' | 'strings';
+type FieldType = 'string' | 'boolean' | 'strings' | 'count';
 
 export interface Field {
   readonly type: FieldType;
@@ -23,7 +24,9 @@ type ValueOf<F extends Field> = F['type'] extends 'string'
     : string
   : F['type'] extends 'boolean'
     ? boolean
-    : string[];
+    : F['type'] extends 'count'
+      ? number | null
+      : string[];
 type RequiredKeys<S extends Shape> = { [K in keyof S]: S[K]['required'] extends true ? K : never }[keyof S];
 
 export type Body<S extends Shape> = { [K in RequiredKeys<S>]: ValueOf<S[K]> } & {
@@ -62,6 +65,11 @@ function checkValue(name: string, field: Field, value: unknown): unknown {
       if (value.length > MAX_STRING_LENGTH) throw invalidRequest(`the field ${name} is too long`);
       if (field.oneOf !== undefined && !field.oneOf.includes(value)) {
         throw invalidRequest(`the field ${name} must be one of: ${field.oneOf.join(', ')}`);
+      }
+      return value;
+    case 'count':
+      if (value !== null && !(Number.isSafeInteger(value) && (value as number) >= 1)) {
+        throw invalidRequest(`the field ${name} must be a whole number from 1 up, or null`);
       }
       return value;
     case 'strings':

@@ -38,9 +38,8 @@ export interface MetricSources {
   readonly argon2Load: () => { readonly active: number; readonly queued: number };
   /** Undefined on the embedded database, which has no pool. */
   readonly databasePool: (() => PoolUsage) | undefined;
-  /** When the signing key in use became active. */
-  readonly signingKeyActivatedAt: () => Date;
-  readonly now: () => number;
+  /** Seconds since the signing key in use became active (src/keys/key-store.ts, signingKeyAgeSeconds). */
+  readonly signingKeyAgeSeconds: () => number;
 }
 
 export interface HttpLabels {
@@ -190,7 +189,7 @@ export function createMetrics(): Metrics {
     registers,
     aggregator: 'max',
     collect() {
-      if (sources !== undefined) this.set(Math.max(0, (sources.now() - sources.signingKeyActivatedAt().getTime()) / 1000));
+      if (sources !== undefined) this.set(sources.signingKeyAgeSeconds());
     },
   });
 

@@ -19,8 +19,8 @@ import type { Kysely } from 'kysely';
 import type { Database } from './db/schema.js';
 import { listSigningKeys } from './db/signing-keys.js';
 import { createKeyRing, embeddedKekPath, type KeyRing, loadOrCreateEmbeddedKek } from './keys/key-encryption.js';
-import { createKeyStore, ensureSigningKey } from './keys/key-store.js';
-import { maintainSigningKeys } from './keys/lifecycle.js';
+import { createKeyStore, ensureSigningKey, signingKeyAgeSeconds } from './keys/key-store.js';
+import { announceKeySettings, maintainSigningKeys } from './keys/lifecycle.js';
 import { createRateLimits } from './limits/rate-limits.js';
 import { createMetrics } from './metrics.js';
 import { connectRedis } from './limits/redis.js';
@@ -83,8 +83,10 @@ export async function prepareDeps(config: Config, handle: DatabaseHandle, log: L
   const applied = await migrateDatabase(config, handle, log);
   if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');
   const ring = await loadKeyRing(config, handle.db);
-  await ensureSigningKey(handle.db, ring, clock);
+  await ensureSigningKey(handle.db, ring);
   const keys = await createKeyStore(handle.db, ring);
+  // Before it serves a JWKS: a key added from now on waits for this replica's cache lifetime too.
+  await announceKeySettings(handle.db, config);
   const metrics = createMetrics();
   const passwords = createPasswordHasher(
     config.argon2,
@@ -102,8 +104,7 @@ export async function prepareDeps(config: Config, handle: DatabaseHandle, log: L
     rateLimitBackend: limits.backend,
     argon2Load: () => passwords.load,
     databasePool: handle.poolUsage,
-    signingKeyActivatedAt: () => keys.current().signing.activatedAt,
-    now: () => clock.now(),
+    signingKeyAgeSeconds: () => signingKeyAgeSeconds(keys.current()),
   });
   if (config.redisUrl === undefined) log.info('no REDIS_URL: rate limits are kept per process, in memory');
   const clients = createClientLookup(handle.db, handle.listen);

@@ -4,6 +4,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setAccountDisabled } from '../src/auth/accounts.js';
 import { insertRole } from '../src/db/roles.js';
+import { promotionDelaySeconds } from '../src/keys/lifecycle.js';
 import { findUserScopes } from '../src/db/users.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import {
@@ -812,8 +813,10 @@ describe('signing keys', () => {
     const res = await call('get', '/admin/keys');
     expect(res.status).toBe(200);
     expect(res.body.items).toEqual([
-      { kid: expect.any(String), state: 'active', created_at: NOW, activated_at: NOW, retired_at: null, next_change_at: null },
+      { kid: expect.any(String), state: 'active', created_at: expect.any(String), activated_at: expect.any(String), retired_at: null, next_change_at: null },
     ]);
+    // The key's times are the database's (src/keys/lifecycle.ts), not the service's clock.
+    expect(res.body.items[0].activated_at).toBe(res.body.items[0].created_at);
   });
 
   it('rotates: a next key, published in the JWKS at once; a second rotation while one waits is 409', async () => {
@@ -822,12 +825,13 @@ describe('signing keys', () => {
     expect(res.body).toEqual({
       kid: expect.any(String),
       state: 'next',
-      created_at: NOW,
+      created_at: expect.any(String),
       activated_at: null,
       retired_at: null,
       next_change_at: expect.any(String),
     });
-    expect(Date.parse(res.body.next_change_at)).toBeGreaterThan(Date.parse(NOW));
+    // Decided when it was added: the promotion delay after its creation, both on the database's clock.
+    expect(Date.parse(res.body.next_change_at) - Date.parse(res.body.created_at)).toBe(promotionDelaySeconds(service.config) * 1000);
     const jwks = await request(service.app).get('/.well-known/jwks.json');
     expect(jwks.body.keys.map((key: { kid: string }) => key.kid)).toContain(res.body.kid);
     expect(auditEntries('signing_key_created', { kid: res.body.kid })).toEqual([expect.objectContaining({ actor: admin.id })]);

@@ -27,6 +27,7 @@ import { listKeyStatus, maintainSigningKeys, promotionDelaySeconds, retentionSec
 import { startKeyMaintenance } from '../src/service.js';
 import { createFakeClock, type FakeClock } from './helpers/clock.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { keysFollow, makeNextKeyDue } from './helpers/keys.js';
 import { createTestClient, createTestUser, startTestService, type TestClient, type TestService, testEnv } from './helpers/service.js';
 
 const JWKS_PATH = '/.well-known/jwks.json';
@@ -449,6 +450,8 @@ describe('jose createRemoteJWKSet across a full key rotation', () => {
     };
     const maintenance = startKeyMaintenance({ ...deps, keys });
     const started = Date.now();
+    // The key lifecycle runs on the database's clock: the keys age as the simulated time passes.
+    const keysAgeTo = await keysFollow(deps.db, started);
     /** Waits (in real time) for the maintenance passes that simulated time has made due. */
     const maintenanceCaughtUp = async () => {
       const due = Math.floor((Date.now() - started) / keyReloadMs);
@@ -479,6 +482,7 @@ describe('jose createRemoteJWKSet across a full key rotation', () => {
     try {
       for (let step = 0; removedAt === undefined; step++) {
         if (step > 0) {
+          await keysAgeTo(Date.now() + STEP_MS);
           vi.advanceTimersByTime(STEP_MS);
           await maintenanceCaughtUp();
         }
@@ -486,7 +490,7 @@ describe('jose createRemoteJWKSet across a full key rotation', () => {
         if (at > 2 * (promotionMs + retentionMs + 2 * keyReloadMs)) throw new Error('the rotation did not complete in time');
         if (step === 1) {
           // Rotate right after the verifier fetched the JWKS: its cache lacks the new key.
-          newKid = await rotateSigningKey(deps.db, deps.keyRing, deps.clock, deps.log, 'interop-test');
+          newKid = (await rotateSigningKey({ db: deps.db, ring: deps.keyRing, log: deps.log, config, serving: true }, 'interop-test')).kid;
           rotatedAt = at;
         }
 
@@ -507,7 +511,7 @@ describe('jose createRemoteJWKSet across a full key rotation', () => {
           }
         }
 
-        for (const status of await listKeyStatus(deps.db, config)) {
+        for (const status of await listKeyStatus(deps.db, { config, serving: true })) {
           const seen = states.get(status.kid) ?? [];
           if (seen.at(-1) !== status.state) states.set(status.kid, [...seen, status.state]);
         }
@@ -629,11 +633,11 @@ describe.skipIf(!pyjwt.available)(
         expect(before).toMatchObject({ ok: true, kid: oldKid });
         expectUserToken(before.claims!, { issuer: tessera.issuer, sub: user.id, clientId: client.id, scope: 'orders:read' });
 
-        // A rotation whose promotion delay has passed (the lifecycle is asked as if it were that much
-        // later; the tokens keep real-time iat/exp, which PyJWT checks against its own clock).
-        const newKid = await rotateSigningKey(deps.db, deps.keyRing, deps.clock, deps.log, 'interop-test');
-        const later = { now: () => deps.clock.now() + promotionDelaySeconds(deps.config) * 1000 };
-        expect(await maintainSigningKeys({ ...deps, ring: deps.keyRing, clock: later })).toBe(true);
+        // A rotation whose promotion delay has passed (for the keys only, on the database's clock;
+        // the tokens keep real-time iat/exp, which PyJWT checks against its own clock).
+        const { kid: newKid } = await rotateSigningKey({ db: deps.db, ring: deps.keyRing, log: deps.log, config: deps.config, serving: true }, 'interop-test');
+        await makeNextKeyDue(deps.db);
+        expect(await maintainSigningKeys({ ...deps, ring: deps.keyRing })).toBe(true);
         await deps.keys.reload();
         expect(deps.keys.current().signing.kid).toBe(newKid);
 

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { decodeProtectedHeader } from 'jose';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Env } from '../src/config.js';
@@ -7,11 +6,12 @@ import { runCli } from '../src/cli/run.js';
 import { insertSigningKey } from '../src/db/signing-keys.js';
 import { createKeyRing, kekFingerprint } from '../src/keys/key-encryption.js';
 import { generateSigningKey } from '../src/keys/key-store.js';
-import { maintainSigningKeys, promotionDelaySeconds } from '../src/keys/lifecycle.js';
+import { maintainSigningKeys, promotionDelaySeconds, retentionSeconds } from '../src/keys/lifecycle.js';
 import { startKeyMaintenance } from '../src/service.js';
 import { createFakeClock } from './helpers/clock.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { createTestClient, startTestService, testEnv, type TestService } from './helpers/service.js';
+import { ageSigningKeys, kidOfNewToken, makeNextKeyDue } from './helpers/keys.js';
+import { startTestService, testEnv, type TestService } from './helpers/service.js';
 
 let database: TestDatabase;
 let env: Env;
@@ -38,13 +38,6 @@ async function cli(...argv: string[]) {
   return { code, stdout, stderr };
 }
 
-async function kidOfNewToken(target: TestService = service): Promise<string> {
-  const client = await createTestClient(target, { grantTypes: ['client_credentials'] });
-  const res = await request(target.app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'client_credentials' });
-  expect(res.status).toBe(200);
-  return decodeProtectedHeader(res.body.access_token).kid!;
-}
-
 const maintain = async (target: TestService = service) => {
   await maintainSigningKeys({ ...target.deps, ring: target.deps.keyRing });
   await target.deps.keys.reload();
@@ -58,7 +51,7 @@ describe('the key lifecycle: next -> active -> retired -> removed', () => {
     const again = await cli('keys', 'rotate');
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/^error: key \S+ is already waiting to become active\n$/);
-    clock.advance(promotionDelaySeconds(service.config) * SECOND);
+    await makeNextKeyDue(database.db);
     await maintain();
   });
 
@@ -66,7 +59,7 @@ describe('the key lifecycle: next -> active -> retired -> removed', () => {
     const second = await startTestService(database, { env, clock });
     try {
       expect((await cli('keys', 'rotate')).code).toBe(0);
-      clock.advance(promotionDelaySeconds(service.config) * SECOND);
+      await makeNextKeyDue(database.db);
       const before = service.logs.entries('signing_key_activated').length + second.logs.entries('signing_key_activated').length;
       await Promise.all([maintain(service), maintain(second), maintain(service), maintain(second)]);
       const after = service.logs.entries('signing_key_activated').length + second.logs.entries('signing_key_activated').length;
@@ -84,11 +77,16 @@ describe('the key lifecycle: next -> active -> retired -> removed', () => {
       const count = async () => (await database.db.selectFrom('signing_keys').select('kid').where('state', '=', 'next').execute()).length;
       await maintain(auto);
       expect(await count()).toBe(0);
-      clock.advance(2 * 3600 * SECOND);
+      // The active key's age is the database's to measure: the service's clock moving does nothing.
+      clock.advance(3 * 3600 * SECOND);
+      await maintain(auto);
+      expect(await count()).toBe(0);
+      clock.advance(-3 * 3600 * SECOND);
+      await ageSigningKeys(database.db, 2 * 3600);
       await maintain(auto);
       expect(await count()).toBe(1);
       expect(auto.logs.entries('signing_key_created')).toEqual([expect.objectContaining({ actor: 'schedule' })]);
-      clock.advance(promotionDelaySeconds(service.config) * SECOND);
+      await makeNextKeyDue(database.db);
       await maintain(auto);
       expect(await count()).toBe(0);
     } finally {
@@ -103,7 +101,7 @@ describe('one key set for all replicas', () => {
     const loops = [startKeyMaintenance(service.deps), startKeyMaintenance(second.deps)];
     try {
       expect((await cli('keys', 'rotate')).code).toBe(0);
-      clock.advance(promotionDelaySeconds(service.config) * SECOND);
+      await makeNextKeyDue(database.db);
       const target = (await database.db.selectFrom('signing_keys').select('kid').where('state', '=', 'next').executeTakeFirstOrThrow()).kid;
       // Documented bound: one KEY_RELOAD_INTERVAL (1 s here) for the promotion, one more to reload.
       const deadline = Date.now() + 2 * service.config.keyReloadInterval * SECOND + 2 * SECOND;
@@ -152,11 +150,13 @@ describe('key-encryption-key rotation', () => {
       expect(stderr).toBe("error: these KEY_ENCRYPTION_KEYS cannot open the active signing key: run this with the service's keys\n");
       expect(await own.db.selectFrom('signing_keys').select('kid').where('state', '=', 'next').execute()).toEqual([]);
 
-      // A next key sealed under a stranger's ring anyway (written by hand): never promoted...
+      // A next key sealed under a stranger's ring anyway (written by hand, without an activation
+      // time, as the previous release wrote them): never promoted...
       const sealed = await generateSigningKey(createKeyRing([Buffer.from(stranger, 'base64')]));
       await insertSigningKey(own.db, { ...sealed, state: 'next', created_at: new Date(clock.now()), activated_at: null, retired_at: null });
       const active = replica.deps.keys.current().signing.kid;
-      clock.advance(promotionDelaySeconds(replica.config) * SECOND);
+      await maintainSigningKeys({ ...replica.deps, ring: replica.deps.keyRing }); // decides its activation time
+      await makeNextKeyDue(own.db);
       await maintainSigningKeys({ ...replica.deps, ring: replica.deps.keyRing });
       expect((await own.db.selectFrom('signing_keys').select('kid').where('state', '=', 'active').executeTakeFirstOrThrow()).kid).toBe(active);
       expect(replica.logs.entries().some((e) => e['msg'] === 'a next signing key cannot be opened with KEY_ENCRYPTION_KEYS: not promoting it')).toBe(true);
@@ -176,8 +176,15 @@ describe('key-encryption-key rotation', () => {
 
 describe('the promotion delay', () => {
   it('is never shorter than a verifier refetch cooldown (30 s), however small JWKS_MAX_AGE is', () => {
-    expect(promotionDelaySeconds({ jwksMaxAge: 0, keyReloadInterval: 1, accessTokenTtl: 900, keyRotationInterval: undefined })).toBe(37);
-    expect(promotionDelaySeconds({ jwksMaxAge: 300, keyReloadInterval: 30, accessTokenTtl: 900, keyRotationInterval: undefined })).toBe(365);
+    expect(promotionDelaySeconds({ jwksMaxAge: 0, keyReloadInterval: 1, accessTokenTtl: 900 })).toBe(37);
+    expect(promotionDelaySeconds({ jwksMaxAge: 300, keyReloadInterval: 30, accessTokenTtl: 900 })).toBe(365);
+  });
+
+  it('covers the largest JWKS_MAX_AGE and KEY_RELOAD_INTERVAL of several replicas', () => {
+    const a = { jwksMaxAge: 600, keyReloadInterval: 5, accessTokenTtl: 900 };
+    const b = { jwksMaxAge: 60, keyReloadInterval: 30, accessTokenTtl: 3600 };
+    expect(promotionDelaySeconds(a, b)).toBe(600 + 2 * 30 + 5);
+    expect(retentionSeconds(a, b)).toBe(30 + 3600 + 5);
   });
 });
 

@@ -11,6 +11,7 @@ import { OAuthError } from '../src/oauth/errors.js';
 import { listen } from '../src/service.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { captureLogs } from './helpers/logs.js';
+import { ageSigningKeys } from './helpers/keys.js';
 import { createTestClient, createTestUser, startTestService, testEnv, type TestClient, type TestService } from './helpers/service.js';
 
 let database: TestDatabase;
@@ -131,11 +132,21 @@ describe('GET /metrics', () => {
     expect(samples.get('tessera_argon2_active')).toBe(0);
   });
 
-  it('reports the signing key age from the service clock', async () => {
-    const before = (await scrape()).samples.get('tessera_signing_key_age_seconds')!;
+  it('reports the signing key age on the database clock, never the service clock', async () => {
+    const age = async () => (await scrape()).samples.get('tessera_signing_key_age_seconds')!;
+    const before = await age();
+    // The service's clock (a replica minutes off) changes nothing...
     service.clock.advance(90 * SECOND);
-    const after = (await scrape()).samples.get('tessera_signing_key_age_seconds')!;
-    expect(after - before).toBe(90);
+    const skewed = await age();
+    service.clock.advance(-90 * SECOND);
+    expect(skewed - before).toBeGreaterThanOrEqual(0);
+    expect(skewed - before).toBeLessThan(5);
+    // ...the key getting older on the database's clock does, from the next reload on.
+    await ageSigningKeys(service.deps.db, 90);
+    await service.deps.keys.reload();
+    const after = await age();
+    expect(after - before).toBeGreaterThanOrEqual(90);
+    expect(after - before).toBeLessThan(95);
   });
 
   it('answers 405 to other methods', async () => {

@@ -14,6 +14,7 @@ import { createLogger } from '../src/logger.js';
 import { prepareDeps } from '../src/service.js';
 import { createFakeClock } from './helpers/clock.js';
 import { createTestDatabase, type TestDatabase, testKysely } from './helpers/database.js';
+import { databaseNow } from './helpers/keys.js';
 import { captureLogs } from './helpers/logs.js';
 import { createTestClient, createTestUser, passwordGrant, startTestService, TEST_ARGON2, TEST_ISSUER, testEnv } from './helpers/service.js';
 
@@ -118,14 +119,14 @@ describe('signing keys', () => {
 
   it('are created exactly once when replicas start together on an empty key table', { timeout: 60_000 }, async () => {
     expect(await signingKeys(database.db)).toEqual([]);
-    const clock = createFakeClock();
+    const before = await databaseNow(database.db);
     const replicas = await openReplicas(database.url, 2);
     try {
       // Two processes, each with its own ring from the same KEY_ENCRYPTION_KEYS and two callers each.
       await Promise.all(
         replicas.flatMap((db) => {
           const ring = createKeyRing([kek]);
-          return [ensureSigningKey(db, ring, clock), ensureSigningKey(db, ring, clock)];
+          return [ensureSigningKey(db, ring), ensureSigningKey(db, ring)];
         }),
       );
     } finally {
@@ -134,8 +135,11 @@ describe('signing keys', () => {
     const rows = await signingKeys(database.db);
     expect(rows).toHaveLength(1);
     row = rows[0]!;
-    expect(row).toMatchObject({ state: 'active', algorithm: 'RS256', retired_at: null });
-    expect(row.activated_at).toEqual(new Date(clock.now()));
+    expect(row).toMatchObject({ state: 'active', algorithm: 'RS256', retired_at: null, activates_at: null });
+    // Stamped by the database's clock, as every time of the key lifecycle.
+    expect(row.activated_at).toEqual(row.created_at);
+    expect(row.created_at.getTime()).toBeGreaterThanOrEqual(before);
+    expect(row.created_at.getTime()).toBeLessThanOrEqual(await databaseNow(database.db));
   });
 
   it('keep the private key encrypted at rest, openable only with the key-encryption key', async () => {

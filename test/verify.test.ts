@@ -10,6 +10,7 @@ import { maintainSigningKeys, promotionDelaySeconds, rotateSigningKey } from '..
 import { createFakeClock } from './helpers/clock.js';
 import { type ForgeOptions, forgeJwt, signRawJwt } from './helpers/forge.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { makeNextKeyDue } from './helpers/keys.js';
 import { createTestClient, createTestUser, passwordGrant, startTestService, type TestClient, testEnv, type TestService } from './helpers/service.js';
 
 /*
@@ -382,9 +383,12 @@ describe('signing-key rotation', () => {
     expect(rotating.hits).toEqual({ discovery: 1, jwks: 1 });
 
     // tessera keys rotate: a next key, published at once, signing only after the promotion delay.
-    const newKid = await rotateSigningKey(service.deps.db, service.deps.keyRing, service.clock, service.deps.log, 'test');
+    const { deps } = service;
+    const { kid: newKid } = await rotateSigningKey({ db: deps.db, ring: deps.keyRing, log: deps.log, config: deps.config, serving: true }, 'test');
     await service.deps.keys.reload();
     expect(service.deps.keys.current().signing.kid).toBe(oldKid);
+    // The delay passes for the keys (on the database's clock) and for Tessera and the verifier (below).
+    await makeNextKeyDue(deps.db);
     service.clock.advance((promotionDelaySeconds(service.config) + 1) * 1000);
     expect(await maintainSigningKeys({ ...service.deps, ring: service.deps.keyRing })).toBe(true);
     await service.deps.keys.reload();

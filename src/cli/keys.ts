@@ -1,25 +1,31 @@
 import { audit } from '../audit.js';
 import { KeyLifecycleError, listKeyStatus, reencryptSigningKeys, rotateSigningKey } from '../keys/lifecycle.js';
-import { type Command, command, CommandError, parse, print, printTable } from './command.js';
+import { type Command, command, type CommandContext, CommandError, parse, print, printTable } from './command.js';
+
+/**
+ * The CLI serves no JWKS: its own JWKS_MAX_AGE is not what verifiers hold. Its decisions and the
+ * times it prints go by what the serving replicas announced (src/keys/lifecycle.ts).
+ */
+const decider = (ctx: CommandContext) => ({ config: ctx.config, serving: false });
 
 const list = command({ usage: '', summary: 'list signing keys, their states and next changes' }, async (args, ctx) => {
   const { values } = parse(args, {});
-  printTable(ctx, values.json, (await listKeyStatus(ctx.db, ctx.config)).map((key) => ({ ...key })));
+  printTable(ctx, values.json, (await listKeyStatus(ctx.db, decider(ctx))).map((key) => ({ ...key })));
 });
 
-/** Adds a next key; it is published at once and signs after the promotion delay (see `keys list`). */
+/** Adds a next key; it is published at once and signs at the time it prints, which every replica uses. */
 const rotate = command(
   {
     usage: '',
     summary: 'add a next signing key',
-    details: 'It is published in the JWKS at once and starts signing after the promotion delay, once every verifier can know it (see keys list).',
+    details:
+      'It is published in the JWKS at once and starts signing at the time it prints: decided now, on the database clock, from the settings the serving replicas announced; every replica uses it (see keys list).',
   },
   async (args, ctx) => {
     const { values } = parse(args, {});
     try {
-      const kid = await rotateSigningKey(ctx.db, ctx.keyRing, ctx.clock, ctx.log, 'cli');
-      const status = (await listKeyStatus(ctx.db, ctx.config)).find((key) => key.kid === kid);
-      print(ctx, values.json, { kid, state: 'next', activates_at: status?.next_change_at?.toISOString() ?? '' });
+      const status = await rotateSigningKey({ ...decider(ctx), db: ctx.db, ring: ctx.keyRing, log: ctx.log }, 'cli');
+      print(ctx, values.json, { kid: status.kid, state: status.state, activates_at: status.next_change_at?.toISOString() ?? '' });
     } catch (error) {
       if (error instanceof KeyLifecycleError) throw new CommandError(error.message);
       throw error;

@@ -60,9 +60,20 @@ export interface SigningKeysTable {
   public_jwk: ColumnType<Record<string, unknown>, string, string>;
   private_key_ciphertext: string;
   kek_id: string;
+  /** Stamped by PostgreSQL (now()), as every time of the key lifecycle: one clock for every replica. */
   created_at: Date;
   activated_at: Date | null;
   retired_at: Date | null;
+  /** When a next key starts signing, decided when it is added; null on keys of the previous release. */
+  activates_at: Date | null;
+}
+
+/** What a serving replica announces about the keys it serves (src/db/replica-settings.ts). Seconds. */
+export interface ReplicaSettingsTable {
+  jwks_max_age: number;
+  key_reload_interval: number;
+  access_token_ttl: number;
+  announced_at: Timestamp;
 }
 
 export type FamilyRevocationReason = 'reuse' | 'logout' | 'password_changed' | 'user_disabled' | 'admin';
@@ -98,6 +109,7 @@ export interface Database {
   user_scopes: UserScopesTable;
   clients: ClientsTable;
   signing_keys: SigningKeysTable;
+  replica_settings: ReplicaSettingsTable;
   refresh_families: RefreshFamiliesTable;
   refresh_tokens: RefreshTokensTable;
 }

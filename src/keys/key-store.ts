@@ -1,10 +1,10 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPair, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import { calculateJwkThumbprint, type JWK } from 'jose';
+import { performance } from 'node:perf_hooks';
 import { type Kysely, sql } from 'kysely';
-import type { Clock } from '../clock.js';
-import type { Database, SigningKeyRow } from '../db/schema.js';
-import { findActiveSigningKey, insertSigningKey, listSigningKeys } from '../db/signing-keys.js';
+import type { Database } from '../db/schema.js';
+import { findActiveSigningKey, insertFirstSigningKey, listSigningKeys, type NewSigningKey } from '../db/signing-keys.js';
 import type { KeyRing } from './key-encryption.js';
 
 const generateRsaKeyPair = promisify(generateKeyPair);
@@ -15,8 +15,11 @@ const FIRST_KEY_LOCK = 0x7e55e4a1;
 
 /** What one process needs to sign and verify; rebuilt whenever the key table changes. */
 export interface KeySet {
-  /** `activatedAt`: when it started signing (the metrics report its age). */
-  readonly signing: { readonly kid: string; readonly privateKey: KeyObject; readonly activatedAt: Date };
+  /**
+   * `ageSeconds`: how long it had signed when the set was loaded, as the database's clock measures
+   * it, and `loadedAt` (performance.now()) when that was: the metrics report its age from the two.
+   */
+  readonly signing: { readonly kid: string; readonly privateKey: KeyObject; readonly ageSeconds: number; readonly loadedAt: number };
   /** Every published key by kid (next, active, retired): what verification may use. */
   readonly publicKeys: ReadonlyMap<string, KeyObject>;
   /** The JWKS document and its ETag, computed once per key-set change, not per request. */
@@ -35,20 +38,18 @@ export interface KeyStore {
  * Makes sure a signing key exists. The first start on an empty database creates one; replicas that
  * start together take an advisory lock, so exactly one generates it and the rest find it.
  */
-export async function ensureSigningKey(db: Kysely<Database>, ring: KeyRing, clock: Clock): Promise<void> {
+export async function ensureSigningKey(db: Kysely<Database>, ring: KeyRing): Promise<void> {
   if (await findActiveSigningKey(db)) return;
   await db.transaction().execute(async (trx) => {
     await sql`select pg_advisory_xact_lock(${FIRST_KEY_LOCK})`.execute(trx);
     if (await findActiveSigningKey(trx)) return;
-    const now = new Date(clock.now());
-    await insertSigningKey(trx, { ...(await generateSigningKey(ring)), state: 'active', created_at: now, activated_at: now, retired_at: null });
+    // Its times are the database's, as every time of the lifecycle (src/keys/lifecycle.ts).
+    await insertFirstSigningKey(trx, await generateSigningKey(ring));
   });
 }
 
 /** A new RSA key: its public JWK (kid = RFC 7638 thumbprint) and its private part sealed by the ring. */
-export async function generateSigningKey(
-  ring: KeyRing,
-): Promise<Pick<SigningKeyRow, 'kid' | 'algorithm' | 'private_key_ciphertext' | 'kek_id'> & { public_jwk: JWK }> {
+export async function generateSigningKey(ring: KeyRing): Promise<NewSigningKey & { public_jwk: JWK }> {
   const { publicKey, privateKey } = await generateRsaKeyPair('rsa', { modulusLength: RSA_MODULUS_BITS });
   const { kty, n, e } = publicKey.export({ format: 'jwk' });
   const kid = await calculateJwkThumbprint({ kty: kty!, n: n!, e: e! });
@@ -82,8 +83,16 @@ export async function loadKeySet(db: Kysely<Database>, ring: KeyRing): Promise<K
   );
   const body = JSON.stringify({ keys: published.map((row) => publicMembers(row.public_jwk)) });
   const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 32)}"`;
-  const activatedAt = active.activated_at ?? active.created_at;
-  return { signing: { kid: active.kid, privateKey, activatedAt }, publicKeys, jwks: { body, etag } };
+  return { signing: { kid: active.kid, privateKey, ageSeconds: active.age_seconds, loadedAt: performance.now() }, publicKeys, jwks: { body, etag } };
+}
+
+/**
+ * How long the signing key has signed: its age on the database's clock when the set was loaded,
+ * plus the time elapsed since on this process's monotonic clock. One clock each, never two hosts'
+ * wall clocks subtracted (a replica's clock minutes off would report a wrong age, or a negative one).
+ */
+export function signingKeyAgeSeconds(keySet: KeySet, monotonicNow: number = performance.now()): number {
+  return Math.max(0, keySet.signing.ageSeconds + (monotonicNow - keySet.signing.loadedAt) / 1000);
 }
 
 /** Only what RFC 7517 lets a verifier see: never d, p, q, dp, dq or qi, whatever the row holds. */

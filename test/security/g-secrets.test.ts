@@ -8,6 +8,7 @@ import { maintainSigningKeys, promotionDelaySeconds, retentionSeconds } from '..
 import { hashRefreshToken } from '../../src/refresh/tokens.js';
 import { createFakeClock } from '../helpers/clock.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { ageSigningKeys, databaseNow, kidOfNewToken, makeNextKeyDue } from '../helpers/keys.js';
 import { privateKeyMaterial } from '../helpers/secrets.js';
 import { createTestClient, createTestUser, startTestService, TEST_ISSUER, testEnv, type TestService } from '../helpers/service.js';
 import { type FlowSecrets, loginAdmin, runRealisticFlow } from './flow.js';
@@ -25,7 +26,7 @@ const SECOND = 1000;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  // A 60 s JWKS lifetime and 1 s reloads keep the promotion delay short (67 s of fake time).
+  // A 60 s JWKS lifetime and 1 s reloads keep the promotion delay short (67 s).
   service = await startTestService(database, { env: testEnv(database, { JWKS_MAX_AGE: '60s', KEY_RELOAD_INTERVAL: '1s' }), clock });
 });
 afterAll(async () => {
@@ -36,6 +37,14 @@ afterAll(async () => {
 const app = () => request(service.app);
 const jwks = async () => (await app().get('/.well-known/jwks.json')).body as JSONWebKeySet;
 const jwksKids = async () => (await jwks()).keys.map((key) => key.kid);
+/**
+ * Time passes for the service (its fake clock: tokens' iat and exp) and for the keys (the database's
+ * clock, which the key lifecycle runs on) alike.
+ */
+const passTime = async (seconds: number) => {
+  clock.advance(seconds * SECOND);
+  await ageSigningKeys(database.db, seconds);
+};
 /** What the replicas' timers do every KEY_RELOAD_INTERVAL: the lifecycle's pending changes, then a reload. */
 const maintain = async () => {
   await maintainSigningKeys({ ...service.deps, ring: service.deps.keyRing });
@@ -47,13 +56,6 @@ describe('G3 key rotation', () => {
   beforeAll(async () => {
     admin = (await loginAdmin(service)).authorization;
   });
-
-  async function kidOfNewToken(): Promise<string> {
-    const client = await createTestClient(service, { grantTypes: ['client_credentials'] });
-    const res = await app().post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'client_credentials' });
-    expect(res.status).toBe(200);
-    return decodeProtectedHeader(res.body.access_token).kid!;
-  }
 
   /** What a downstream verifier holding `keys` (as fetched then) makes of `token` at the fake clock's now. */
   const verifiesWith = (keys: JSONWebKeySet, token: string) =>
@@ -73,23 +75,23 @@ describe('G3 key rotation', () => {
 
     const rotated = await app().post('/admin/keys/rotate').set('Authorization', admin).send({});
     expect(rotated.status).toBe(200);
-    const { kid: next, state, next_change_at } = rotated.body as { kid: string; state: string; next_change_at: string };
+    const { kid: next, state, created_at, next_change_at } = rotated.body as { kid: string; state: string; created_at: string; next_change_at: string };
     expect(state).toBe('next');
     const delay = promotionDelaySeconds(service.config);
-    expect(delay).toBe(67); // JWKS_MAX_AGE 60s (above the 30 s refetch cooldown) + 2 x KEY_RELOAD_INTERVAL 1s + 5s skew
-    expect(new Date(next_change_at).getTime()).toBe(clock.now() + delay * SECOND);
+    expect(delay).toBe(67); // JWKS_MAX_AGE 60s (above the 30 s refetch cooldown) + 2 x KEY_RELOAD_INTERVAL 1s + 5s margin
+    // Both times are the database's: the activation time was decided when the key was added.
+    expect(Date.parse(next_change_at) - Date.parse(created_at)).toBe(delay * SECOND);
 
     // Published at once, the active key first, but not signing yet.
     expect(await jwksKids()).toEqual([first, next]);
     const fetchedBeforePromotion = await jwks();
-    expect(await kidOfNewToken()).toBe(first);
-    clock.advance((delay - 1) * SECOND);
+    expect(await kidOfNewToken(service)).toBe(first);
+    await passTime(delay - 10);
     await maintain();
-    expect(await kidOfNewToken()).toBe(first);
+    expect(await kidOfNewToken(service)).toBe(first);
 
-    clock.advance(1 * SECOND);
+    await passTime(10);
     await maintain();
-    const promotedAt = clock.now();
     const signedByNext = await app().post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'password', username: user.username, password: user.password });
     expect(decodeProtectedHeader(signedByNext.body.access_token).kid).toBe(next);
     // A verifier that cached the JWKS before the promotion already knows the key that now signs.
@@ -98,26 +100,29 @@ describe('G3 key rotation', () => {
     expect(service.logs.entries('signing_key_activated')).toEqual([expect.objectContaining({ kid: next })]);
 
     // The retired key's token works, here and downstream, up to its last second.
-    clock.set(oldExpiry - 1 * SECOND);
+    await passTime((oldExpiry - 1 * SECOND - clock.now()) / SECOND);
     await maintain();
     expect((await app().get('/userinfo').set('Authorization', `Bearer ${oldToken}`)).status).toBe(200);
     expect(await verifiesWith(await jwks(), oldToken)).toBe(true);
-    const listed = (await app().get('/admin/keys').set('Authorization', admin)).body.items as { kid: string; state: string; next_change_at: string | null }[];
+    const listed = (await app().get('/admin/keys').set('Authorization', admin)).body.items as { kid: string; state: string; retired_at: string | null; next_change_at: string | null }[];
     expect(listed.map(({ kid, state: s }) => ({ kid, state: s }))).toEqual([
       { kid: next, state: 'active' },
       { kid: first, state: 'retired' },
     ]);
-    const removal = new Date(listed[1]!.next_change_at!).getTime();
-    expect(removal).toBe(promotedAt + retentionSeconds(service.config) * SECOND);
-    expect(removal).toBeGreaterThan(oldExpiry + 5 * SECOND); // past the token's expiry and the verifiers' 5 s skew
+    // It stays published for the retention after it retired: past the lifetime of any token it
+    // signed (they were all signed before it retired) and the verifiers' 5 s tolerance.
+    const retention = Date.parse(listed[1]!.next_change_at!) - Date.parse(listed[1]!.retired_at!);
+    expect(retention).toBe(retentionSeconds(service.config) * SECOND);
+    expect(retention).toBeGreaterThan(service.config.accessTokenTtl * SECOND + 5 * SECOND);
 
-    // Past its expiry (and the skew) the token is refused; the retired key leaves the JWKS only when its retention ends.
-    clock.set(oldExpiry + 6 * SECOND);
+    // Past its expiry (and the tolerance) the token is refused; the retired key leaves the JWKS only when its retention ends.
+    await passTime((oldExpiry + 6 * SECOND - clock.now()) / SECOND);
     expect((await app().get('/userinfo').set('Authorization', `Bearer ${oldToken}`)).status).toBe(401);
-    clock.set(removal - 1 * SECOND);
+    const untilRemoval = (Date.parse(listed[1]!.next_change_at!) - (await databaseNow(database.db))) / SECOND;
+    await passTime(untilRemoval - 10);
     await maintain();
     expect(await jwksKids()).toEqual([next, first]);
-    clock.set(removal + 1 * SECOND);
+    await passTime(11);
     await maintain();
     expect(await jwksKids()).toEqual([next]);
     expect(service.logs.entries('signing_key_removed')).toEqual([expect.objectContaining({ kid: first })]);
@@ -132,7 +137,7 @@ describe('after a realistic run', () => {
   beforeAll(async () => {
     flow = await runRealisticFlow(service); // it rotates a key in: a next key is waiting
     // Promote it and rotate again, so that the keys table holds a key in every state.
-    clock.advance(promotionDelaySeconds(service.config) * SECOND);
+    await makeNextKeyDue(database.db);
     await maintain();
     expect((await app().post('/admin/keys/rotate').set('Authorization', flow.admin).send({})).status).toBe(200);
     const states = await database.db.selectFrom('signing_keys').select('state').orderBy('state').execute();

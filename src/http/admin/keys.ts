@@ -14,21 +14,23 @@ import { readBody } from './input.js';
 export function keysRouter(deps: Deps): Router {
   const router = Router();
 
+  // This replica serves a JWKS: its own settings count beside every replica's announced ones.
+  const decider = { config: deps.config, serving: true };
+
   router.get('/keys', async (_req, res) => {
-    res.json({ items: await listKeyStatus(deps.db, deps.config) });
+    res.json({ items: await listKeyStatus(deps.db, decider) });
   });
   router.all('/keys', methodNotAllowed('GET', 'HEAD'));
 
   router.post('/keys/rotate', async (req, res) => {
     readBody(req.body, {});
     // rotateSigningKey writes the signing_key_created audit event, naming this admin as the actor.
-    const kid = await rotateSigningKey(deps.db, deps.keyRing, deps.clock, deps.log, actorOf(res), req.ip).catch((error: unknown) => {
+    const status = await rotateSigningKey({ ...decider, db: deps.db, ring: deps.keyRing, log: deps.log }, actorOf(res), req.ip).catch((error: unknown) => {
       // One next key at a time, and only under the deployment's key-encryption keys.
       throw error instanceof KeyLifecycleError ? conflict(error.message) : error;
     });
     // Publish the new key from this replica at once; the others pick it up within KEY_RELOAD_INTERVAL.
     await deps.keys.reload().catch((error: unknown) => deps.log.warn({ err: error }, 'reloading signing keys after a rotation failed'));
-    const status = (await listKeyStatus(deps.db, deps.config)).find((key) => key.kid === kid);
     // 200, not 201: a key has no resource of its own to point a Location at (keys are listed at GET /admin/keys).
     res.status(200).json(status);
   });

@@ -65,10 +65,14 @@ function fromBodyParser(error: { type?: unknown; status?: unknown }): OAuthError
     case 'parameters.too.many':
       return new OAuthError('invalid_request', 'the request has too many parameters', { status: 413 });
     case 'encoding.unsupported':
-    case 'charset.unsupported':
       return new OAuthError('invalid_request', 'the request body encoding is not supported', { status: 415 });
+    // Any charset but UTF-8 (src/http/form.ts): 415, as for every body Tessera cannot take as sent.
+    case 'charset.unsupported':
+      return new OAuthError('invalid_request', 'the request body must be encoded in UTF-8', { status: 415 });
     case 'json.duplicate.key':
       return new OAuthError('invalid_request', 'a parameter is repeated');
+    case 'json.not.object':
+      return new OAuthError('invalid_request', 'the request body must be a JSON object');
     case 'entity.parse.failed':
     case 'entity.verify.failed':
     case 'request.aborted':

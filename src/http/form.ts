@@ -4,56 +4,96 @@ import { setNoStore } from './errors.js';
 
 export type Params = Readonly<Record<string, string | undefined>>;
 
+/**
+ * Bodies are read in UTF-8 only (RFC 8259 §8.1 for JSON, RFC 6749 Appendix B for forms), and
+ * refused before anything decodes them otherwise: body-parser would decode any `utf-*` JSON and
+ * ISO-8859-1 forms, and a check made on one decoding of the bytes says nothing of another (a
+ * repeated member in UTF-16 went unseen by a duplicate check reading UTF-8). `encoding` is the
+ * charset body-parser found (lower-cased), or its default, utf-8.
+ */
+function requireUtf8(encoding: string): void {
+  if (encoding !== 'utf-8') throw Object.assign(new Error('the request body is not UTF-8'), { type: 'charset.unsupported' });
+}
+
 /** Token-endpoint bodies are small; a password is capped at 1 KiB. Compressed bodies are refused (no inflate bombs). */
 export const parseForm: RequestHandler = express.urlencoded({
   extended: false,
   limit: '16kb',
   parameterLimit: 32,
   inflate: false,
+  verify: (_req, _res, _body, encoding) => requireUtf8(encoding),
 });
 
-/** JSON bodies (for /refresh and the user endpoints) follow the same rule as forms: each parameter once. */
+/**
+ * JSON bodies (for /refresh, the user endpoints and the admin API) follow the same rule as forms:
+ * an object, each member once. The checks read the same UTF-8 text the parser then parses.
+ */
 export const parseJson: RequestHandler = express.json({
   limit: '16kb',
   inflate: false,
   strict: true,
-  verify: (_req, _res, body: Buffer) => {
-    if (findDuplicateKey(body.toString('utf8')) !== undefined) {
+  verify: (_req, _res, body: Buffer, encoding) => {
+    requireUtf8(encoding);
+    const text = body.toString('utf8');
+    if (isJsonButNotObject(text)) throw Object.assign(new Error('the JSON body is not an object'), { type: 'json.not.object' });
+    if (findDuplicateKey(text) !== undefined) {
       throw Object.assign(new Error('a JSON member is repeated'), { type: 'json.duplicate.key' });
     }
   },
 });
 
+/** Valid JSON whose value is not an object (an array, a string, a number, true, false, null). */
+function isJsonButNotObject(text: string): boolean {
+  // A UTF-8 byte order mark may be ignored (RFC 8259 §8.1), as the parser does.
+  const start = text.replace(/^\uFEFF/, '').trimStart();
+  if (start === '' || start.startsWith('{')) return false;
+  try {
+    JSON.parse(start);
+    return true;
+  } catch {
+    return false; // not JSON at all: the parser says so
+  }
+}
+
 /**
- * The first key that occurs twice in the top-level object of a JSON text (JSON.parse would silently
- * keep the last one). Undefined when there is none, or when the text is not JSON (the parser then
- * reports that).
+ * The first member name that occurs twice in one object, at any depth, of a JSON text (JSON.parse
+ * would silently keep the last one, RFC 8259 §4). Undefined when there is none, or when the text is
+ * not JSON (the parser then reports that).
  */
 export function findDuplicateKey(text: string): string | undefined {
-  const seen = new Set<string>();
-  let depth = 0;
+  // One entry per open `{` (the names seen in it) or `[` (undefined: an array has no names).
+  const open: (Set<string> | undefined)[] = [];
   for (let i = 0; i < text.length; i++) {
     const char = text[i];
-    if (char === '{' || char === '[') depth++;
-    else if (char === '}' || char === ']') depth--;
+    if (char === '{') open.push(new Set());
+    else if (char === '[') open.push(undefined);
+    else if (char === '}' || char === ']') open.pop();
     else if (char === '"') {
       let end = i + 1;
       while (end < text.length && text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
       const literal = text.slice(i, end + 1);
       i = end;
-      if (depth !== 1 || text.slice(end + 1).trimStart()[0] !== ':') continue;
-      let key: unknown;
+      const names = open.at(-1);
+      if (names === undefined || !isFollowedByColon(text, end + 1)) continue;
+      let name: unknown;
       try {
-        key = JSON.parse(literal);
+        name = JSON.parse(literal);
       } catch {
         return undefined;
       }
-      if (typeof key !== 'string') return undefined;
-      if (seen.has(key)) return key;
-      seen.add(key);
+      if (typeof name !== 'string') return undefined;
+      if (names.has(name)) return name;
+      names.add(name);
     }
   }
   return undefined;
+}
+
+/** Whether the next character after `from` that is not JSON whitespace is a colon (a member name ends there). */
+function isFollowedByColon(text: string, from: number): boolean {
+  let i = from;
+  while (i < text.length && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++;
+  return text[i] === ':';
 }
 
 /**

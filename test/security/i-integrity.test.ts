@@ -8,12 +8,22 @@ import { maintainSigningKeys, promotionDelaySeconds, retentionSeconds } from '..
 import { createFakeClock } from '../helpers/clock.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { ageSigningKeys, databaseNow, kidOfNewToken, makeNextKeyDue } from '../helpers/keys.js';
-import { startTestService, testEnv, type TestService } from '../helpers/service.js';
+import { noteSecret } from '../helpers/secrets.js';
+import {
+  createTestClient,
+  createTestUser,
+  passwordGrant,
+  startTestService,
+  type TestClient,
+  testEnv,
+  type TestService,
+  uniqueName,
+} from '../helpers/service.js';
 import { loginAdmin } from './flow.js';
 
 // ATTACKS.md section I: defences that an attacker, or an accident, turns against the service
 // itself. I5: a decision about the shared signing keys made on one host's clock and settings,
-// which the other hosts do not share.
+// which the other hosts do not share. I6: a body decoded one way for a check and another way for use.
 
 const SECOND = 1000;
 const DAY = 86_400 * SECOND;
@@ -168,5 +178,130 @@ describe('I5 signing keys on one clock, the database\'s', () => {
     expect((await cli('keys', 'rotate', '--json')).code).toBe(0);
     row = await keyRow('next');
     expect(row.activates_at!.getTime() - row.created_at.getTime()).toBe(promotionDelaySeconds(a.config, b.config) * SECOND);
+  });
+});
+
+describe('I6: one service, with registration open', () => {
+  let database: TestDatabase;
+  let env: Env;
+  let service: TestService;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    env = testEnv(database, { REGISTRATION: 'open' });
+    service = await startTestService(database, { env });
+  });
+  afterAll(async () => {
+    await service?.close();
+    await database?.drop();
+  });
+
+  const app = () => request(service.app);
+  const invalid = (description: string) => ({ error: 'invalid_request', error_description: description });
+
+  describe('I6 only UTF-8 bodies, so that no decoding can hide a repeated member', () => {
+    let gateway: TestClient;
+    let user: Awaited<ReturnType<typeof createTestUser>>;
+    let refreshToken: string;
+    let accessToken: string;
+    let admin: string;
+
+    beforeAll(async () => {
+      gateway = await createTestClient(service, { scopes: ['profile'] });
+      user = await createTestUser(service, { scopes: ['profile'] });
+      const login = await passwordGrant(service.app, gateway, user);
+      expect(login.status).toBe(200);
+      refreshToken = login.body.refresh_token;
+      accessToken = login.body.access_token;
+      admin = (await loginAdmin(service)).authorization;
+    });
+
+    const utf16be = (text: string) => Buffer.from(text, 'utf16le').swap16();
+    const utf32 = (text: string, littleEndian: boolean) => {
+      const points = [...text].map((char) => char.codePointAt(0)!);
+      const bytes = Buffer.alloc(points.length * 4);
+      points.forEach((point, i) => (littleEndian ? bytes.writeUInt32LE(point, i * 4) : bytes.writeUInt32BE(point, i * 4)));
+      return bytes;
+    };
+    /** Each charset a client may name, and the body encoded in it. */
+    const ENCODINGS: [string, (text: string) => Buffer][] = [
+      ['utf-16le', (text) => Buffer.from(text, 'utf16le')],
+      ['utf-16be', utf16be],
+      ['utf-16', (text) => Buffer.concat([Buffer.from([0xfe, 0xff]), utf16be(text)])],
+      ['UTF-16LE', (text) => Buffer.from(text, 'utf16le')],
+      ['utf-32', (text) => utf32(text, false)],
+      ['utf-32le', (text) => utf32(text, true)],
+      ['iso-8859-1', (text) => Buffer.from(text, 'latin1')],
+      ['latin1', (text) => Buffer.from(text, 'latin1')],
+    ];
+    const NOT_UTF8 = invalid('the request body must be encoded in UTF-8');
+
+    const post = (path: string, type: string, body: Buffer | string, authorization?: string) => {
+      const req = app().post(path).set('Content-Type', type);
+      if (authorization !== undefined) req.set('Authorization', authorization);
+      return req.send(body);
+    };
+    const refreshWith = (type: string, body: Buffer | string) => post('/refresh', type, body, gateway.basic);
+    const expectRefused = (res: request.Response, status: number, body: object) => {
+      expect({ status: res.status, body: res.body }).toEqual({ status, body });
+      expect(res.headers['cache-control']).toBe('no-store');
+    };
+
+    it.each(ENCODINGS)('I6 /refresh refuses JSON in %s, with a repeated member or without, before reading it (415)', async (charset, encode) => {
+      const decoy = `A${'x'.repeat(42)}`;
+      const repeated = `{"refresh_token":"${decoy}","refresh_token":"${refreshToken}"}`;
+      expectRefused(await refreshWith(`application/json; charset=${charset}`, encode(repeated)), 415, NOT_UTF8);
+      expectRefused(await refreshWith(`application/json; charset=${charset}`, encode(`{"refresh_token":"${refreshToken}"}`)), 415, NOT_UTF8);
+      expect(service.logs.entries('token_refreshed')).toEqual([]); // nothing was consumed
+    });
+
+    it.each(ENCODINGS)('I6 /users/me/password, /register and the admin API refuse JSON in %s (415) and change nothing', async (charset, encode) => {
+      const type = `application/json; charset=${charset}`;
+      const wrong = `wrong-${randomBytes(6).toString('hex')}`;
+      noteSecret('password (I6)', wrong);
+      const change = `{"current_password":"${wrong}","current_password":"${user.password}","new_password":"${wrong}-new"}`;
+      expectRefused(await post('/users/me/password', type, encode(change), `Bearer ${accessToken}`), 415, NOT_UTF8);
+      const name = uniqueName('i6');
+      expectRefused(await post('/register', type, encode(`{"username":"${name}","username":"admin","password":"${wrong}-reg"}`)), 415, NOT_UTF8);
+      expectRefused(await post('/admin/roles', type, encode(`{"name":"${name}","name":"other","scopes":["admin"]}`), admin), 415, NOT_UTF8);
+      expect(await database.db.selectFrom('users').select('id').where('username', '=', name).execute()).toEqual([]);
+      expect(await database.db.selectFrom('roles').select('name').where('name', 'in', [name, 'other']).execute()).toEqual([]);
+      expect(service.logs.entries('password_changed')).toEqual([]);
+    });
+
+    it('I6 a form in another charset than UTF-8 is refused too (RFC 6749 Appendix B), at /token and /refresh', async () => {
+      const form = new URLSearchParams({ grant_type: 'password', username: user.username, password: user.password }).toString();
+      for (const charset of ['iso-8859-1', 'ISO-8859-1', 'utf-16le']) {
+        const type = `application/x-www-form-urlencoded; charset=${charset}`;
+        expectRefused(await post('/token', type, Buffer.from(form, 'latin1'), gateway.basic), 415, NOT_UTF8);
+        expectRefused(await refreshWith(type, Buffer.from(`refresh_token=${refreshToken}`, 'latin1')), 415, NOT_UTF8);
+      }
+      expect(service.logs.entries('login_succeeded')).toHaveLength(2); // the two logins of the set-up
+    });
+
+    it('I6 a body that is not a JSON object, or repeats a member at any depth, is refused in UTF-8 (400)', async () => {
+      for (const body of ['["refresh_token"]', '"x"', 'null', '42']) {
+        expectRefused(await refreshWith('application/json', body), 400, invalid('the request body must be a JSON object'));
+      }
+      expectRefused(await refreshWith('application/json', `{"refresh_token":"x","refresh_token":"${refreshToken}"}`), 400, invalid('a parameter is repeated'));
+      expectRefused(await refreshWith('application/json', `\uFEFF{"refresh_token":"x","refresh_token":"${refreshToken}"}`), 400, invalid('a parameter is repeated'));
+      const nested = await post('/admin/users', 'application/json', '{"username":"nested1","roles":[{"a":"1","a":"2"}]}', admin);
+      expectRefused(nested, 400, invalid('a parameter is repeated'));
+    });
+
+    it('I6 UTF-8 JSON still works, with or without charset=utf-8, and with a byte order mark', async () => {
+      let token = refreshToken;
+      for (const type of ['application/json', 'application/json; charset=utf-8', 'application/json; charset="UTF-8"']) {
+        const res = await refreshWith(type, JSON.stringify({ refresh_token: token }));
+        expect(res.status, res.text).toBe(200);
+        token = res.body.refresh_token;
+      }
+      const bom = await refreshWith('application/json', `\uFEFF${JSON.stringify({ refresh_token: token })}`);
+      expect(bom.status, bom.text).toBe(200);
+      const form = await refreshWith('application/x-www-form-urlencoded; charset=utf-8', `refresh_token=${bom.body.refresh_token}`);
+      expect(form.status, form.text).toBe(200);
+      const created = await post('/admin/roles', 'application/json; charset=utf-8', JSON.stringify({ name: uniqueName('i6-role') }), admin);
+      expect(created.status).toBe(201);
+    });
   });
 });

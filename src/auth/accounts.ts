@@ -4,6 +4,7 @@ import { isForeignKeyViolation, isUniqueViolation } from '../db/errors.js';
 import { findExistingRoles, replaceUserRoles } from '../db/roles.js';
 import type { Database, User } from '../db/schema.js';
 import { revokeUserFamilies } from '../db/refresh-families.js';
+import { inTransaction } from '../db/transaction.js';
 import { changePassword, grantUserScopes, insertUser, replaceUserScopes, setUserDisabled, touchUser } from '../db/users.js';
 import { checkNewPassword, type PasswordHasher } from './passwords.js';
 import { checkScopeList } from './scopes.js';
@@ -48,7 +49,7 @@ export async function createAccount(
   const roles = unique(input.roles ?? []);
   const passwordHash = await passwords.hash(input.password);
   return withAccountErrors(() =>
-    db.transaction().execute(async (trx) => {
+    inTransaction(db, async (trx) => {
       await requireRoles(trx, roles);
       const user = await insertUser(trx, {
         id: randomUUID(),
@@ -81,7 +82,7 @@ export async function updateAccount(db: Kysely<Database>, userId: string, change
   const scopes = changes.scopes === undefined ? undefined : checkedScopes(changes.scopes);
   const roles = changes.roles === undefined ? undefined : unique(changes.roles);
   return withAccountErrors(() =>
-    db.transaction().execute(async (trx) => {
+    inTransaction(db, async (trx) => {
       const found =
         changes.disabled === undefined ? await touchUser(trx, userId, now) : await setUserDisabled(trx, userId, changes.disabled, now);
       if (!found) throw new AccountError('not_found', 'no such user');
@@ -137,7 +138,7 @@ export async function setAccountPassword(
   const weakness = checkNewPassword(password, user.username);
   if (weakness !== undefined) throw new AccountError('weak_password', weakness);
   const hash = await passwords.hash(password);
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     if (!(await changePassword(trx, user.id, hash, now))) throw new AccountError('not_found', 'no such user');
     return revokeUserFamilies(trx, user.id, 'password_changed', now);
   });

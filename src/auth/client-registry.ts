@@ -4,6 +4,7 @@ import { MAX_CLIENT_RATE_LIMIT } from '../config.js';
 import { deleteClient, findClientById, insertClient, lockClient, updateClient, updateClientSecretHash } from '../db/clients.js';
 import { isUniqueViolation } from '../db/errors.js';
 import type { Client, ClientType, Database, GrantType } from '../db/schema.js';
+import { inTransaction } from '../db/transaction.js';
 import { isValidClientId } from '../oauth/client-auth.js';
 import { generateClientSecret, hashClientSecret, isSendableSecret, MIN_SUPPLIED_SECRET_LENGTH } from './client-secrets.js';
 import { hasControlCharacters } from './passwords.js';
@@ -106,7 +107,7 @@ export async function registerClient(db: Kysely<Database>, input: NewClientInput
  * as a new client's, so the client is locked while the change is checked against what it keeps.
  */
 export async function updateClientSettings(db: Kysely<Database>, id: string, changes: ClientSettings, now: Date): Promise<Client> {
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     const current = isValidClientId(id) ? await lockClient(trx, id) : undefined;
     if (current === undefined) throw noSuchClient(id);
     const settings = checkSettings(current.type, {

@@ -11,6 +11,7 @@ import {
   updateRoleDescription,
 } from '../db/roles.js';
 import type { Database } from '../db/schema.js';
+import { inTransaction } from '../db/transaction.js';
 import { hasControlCharacters } from './passwords.js';
 import { checkScopeList } from './scopes.js';
 
@@ -47,7 +48,7 @@ export async function createRole(db: Kysely<Database>, input: NewRole): Promise<
   const description = checkedDescription(input.description ?? '');
   const scopes = checkedScopes(input.scopes ?? []);
   try {
-    return await db.transaction().execute(async (trx) => {
+    return await inTransaction(db, async (trx) => {
       await insertRole(trx, input.name, description);
       await addRoleScopes(trx, input.name, scopes);
       return requireRole(trx, input.name);
@@ -101,7 +102,7 @@ async function changeExistingRole(
   change: (trx: Kysely<Database>) => Promise<unknown>,
 ): Promise<RoleWithScopes> {
   try {
-    return await db.transaction().execute(async (trx) => {
+    return await inTransaction(db, async (trx) => {
       await requireRole(trx, name);
       await change(trx);
       return requireRole(trx, name);

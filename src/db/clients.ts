@@ -1,5 +1,5 @@
-import type { Kysely } from 'kysely';
-import type { Client, ClientUpdate, Database, NewClient } from './schema.js';
+import { type Kysely, sql } from 'kysely';
+import type { Client, ClientUpdate, Database, GrantType, NewClient } from './schema.js';
 
 export async function findClientById(db: Kysely<Database>, id: string): Promise<Client | undefined> {
   return db.selectFrom('clients').selectAll().where('id', '=', id).executeTakeFirst();
@@ -36,4 +36,14 @@ export async function updateClientSecretHash(db: Kysely<Database>, id: string, s
     .where('type', '=', 'confidential')
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
+}
+
+/** Whether the client exists, may grant `scope`, and may use one of `grantTypes`. */
+export async function clientMayIssue(db: Kysely<Database>, clientId: string, scope: string, grantTypes: readonly GrantType[]): Promise<boolean> {
+  const row = await db
+    .selectNoFrom(
+      sql<boolean>`exists(select 1 from clients where id = ${clientId} and ${scope} = any(allowed_scopes) and grant_types && ${[...grantTypes]}::text[])`.as('may'),
+    )
+    .executeTakeFirstOrThrow();
+  return row.may;
 }

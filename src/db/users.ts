@@ -193,3 +193,13 @@ export async function revokeUserScopes(db: Kysely<Database>, userId: string, sco
 export async function pingDatabase(db: Kysely<Database>): Promise<void> {
   await sql`select 1`.execute(db);
 }
+
+/** Whether the user exists, is enabled and holds `scope` (directly or through a role). */
+export async function userHoldsScope(db: Kysely<Database>, userId: string, scope: string): Promise<boolean> {
+  const row = await db
+    .selectNoFrom(
+      sql<boolean>`exists(select 1 from users where id = ${userId} and not disabled and ${scope} = any(${userScopesOf(userId)}))`.as('holds'),
+    )
+    .executeTakeFirstOrThrow();
+  return row.holds;
+}

@@ -21,9 +21,10 @@ import {
 } from '../helpers/service.js';
 import { loginAdmin } from './flow.js';
 
-// ATTACKS.md section I: defences that an attacker, or an accident, turns against the service
-// itself. I5: a decision about the shared signing keys made on one host's clock and settings,
-// which the other hosts do not share. I6: a body decoded one way for a check and another way for use.
+// ATTACKS.md section I, cases I5 (signing keys), I6 and I7: defences that an attacker, or an
+// accident, turns against the service itself. I5: a decision about the shared signing keys made on
+// one host's clock and settings, which the other hosts do not share. I6: a body decoded one way for
+// a check and another way for use. I7: an admin's change that locks that admin out.
 
 const SECOND = 1000;
 const DAY = 86_400 * SECOND;
@@ -181,7 +182,7 @@ describe('I5 signing keys on one clock, the database\'s', () => {
   });
 });
 
-describe('I6: one service, with registration open', () => {
+describe('I6, I7: one service, with registration open', () => {
   let database: TestDatabase;
   let env: Env;
   let service: TestService;
@@ -302,6 +303,131 @@ describe('I6: one service, with registration open', () => {
       expect(form.status, form.text).toBe(200);
       const created = await post('/admin/roles', 'application/json; charset=utf-8', JSON.stringify({ name: uniqueName('i6-role') }), admin);
       expect(created.status).toBe(201);
+    });
+  });
+
+  describe('I7 no path lets an admin remove their own admin scope', () => {
+    type Admin = { id: string; username: string; password: string; role: string | undefined; client: TestClient; token: string };
+
+    /** An admin who holds `admin` through a role of their own (or directly), logged in through a client of their own. */
+    async function newAdmin(via: 'role' | 'direct'): Promise<Admin> {
+      const role = via === 'role' ? uniqueName('admins-') : undefined;
+      const user = await createTestUser(service, via === 'role' ? { roles: { [role!]: ['admin', 'profile'] } } : { scopes: ['admin'] });
+      const client = await createTestClient(service, { scopes: ['admin', 'profile'], defaultScopes: ['profile'] });
+      const login = await passwordGrant(service.app, client, user, { scope: 'admin' });
+      expect(login.status).toBe(200);
+      return { id: user.id, username: user.username, password: user.password, role, client, token: login.body.access_token };
+    }
+
+    const call = (who: Admin, method: 'patch' | 'delete', path: string, body?: object) => {
+      const req = app()[method](path).set('Authorization', `Bearer ${who.token}`);
+      return body === undefined ? req : req.send(body);
+    };
+    /** Still an admin: the same token still works at /admin, and the database says so. */
+    async function expectStillAdmin(who: Admin): Promise<void> {
+      expect((await app().get('/admin/roles').set('Authorization', `Bearer ${who.token}`)).status).toBe(200);
+    }
+    const SELF = invalid('an admin cannot take the admin scope from their own account');
+    const OWN_CLIENT = invalid('an admin cannot take the admin scope or its grants from the client of their own token');
+    const roleScopes = async (name: string) =>
+      (await database.db.selectFrom('role_scopes').select('scope').where('role_name', '=', name).orderBy('scope').execute()).map((row) => row.scope);
+
+    it('I7 emptying the scopes of the role that makes the caller an admin is 409, and nothing changes', async () => {
+      const admin = await newAdmin('role');
+      for (const scopes of [[], ['profile'], ['admins']]) {
+        const res = await call(admin, 'patch', `/admin/roles/${admin.role}`, { scopes });
+        expect({ status: res.status, body: res.body }).toEqual({ status: 409, body: SELF });
+      }
+      // In one request with another change: the whole request is rolled back.
+      const both = await call(admin, 'patch', `/admin/roles/${admin.role}`, { description: 'changed', scopes: [] });
+      expect({ status: both.status, body: both.body }).toEqual({ status: 409, body: SELF });
+      expect(await roleScopes(admin.role!)).toEqual(['admin', 'profile']);
+      expect((await database.db.selectFrom('roles').select('description').where('name', '=', admin.role!).executeTakeFirstOrThrow()).description).toBe('');
+      await expectStillAdmin(admin);
+      // Changes that leave the admin scope are fine.
+      expect((await call(admin, 'patch', `/admin/roles/${admin.role}`, { scopes: ['admin'], description: 'admins' })).status).toBe(200);
+      await expectStillAdmin(admin);
+    });
+
+    it('I7 deleting the role that makes the caller an admin is 409; the role stays', async () => {
+      const admin = await newAdmin('role');
+      const res = await call(admin, 'delete', `/admin/roles/${admin.role}`);
+      expect({ status: res.status, body: res.body }).toEqual({ status: 409, body: SELF });
+      expect(await roleScopes(admin.role!)).toEqual(['admin', 'profile']);
+      await expectStillAdmin(admin);
+    });
+
+    it('I7 leaving that role, or dropping a direct grant of admin, is 409; with admin kept another way it is fine', async () => {
+      const byRole = await newAdmin('role');
+      const leave = await call(byRole, 'patch', `/admin/users/${byRole.id}`, { roles: [] });
+      expect({ status: leave.status, body: leave.body }).toEqual({ status: 409, body: SELF });
+      await expectStillAdmin(byRole);
+
+      const direct = await newAdmin('direct');
+      for (const body of [{ scopes: [] }, { scopes: ['profile'] }, { scopes: [], roles: [] }]) {
+        const res = await call(direct, 'patch', `/admin/users/${direct.id}`, body);
+        expect({ status: res.status, body: res.body }).toEqual({ status: 409, body: SELF });
+      }
+      await expectStillAdmin(direct);
+      // Admin through a role as well as directly: the direct grant may go.
+      expect((await call(direct, 'patch', `/admin/users/${direct.id}`, { roles: [byRole.role!] })).status).toBe(200);
+      expect((await call(direct, 'patch', `/admin/users/${direct.id}`, { scopes: [] })).status).toBe(200);
+      await expectStillAdmin(direct);
+    });
+
+    it('I7 disabling or deleting oneself is 409', async () => {
+      const admin = await newAdmin('direct');
+      const disable = await call(admin, 'patch', `/admin/users/${admin.id}`, { disabled: true });
+      expect({ status: disable.status, body: disable.body }).toEqual({ status: 409, body: invalid('an admin cannot disable their own account') });
+      const remove = await call(admin, 'delete', `/admin/users/${admin.id}`);
+      expect({ status: remove.status, body: remove.body }).toEqual({ status: 409, body: invalid('an admin cannot delete their own account') });
+      await expectStillAdmin(admin);
+    });
+
+    it('I7 taking admin, or the grants that issue it, from the client of the caller\'s own token is 409', async () => {
+      const admin = await newAdmin('direct');
+      const path = `/admin/clients/${admin.client.id}`;
+      for (const body of [{ scopes: ['profile'], default_scopes: ['profile'] }, { grant_types: ['client_credentials'] }]) {
+        const res = await call(admin, 'patch', path, body);
+        expect({ status: res.status, body: res.body }).toEqual({ status: 409, body: OWN_CLIENT });
+      }
+      const remove = await call(admin, 'delete', path);
+      expect({ status: remove.status, body: remove.body }).toEqual({ status: 409, body: OWN_CLIENT });
+      const client = await database.db.selectFrom('clients').selectAll().where('id', '=', admin.client.id).executeTakeFirstOrThrow();
+      expect({ scopes: client.allowed_scopes, grants: client.grant_types }).toEqual({ scopes: ['admin', 'profile'], grants: ['password', 'refresh_token'] });
+      // Its other settings may change, as long as it still issues the admin scope to its admin.
+      expect((await call(admin, 'patch', path, { name: 'console', grant_types: ['password'] })).status).toBe(200);
+      const again = await passwordGrant(service.app, admin.client, admin, { scope: 'admin' });
+      expect({ status: again.status, scope: again.body.scope }).toEqual({ status: 200, scope: 'admin' });
+      await expectStillAdmin(admin);
+    });
+
+    it('I7 another admin may still make those changes, and the admin they strip loses /admin at once', async () => {
+      const stripped = await newAdmin('role');
+      const other = await newAdmin('direct');
+      expect((await call(other, 'patch', `/admin/roles/${stripped.role}`, { scopes: ['profile'] })).status).toBe(200);
+      const refused = await app().get('/admin/roles').set('Authorization', `Bearer ${stripped.token}`);
+      expect(refused.status).toBe(403);
+      expect(refused.body).toEqual({ error: 'insufficient_scope', error_description: 'this endpoint needs an access token with the admin scope' });
+      await expectStillAdmin(other);
+      expect((await call(other, 'delete', `/admin/roles/${stripped.role}`)).status).toBe(204);
+      expect((await call(other, 'patch', `/admin/clients/${stripped.client.id}`, { scopes: ['profile'], default_scopes: ['profile'] })).status).toBe(200);
+      expect((await call(other, 'patch', `/admin/users/${stripped.id}`, { disabled: true })).status).toBe(200);
+      expect((await call(other, 'delete', `/admin/users/${stripped.id}`)).status).toBe(204);
+      await expectStillAdmin(other);
+    });
+
+    it('I7 the CLI, which has no acting admin, stays the way back in', async () => {
+      const admin = await newAdmin('role');
+      let stderr = '';
+      const code = await runCli(
+        ['roles', 'remove-scope', admin.role!, 'admin'],
+        { ...env, LOG_LEVEL: '' },
+        { readStdin: async () => '', stdout: () => undefined, stderr: (t) => (stderr += t) },
+        service.clock,
+      );
+      expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+      expect(await roleScopes(admin.role!)).toEqual(['profile']);
     });
   });
 });

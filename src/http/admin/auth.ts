@@ -1,11 +1,10 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { audit, type AuditEvent } from '../../audit.js';
+import { ADMIN_SCOPE, type ActingAdmin } from '../../auth/admin-access.js';
 import { findUserProfile } from '../../db/users.js';
 import type { Deps } from '../../deps.js';
 import { OAuthError } from '../../oauth/errors.js';
 import { authenticateUserWith } from '../bearer.js';
-
-export const ADMIN_SCOPE = 'admin';
 
 /** RFC 6750 §3.1: the token is fine but lacks the scope; the challenge names the one needed. */
 const insufficientScope = () =>
@@ -26,6 +25,7 @@ export function requireAdmin(deps: Deps): RequestHandler {
       if (!claims.scope.split(' ').includes(ADMIN_SCOPE)) throw insufficientScope();
       if (!user.scopes.includes(ADMIN_SCOPE)) throw insufficientScope();
       res.locals['adminId'] = user.id;
+      res.locals['adminClientId'] = claims.client_id;
     } catch (error) {
       // Someone probing for admin rights should show up where alerts look: the audit log.
       if (error instanceof OAuthError) audit(deps.log, 'admin_access_denied', { reason: error.code, path: req.baseUrl + req.path, ip: req.ip });
@@ -38,6 +38,11 @@ export function requireAdmin(deps: Deps): RequestHandler {
 /** The acting admin's user id (set by requireAdmin). */
 export function actorOf(res: Response): string {
   return res.locals['adminId'] as string;
+}
+
+/** The acting admin and the client of their token: what an admin's change may not take away (src/auth/admin-access.ts). */
+export function actingAdmin(res: Response): ActingAdmin {
+  return { userId: actorOf(res), clientId: res.locals['adminClientId'] as string };
 }
 
 /** Audit events of the admin API name the acting admin and where the request came from. */

@@ -1,9 +1,10 @@
 import { Router } from 'express';
+import { keepAdminAccess } from '../../auth/admin-access.js';
 import { clientView, registerClient, removeClient, requireClient, rotateClientSecret, updateClientSettings } from '../../auth/client-registry.js';
 import { listClients } from '../../db/clients.js';
 import type { Deps } from '../../deps.js';
 import { methodNotAllowed } from '../errors.js';
-import { auditAdmin } from './auth.js';
+import { actingAdmin, auditAdmin } from './auth.js';
 import { asAdminAction } from './errors.js';
 import { type Body, readBody, requireSomeField } from './input.js';
 
@@ -69,7 +70,10 @@ export function clientsRouter(deps: Deps): Router {
   router.patch('/clients/:id', async (req, res) => {
     const body = readBody(req.body, SETTINGS);
     requireSomeField(body);
-    const client = await asAdminAction('client', () => updateClientSettings(deps.db, req.params['id']!, settingsFrom(body), now()));
+    // The client of the acting admin's own token must keep issuing them the admin scope.
+    const client = await asAdminAction('client', () =>
+      keepAdminAccess(deps.db, actingAdmin(res), (db) => updateClientSettings(db, req.params['id']!, settingsFrom(body), now())),
+    );
     deps.clients.forget(client.id);
     // The new values, not only the names: granting a client `admin` or the password grant must show.
     auditAdmin(deps, req, res, 'client_updated', { client_id: client.id, changed: Object.keys(body).sort(), now: clientView(client) });
@@ -78,7 +82,7 @@ export function clientsRouter(deps: Deps): Router {
 
   router.delete('/clients/:id', async (req, res) => {
     const id = req.params['id']!;
-    await asAdminAction('client', () => removeClient(deps.db, id));
+    await asAdminAction('client', () => keepAdminAccess(deps.db, actingAdmin(res), (db) => removeClient(db, id)));
     deps.clients.forget(id);
     auditAdmin(deps, req, res, 'client_deleted', { client_id: id });
     res.status(204).end();

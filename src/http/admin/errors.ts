@@ -1,4 +1,5 @@
 import { AccountError, type AccountErrorCode } from '../../auth/accounts.js';
+import { AdminAccessError } from '../../auth/admin-access.js';
 import { ClientError, type ClientErrorCode } from '../../auth/client-registry.js';
 import { RoleError, type RoleErrorCode } from '../../auth/roles.js';
 import { OAuthError } from '../../oauth/errors.js';
@@ -34,6 +35,8 @@ export async function asAdminAction<T>(what: 'user' | 'role' | 'client', action:
   try {
     return await action();
   } catch (error) {
+    // The change would lock the acting admin out: it was rolled back.
+    if (error instanceof AdminAccessError) throw conflict(error.message);
     if (!(error instanceof AccountError || error instanceof RoleError || error instanceof ClientError)) throw error;
     // A path parameter is not echoed back: a 404 only says what was not found.
     if (error.code === 'not_found') throw notFound(what);

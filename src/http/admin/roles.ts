@@ -1,9 +1,10 @@
 import { Router } from 'express';
+import { keepAdminAccess } from '../../auth/admin-access.js';
 import { createRole, removeRole, requireRole, updateRole } from '../../auth/roles.js';
 import { listRoles } from '../../db/roles.js';
 import type { Deps } from '../../deps.js';
 import { methodNotAllowed } from '../errors.js';
-import { auditAdmin } from './auth.js';
+import { actingAdmin, auditAdmin } from './auth.js';
 import { asAdminAction } from './errors.js';
 import { readBody, requireSomeField } from './input.js';
 
@@ -37,14 +38,15 @@ export function rolesRouter(deps: Deps): Router {
   router.patch('/roles/:name', async (req, res) => {
     const body = readBody(req.body, UPDATE);
     requireSomeField(body);
-    const role = await asAdminAction('role', () => updateRole(deps.db, req.params['name']!, body));
+    // A role may be how the acting admin holds the admin scope: a change that takes it from them is refused.
+    const role = await asAdminAction('role', () => keepAdminAccess(deps.db, actingAdmin(res), (db) => updateRole(db, req.params['name']!, body)));
     auditAdmin(deps, req, res, 'role_changed', { role: role.name, updated: true, ...body });
     res.json(role);
   });
 
   router.delete('/roles/:name', async (req, res) => {
     const name = req.params['name']!;
-    await asAdminAction('role', () => removeRole(deps.db, name));
+    await asAdminAction('role', () => keepAdminAccess(deps.db, actingAdmin(res), (db) => removeRole(db, name)));
     auditAdmin(deps, req, res, 'role_changed', { role: name, deleted: true });
     res.status(204).end();
   });

@@ -1,15 +1,15 @@
 import { Router } from 'express';
 import { createAccount, setAccountPassword, updateAccount } from '../../auth/accounts.js';
+import { keepAdminAccess } from '../../auth/admin-access.js';
 import { generatePassword, hasControlCharacters } from '../../auth/passwords.js';
 import { foldUsername, MAX_USERNAME_LENGTH } from '../../auth/usernames.js';
 import type { User } from '../../db/schema.js';
-import { listRoles } from '../../db/roles.js';
-import { deleteUser, findAccessOfUsers, findDirectUserScopes, findUserById, findUserRoles, listUsers } from '../../db/users.js';
+import { deleteUser, findAccessOfUsers, findUserById, listUsers } from '../../db/users.js';
 import type { Deps } from '../../deps.js';
 import { isUuid } from '../../ids.js';
 import { invalidRequest } from '../../oauth/errors.js';
 import { methodNotAllowed } from '../errors.js';
-import { ADMIN_SCOPE, auditAdmin, actorOf } from './auth.js';
+import { actingAdmin, actorOf, auditAdmin } from './auth.js';
 import { asAdminAction, conflict, notFound } from './errors.js';
 import { page, readBody, readLimit, readQuery, requireSomeField } from './input.js';
 
@@ -102,12 +102,12 @@ export function usersRouter(deps: Deps): Router {
     const body = readBody(req.body, UPDATE);
     requireSomeField(body);
     const user = await requireUser(deps, req.params['id']!);
-    // An admin locking themselves out by mistake would need the CLI to get back in.
+    // An admin locking themselves out by mistake would need the CLI to get back in: refused, and
+    // so is any change that leaves them without the admin scope (keepAdminAccess).
     if (body.disabled === true && user.id === actorOf(res)) throw conflict('an admin cannot disable their own account');
-    if (user.id === actorOf(res) && !(await keepsAdmin(deps, user.id, body))) {
-      throw conflict('an admin cannot take the admin scope from their own account');
-    }
-    const sessionsEnded = await asAdminAction('user', () => updateAccount(deps.db, user.id, body, now()));
+    const sessionsEnded = await asAdminAction('user', () =>
+      keepAdminAccess(deps.db, actingAdmin(res), (db) => updateAccount(db, user.id, body, now())),
+    );
     const view = await viewUser(deps, (await findUserById(deps.db, user.id)) ?? user);
     auditAdmin(deps, req, res, 'user_updated', { user_id: user.id, ...body, ...(body.disabled ? { sessions_ended: sessionsEnded } : {}) });
     res.json(view);
@@ -117,7 +117,8 @@ export function usersRouter(deps: Deps): Router {
     const user = await requireUser(deps, req.params['id']!);
     if (user.id === actorOf(res)) throw conflict('an admin cannot delete their own account');
     // Refresh families go with the user (cascade): every session ends.
-    if (!(await deleteUser(deps.db, user.id))) throw notFound('user');
+    const deleted = await asAdminAction('user', () => keepAdminAccess(deps.db, actingAdmin(res), (db) => deleteUser(db, user.id)));
+    if (!deleted) throw notFound('user');
     auditAdmin(deps, req, res, 'user_deleted', { user_id: user.id, username: user.username });
     res.status(204).end();
   });
@@ -136,12 +137,4 @@ export function usersRouter(deps: Deps): Router {
   router.all('/users/:id/password', methodNotAllowed('POST'));
 
   return router;
-}
-
-/** Whether a user keeps the admin scope after a change of their direct scopes and roles. */
-async function keepsAdmin(deps: Deps, userId: string, change: { scopes?: readonly string[] | undefined; roles?: readonly string[] | undefined }): Promise<boolean> {
-  const scopes = change.scopes ?? (await findDirectUserScopes(deps.db, userId));
-  if (scopes.includes(ADMIN_SCOPE)) return true;
-  const roles = new Set(change.roles ?? (await findUserRoles(deps.db, userId)));
-  return (await listRoles(deps.db)).some((role) => roles.has(role.name) && role.scopes.includes(ADMIN_SCOPE));
 }

@@ -3,18 +3,22 @@
 // 1. lints the Dockerfile (dockerfile-utils) and validates the compose file (docker-compose config -q);
 // 2. replays the Dockerfile: each stage's WORKDIR, COPY and RUN, in a scratch directory per
 //    stage, with the image's Node major on PATH (from the npm registry's node@<major> package);
-// 3. runs the final stage's ENTRYPOINT + CMD on the embedded defaults, waits for its HEALTHCHECK
-//    command to pass, sends SIGTERM and expects exit 0.
+// 3. runs the final stage's ENTRYPOINT + CMD: without DATABASE_URL it must refuse (exit 78, as the
+//    image's NODE_ENV=production asks); on a throwaway PostgreSQL database (TEST_ADMIN_DATABASE_URL's
+//    server, as for the tests) it must pass its HEALTHCHECK command, then exit 0 on SIGTERM.
 // Usage: node scripts/check-container.mjs   (from the repository root)
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import pg from 'pg';
 
 const repo = process.cwd();
 const run = (command, args, options = {}) => execFileSync(command, args, { stdio: 'inherit', ...options });
 const step = (text) => console.log(`\n== ${text}`);
+const adminUrl = process.env.TEST_ADMIN_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 step('lint the Dockerfile');
 run('npx', ['-y', 'dockerfile-utils@0.16.3', 'lint', 'Dockerfile']);
@@ -56,6 +60,7 @@ const root = join(scratch, 'context');
 mkdirSync(root);
 execFileSync('sh', ['-c', `git -C "${repo}" archive HEAD | tar -x -C "${root}"`]);
 const dirs = {};
+let database;
 let entrypoint;
 let cmd;
 let healthcheck;
@@ -106,8 +111,19 @@ try {
     });
   });
   const serveEnv = { ...final.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: join(scratch, 'data'), LOG_LEVEL: 'warn' };
-  step(`${[...entrypoint, ...cmd].join(' ')} on port ${port}`);
   const [command, ...commandArgs] = [...entrypoint, ...cmd];
+
+  step(`${[...entrypoint, ...cmd].join(' ')} without DATABASE_URL refuses to start`);
+  const refused = spawnSync(command, commandArgs, { cwd: final.workdir(), env: serveEnv, encoding: 'utf8', timeout: 30_000 });
+  if (refused.status !== 78) throw new Error(`without DATABASE_URL it exited with ${refused.status ?? refused.signal}, not 78: ${refused.stderr}`);
+
+  database = `tessera_image_${randomBytes(6).toString('hex')}`;
+  await admin(adminUrl, `create database ${database}`);
+  const databaseUrl = new URL(adminUrl);
+  databaseUrl.pathname = `/${database}`;
+  serveEnv.DATABASE_URL = databaseUrl.toString();
+  serveEnv.KEY_ENCRYPTION_KEYS = randomBytes(32).toString('base64');
+  step(`${[...entrypoint, ...cmd].join(' ')} on port ${port}, database ${database}`);
   const server = spawn(command, commandArgs, { cwd: final.workdir(), env: serveEnv, stdio: 'inherit' });
   const exited = new Promise((done) => server.once('exit', (code, signal) => done({ code, signal })));
 
@@ -128,4 +144,15 @@ try {
   step('the image builds, passes its HEALTHCHECK and stops cleanly on SIGTERM');
 } finally {
   rmSync(scratch, { recursive: true, force: true });
+  if (database) await admin(adminUrl, `drop database if exists ${database} with (force)`);
+}
+
+async function admin(url, statement) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(statement);
+  } finally {
+    await client.end();
+  }
 }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../src/cli/commands.js';
-import { runCli } from '../src/cli/run.js';
+import { runCliWithoutDatabase } from './helpers/cli.js';
 import { freePort, MAIN, runTessera, stopAll } from './helpers/process.js';
 
 /**
@@ -44,15 +44,9 @@ interface Result {
 
 /** `tessera <argv>` in-process; it must not read stdin, and must leave `dir` as empty as it found it. */
 async function cli(argv: readonly string[]): Promise<Result> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(argv, { DATA_DIR: join(dir, 'data') }, {
-    readStdin: () => Promise.reject(new Error(`tessera ${argv.join(' ')} read stdin`)),
-    stdout: (text) => (stdout += text),
-    stderr: (text) => (stderr += text),
-  });
+  const result = await runCliWithoutDatabase(dir, argv);
   expect(await readdir(dir)).toEqual([]);
-  return { code, stdout, stderr };
+  return result;
 }
 
 /** The start of the usage of `name` ('' for tessera itself): its words, then its arguments or the end of the line. */
@@ -167,6 +161,9 @@ describe('the built tessera', () => {
     it.each([
       [['serve', '--bogus'], 'unknown or malformed option --bogus', 'serve'],
       [['migrate', 'extra'], 'too many arguments', 'migrate'],
+      // A database command refuses a line it does not take before it opens (creates) the embedded database.
+      [['users', 'create', 'alice', '--password-stdin', '--scopes', 'x'], 'unknown or malformed option --scopes', 'users create'],
+      [['clients', 'update'], 'missing <client_id>', 'clients update'],
     ])('%j: exit 2, nothing started', async (argv, message, name) => {
       expect(await run(argv)).toEqual({ code: 2, stdout: '', stderr: `error: ${message}\n(see tessera ${name} --help)\n` });
     });

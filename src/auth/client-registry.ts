@@ -66,6 +66,41 @@ export interface RegisteredClient {
 
 /** Registers a client from raw input (CLI, admin API): one set of rules. */
 export async function registerClient(db: Kysely<Database>, input: NewClientInput, now: Date): Promise<RegisteredClient> {
+  const { id, type, settings } = checkedNewClient(input, input.secret !== undefined);
+  const generatedSecret = type === 'confidential' && input.secret === undefined ? generateClientSecret() : undefined;
+  const secret = type === 'public' ? undefined : (generatedSecret ?? checkedSuppliedSecret(input.secret));
+  try {
+    const client = await insertClient(db, {
+      id,
+      type,
+      secret_hash: secret === undefined ? null : hashClientSecret(secret),
+      ...settings,
+      created_at: now,
+      updated_at: now,
+    });
+    return { client, generatedSecret };
+  } catch (error) {
+    if (isUniqueViolation(error)) throw new ClientError('client_exists', `a client with id ${id} already exists`);
+    throw error;
+  }
+}
+
+/**
+ * What registerClient would refuse in `input` before it looks at the secret itself or the
+ * database, or undefined: the CLI checks its command line with it before it reads standard input
+ * or opens a database.
+ */
+export function checkNewClient(input: Omit<NewClientInput, 'secret'>, secretSupplied: boolean): string | undefined {
+  try {
+    checkedNewClient(input, secretSupplied);
+    return undefined;
+  } catch (error) {
+    if (error instanceof ClientError) return error.message;
+    throw error;
+  }
+}
+
+function checkedNewClient(input: Omit<NewClientInput, 'secret'>, secretSupplied: boolean): { id: string; type: ClientType; settings: CheckedSettings } {
   const id = input.id ?? randomBytes(12).toString('base64url');
   if (!isValidClientId(id)) {
     throw invalid('a client id has 1 to 64 letters, digits or . _ ~ - and is not shaped like a uuid');
@@ -83,23 +118,8 @@ export async function registerClient(db: Kysely<Database>, input: NewClientInput
     audience: input.audience ?? [],
     rateLimit: input.rateLimit ?? null,
   });
-  if (type === 'public' && input.secret !== undefined) throw invalid('a public client has no secret');
-  const generatedSecret = type === 'confidential' && input.secret === undefined ? generateClientSecret() : undefined;
-  const secret = type === 'public' ? undefined : (generatedSecret ?? checkedSuppliedSecret(input.secret));
-  try {
-    const client = await insertClient(db, {
-      id,
-      type,
-      secret_hash: secret === undefined ? null : hashClientSecret(secret),
-      ...settings,
-      created_at: now,
-      updated_at: now,
-    });
-    return { client, generatedSecret };
-  } catch (error) {
-    if (isUniqueViolation(error)) throw new ClientError('client_exists', `a client with id ${id} already exists`);
-    throw error;
-  }
+  if (type === 'public' && secretSupplied) throw invalid('a public client has no secret');
+  return { id, type, settings };
 }
 
 /**
@@ -147,6 +167,12 @@ export async function removeClient(db: Kysely<Database>, id: string): Promise<vo
   if (!isValidClientId(id) || !(await deleteClient(db, id))) throw noSuchClient(id);
 }
 
+/** Requests per CLIENT_RATE_WINDOW, or null for none of its own: what is wrong with it, or undefined. */
+export function checkRateLimit(rateLimit: number | null): string | undefined {
+  const valid = rateLimit === null || (Number.isSafeInteger(rateLimit) && rateLimit >= 1 && rateLimit <= MAX_CLIENT_RATE_LIMIT);
+  return valid ? undefined : `a rate limit is a whole number of requests from 1 to ${MAX_CLIENT_RATE_LIMIT}, or none`;
+}
+
 const noSuchClient = (id: string) => new ClientError('not_found', `no such client: ${id}`);
 const invalid = (message: string) => new ClientError('invalid_client_metadata', message);
 
@@ -189,9 +215,8 @@ function checkSettings(
     throw invalid(`a client name has at most ${MAX_NAME_LENGTH} characters and no control characters`);
   }
   const rateLimit = settings.rateLimit;
-  if (rateLimit !== null && !(Number.isSafeInteger(rateLimit) && rateLimit >= 1 && rateLimit <= MAX_CLIENT_RATE_LIMIT)) {
-    throw invalid(`a rate limit is a whole number of requests from 1 to ${MAX_CLIENT_RATE_LIMIT}, or none`);
-  }
+  const badRateLimit = checkRateLimit(rateLimit);
+  if (badRateLimit !== undefined) throw invalid(badRateLimit);
   return {
     name: settings.name,
     grant_types: grantTypes as GrantType[],

@@ -44,7 +44,8 @@ export interface NewRole {
 }
 
 export async function createRole(db: Kysely<Database>, input: NewRole): Promise<RoleWithScopes> {
-  if (!isValidRoleName(input.name)) throw new RoleError('invalid_role', 'a role name has 1 to 64 letters, digits or . _ : -');
+  const badName = checkRoleName(input.name);
+  if (badName !== undefined) throw new RoleError('invalid_role', badName);
   const description = checkedDescription(input.description ?? '');
   const scopes = checkedScopes(input.scopes ?? []);
   try {
@@ -122,8 +123,20 @@ function checkedScopes(scopes: readonly string[]): string[] {
 }
 
 function checkedDescription(description: string): string {
-  if (description.length > MAX_DESCRIPTION_LENGTH || hasControlCharacters(description)) {
-    throw new RoleError('invalid_role', `a role description has at most ${MAX_DESCRIPTION_LENGTH} characters and no control characters`);
-  }
+  const problem = checkRoleDescription(description);
+  if (problem !== undefined) throw new RoleError('invalid_role', problem);
   return description;
+}
+
+// What is wrong with a new role's name or description, or undefined: rules that need no database, so
+// the CLI checks its command line with them before it opens one.
+
+export function checkRoleName(name: string): string | undefined {
+  return isValidRoleName(name) ? undefined : 'a role name has 1 to 64 letters, digits or . _ : -';
+}
+
+export function checkRoleDescription(description: string): string | undefined {
+  return description.length > MAX_DESCRIPTION_LENGTH || hasControlCharacters(description)
+    ? `a role description has at most ${MAX_DESCRIPTION_LENGTH} characters and no control characters`
+    : undefined;
 }

@@ -1,4 +1,3 @@
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { PasswordHasher } from '../auth/passwords.js';
@@ -6,6 +5,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db/schema.js';
 import type { KeyRing } from '../keys/key-encryption.js';
+import type { Argument, ArgumentValues, Option, OptionValues, ParsedLine, Syntax } from './syntax.js';
 
 /** Exit codes scripts can rely on. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, config: 78 } as const;
@@ -29,58 +29,54 @@ export class UsageError extends Error {}
 /** The command could not do what was asked (no such user, a conflict, a policy): exit 1. */
 export class CommandError extends Error {}
 
-/** What `--help` prints for a command: part of the command's entry, so help and dispatch read one table. */
-export interface Help {
-  /** The words after `tessera <command>` in its usage line: `<username> [--password-stdin]`. */
-  readonly usage: string;
+/** How a usage error ends: what is wrong, and the help that shows what is right (`tessera users create --help`). */
+export function formatUsageError(message: string, command = ''): string {
+  return `error: ${message}\n(see tessera ${command === '' ? '' : `${command} `}--help)\n`;
+}
+
+/**
+ * A command in the table (src/cli/commands.ts): what `--help` prints, and what its command line
+ * may hold, which is also what the help's usage line and option list are written from.
+ */
+export interface Entry extends Syntax {
   /** One line: what the command does, as the command list shows it. */
   readonly summary: string;
-  /** Each option as the usage writes it (`--scope S`) and what it does. */
-  readonly options?: Readonly<Record<string, string>>;
   /** More to say, printed after the summary. */
   readonly details?: string;
 }
 
 /** A command on the database, runnable in the CLI or in a server over its control socket. */
-export interface Command extends Help {
-  run(args: readonly string[], ctx: CommandContext): Promise<void>;
+export interface Command extends Entry {
+  /** Runs with the command line as parseArguments read it against this very entry. */
+  run(line: ParsedLine, ctx: CommandContext): Promise<void>;
 }
 
-/** A command with its help; every one parses with `parse`, so every one takes --json too. */
-export function command(help: Help, run: Command['run']): Command {
-  return { ...help, options: { ...help.options, '--json': 'print the result as JSON' }, run };
+const JSON_OPTION = { json: { help: 'print the result as JSON', common: true } } as const;
+
+/** A command line as a command declared it, typed: what its `check` and `run` get. */
+interface Line<A extends readonly Argument[], O extends Readonly<Record<string, Option>>> {
+  readonly args: ArgumentValues<A>;
+  readonly options: OptionValues<O & typeof JSON_OPTION>;
 }
 
-type Options = NonNullable<ParseArgsConfig['options']>;
-type ParsedWith<T extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>>;
-
-/**
- * Strict parsing: unknown options and extra arguments are usage errors, so that a password typed
- * as an argument (`set-password alice S3cret`) is refused instead of silently ignored. The
- * offending value is never repeated back.
- */
-export function parseStrictly<T extends Options>(args: readonly string[], options: T, maxPositionals = 0, tooMany = 'too many arguments'): ParsedWith<T> {
-  let parsed: ParsedWith<T>;
-  try {
-    parsed = parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
-  } catch (error) {
-    const option = /'(-{1,2}[\w-]+)/.exec((error as Error).message)?.[1];
-    throw new UsageError(option ? `unknown or malformed option ${option}` : 'malformed options');
-  }
-  if (parsed.positionals.length > maxPositionals) throw new UsageError(tooMany);
-  return parsed;
-}
-
-/** `parseStrictly` with the --json every database command takes, and a reminder for whoever typed a secret. */
-export function parse<T extends Options>(args: readonly string[], options: T, maxPositionals = 0): ParsedWith<T & { json: { type: 'boolean' } }> {
-  const tooMany = 'too many arguments (passwords and secrets are read from standard input, never from arguments)';
-  return parseStrictly(args, { ...options, json: { type: 'boolean' } }, maxPositionals, tooMany);
-}
-
-export function positional(positionals: readonly string[], index: number, name: string): string {
-  const value = positionals[index];
-  if (value === undefined || value === '') throw new UsageError(`missing <${name}>`);
-  return value;
+/** A command on the database; every one takes --json too. `check` and `run` get the values its declaration types. */
+export function command<const A extends readonly Argument[] = [], const O extends Readonly<Record<string, Option>> = {}>(
+  entry: Omit<Entry, 'arguments' | 'options' | 'check'> & {
+    readonly arguments?: A;
+    readonly options?: O;
+    readonly check?: (line: Line<A, O>) => string | undefined;
+  },
+  run: (line: Line<A, O>, ctx: CommandContext) => Promise<void>,
+): Command {
+  // parseArguments makes the line from this very entry, so it has the shape the declaration says.
+  const typed = (line: ParsedLine) => line as Line<A, O>;
+  const { check } = entry;
+  return {
+    ...entry,
+    options: { ...entry.options, ...JSON_OPTION },
+    check: check && ((line) => check(typed(line))),
+    run: (line, ctx) => run(typed(line), ctx),
+  };
 }
 
 /** Prints a record as `key: value` lines, or as one JSON document with --json. */

@@ -5,16 +5,16 @@ import { isForeignKeyViolation } from '../db/errors.js';
 import { clientCommands } from './clients.js';
 import { keyCommands } from './keys.js';
 import { purgeRefreshFamilies } from '../refresh/housekeeping.js';
-import { type Command, type CommandContext, command, CommandError, EXIT, type Help, parse, print, UsageError } from './command.js';
+import { type Command, type CommandContext, command, CommandError, type Entry, EXIT, formatUsageError, print, UsageError } from './command.js';
 import { roleCommands } from './roles.js';
+import { parseArguments } from './syntax.js';
 import { userCommands } from './users.js';
 
 /** `tessera purge`: delete expired refresh families now (the server also does it periodically). */
 const purge = command(
-  { usage: '', summary: 'delete expired refresh-token families now', details: 'The server also does it periodically.' },
-  async (args, ctx) => {
-    const { values } = parse(args, {});
-    print(ctx, values.json, { families_deleted: await purgeRefreshFamilies(ctx) });
+  { summary: 'delete expired refresh-token families now', details: 'The server also does it periodically.' },
+  async ({ options }, ctx) => {
+    print(ctx, options.json, { families_deleted: await purgeRefreshFamilies(ctx) });
   },
 );
 
@@ -38,11 +38,10 @@ const databaseCommands: ReadonlyMap<string, Command> = new Map([
  * Every command, in the order the usage lists them: the database commands, and those that runCli
  * (src/cli/run.ts) runs itself. `tessera migrate status` will be one more entry here.
  */
-export const COMMANDS: ReadonlyMap<string, Help> = new Map<string, Help>([
+export const COMMANDS: ReadonlyMap<string, Entry> = new Map<string, Entry>([
   [
     'serve',
     {
-      usage: '',
       summary: 'run the HTTP service (migrating the database first)',
       details: 'It is configured by environment variables (see README.md) and runs until SIGTERM or SIGINT.',
     },
@@ -50,13 +49,22 @@ export const COMMANDS: ReadonlyMap<string, Help> = new Map<string, Help>([
   [
     'migrate',
     {
-      usage: '',
       summary: 'apply pending database migrations',
       details: 'PostgreSQL is migrated only by this command or by serve; the embedded database on first use.',
     },
   ],
   ...databaseCommands,
-  ['help', { usage: '[<command> [<subcommand>]]', summary: 'print the usage of tessera or of one command' }],
+  [
+    'help',
+    {
+      summary: 'print the usage of tessera or of one command',
+      // Answered by readCommandLine (src/cli/help.ts), which reads these words as command names.
+      arguments: [
+        { name: 'command', optional: true },
+        { name: 'subcommand', optional: true },
+      ],
+    },
+  ],
 ]);
 
 /**
@@ -80,22 +88,22 @@ export async function runCommand(argv: readonly string[], ctx: CommandContext): 
   const found = findCommand(databaseCommands, argv);
   if (found === undefined) {
     // Only a request over the control socket gets here: runCli answers unknown words itself.
-    ctx.err(`error: unknown command "${argv.slice(0, 2).join(' ')}"\n(see tessera --help)\n`);
+    ctx.err(formatUsageError(`unknown command "${argv.slice(0, 2).join(' ')}"`));
     return EXIT.usage;
   }
-  const hint = `(see tessera ${found.name} --help)\n`;
   try {
-    await found.command.run(found.args, ctx);
+    // The same parse runCli made before it forwarded or opened anything: here it gives run its values.
+    await found.command.run(parseArguments(found.command, found.args), ctx);
     return EXIT.ok;
   } catch (error) {
     if (error instanceof UsageError) {
-      ctx.err(`error: ${error.message}\n${hint}`);
+      ctx.err(formatUsageError(error.message, found.name));
       return EXIT.usage;
     }
     if (error instanceof AccountError || error instanceof RoleError || error instanceof ClientError) {
       // Malformed input is a usage error, like a wrong option; a rule the input broke is a failure.
       const usage = USAGE_ERROR_CODES.has(error.code);
-      ctx.err(`error: ${error.message}\n${usage ? hint : ''}`);
+      ctx.err(usage ? formatUsageError(error.message, found.name) : `error: ${error.message}\n`);
       return usage ? EXIT.usage : EXIT.failed;
     }
     if (error instanceof CommandError) {

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { findPackageRoot } from '../package-root.js';
-import { EXIT, type Help } from './command.js';
+import { type Entry, EXIT, formatUsageError, UsageError } from './command.js';
 import { COMMANDS, findCommand } from './commands.js';
+import { formatOptionList, formatUsageLine, type ParsedLine, parseArguments } from './syntax.js';
 
 /** What the command line gets instead of running a command. */
 export interface Answer {
@@ -11,10 +12,11 @@ export interface Answer {
   readonly stderr: string;
 }
 
-/** The command to run, with the arguments after its words. */
+/** The command to run, and what its arguments and options were parsed into. */
 export interface CommandLine {
   readonly name: string;
-  readonly args: readonly string[];
+  readonly entry: Entry;
+  readonly parsed: ParsedLine;
 }
 
 /** Columns: what a terminal shows without wrapping lines itself. */
@@ -23,9 +25,10 @@ const HELP_FLAGS: ReadonlySet<string> = new Set(['--help', '-h']);
 const VERSION_FLAGS: ReadonlySet<string> = new Set(['--version', '-V']);
 
 /**
- * Help, the version and words that name no command are answered from argv alone, before any
- * configuration is read: `--help` must never start a server, migrate, create a file or read
- * standard input. A --help or -h anywhere before a `--` asks for the usage of the command it follows.
+ * Help, the version, words that name no command and a command line its command does not take are
+ * answered from argv alone, before any configuration is read: `--help` or a typo must never start
+ * a server, migrate, create a file, read standard input or reach a running server. A --help or -h
+ * anywhere before a `--` asks for the usage of the command it follows.
  */
 export function readCommandLine(argv: readonly string[]): Answer | CommandLine {
   const end = argv.indexOf('--');
@@ -36,7 +39,14 @@ export function readCommandLine(argv: readonly string[]): Answer | CommandLine {
   if (VERSION_FLAGS.has(first)) return answerWith(`${readVersion()}\n`);
   if (first === 'help') return answerHelp(argv.slice(1), true);
   const found = findCommand(COMMANDS, argv);
-  if (found !== undefined) return { name: found.name, args: found.args };
+  if (found !== undefined) {
+    try {
+      return { name: found.name, entry: found.command, parsed: parseArguments(found.command, found.args) };
+    } catch (error) {
+      if (error instanceof UsageError) return refuse(error.message, found.name);
+      throw error;
+    }
+  }
   // `tessera users` alone is to a group what `tessera` alone is to the tool.
   const [, second] = argv;
   if (isGroup(first) && (second === undefined || second.startsWith('-'))) return { exitCode: EXIT.usage, stdout: '', stderr: formatGroupUsage(first) };
@@ -46,7 +56,7 @@ export function readCommandLine(argv: readonly string[]): Answer | CommandLine {
 /** The usage of what `words` name: the tool, a group or a command. `exact`: nothing may follow them. */
 function answerHelp(words: readonly string[], exact = false): Answer {
   const found = findCommand(COMMANDS, words);
-  if (found !== undefined && exact && found.args.length > 0) return refuse('help takes a command and at most one subcommand', 'tessera help --help');
+  if (found !== undefined && exact && found.args.length > 0) return refuse('help takes a command and at most one subcommand', 'help');
   if (found !== undefined) return answerWith(formatCommandUsage(found.name, found.command));
   if (words.length === 0) return answerWith(formatUsage());
   if (words.length === 1 && isGroup(words[0]!)) return answerWith(formatGroupUsage(words[0]!));
@@ -61,9 +71,9 @@ function takeLeadingWords(argv: readonly string[]): readonly string[] {
 
 /** Names the word that is wrong, never what follows it (it may be a secret typed in the wrong place). */
 function refuseUnknown([first = '', second]: readonly string[]): Answer {
-  if (first.startsWith('-')) return refuse(`unknown option ${first.split('=')[0]}`, 'tessera --help');
-  if (isGroup(first) && second !== undefined) return refuse(`unknown command "${first} ${second}"`, `tessera ${first} --help`);
-  return refuse(`unknown command "${first}"`, 'tessera --help');
+  if (first.startsWith('-')) return refuse(`unknown option ${first.split('=')[0]}`);
+  if (isGroup(first) && second !== undefined) return refuse(`unknown command "${first} ${second}"`, first);
+  return refuse(`unknown command "${first}"`);
 }
 
 function isGroup(word: string): boolean {
@@ -71,7 +81,8 @@ function isGroup(word: string): boolean {
 }
 
 const answerWith = (text: string): Answer => ({ exitCode: EXIT.ok, stdout: text, stderr: '' });
-const refuse = (message: string, help: string): Answer => ({ exitCode: EXIT.usage, stdout: '', stderr: `error: ${message}\n(see ${help})\n` });
+/** A usage error, pointing to the help of `command` (of tessera itself by default). */
+const refuse = (message: string, command = ''): Answer => ({ exitCode: EXIT.usage, stdout: '', stderr: formatUsageError(message, command) });
 
 const FOOTER = [
   '`tessera help <command>` or `tessera <command> --help` shows one command.',
@@ -112,12 +123,13 @@ ${formatTable(entries.map(([name, help]) => [name.slice(group.length + 1), help.
 `;
 }
 
-function formatCommandUsage(name: string, help: Help): string {
+/** A command's usage, written from its entry: the words and options its command line is parsed against. */
+function formatCommandUsage(name: string, entry: Entry): string {
   const subcommands = [...COMMANDS].filter(([other]) => other.startsWith(`${name} `));
-  const options: [string, string][] = [...Object.entries(help.options ?? {}), ['-h, --help', 'print this usage and do nothing else']];
+  const options: [string, string][] = [...formatOptionList(entry), ['-h, --help', 'print this usage and do nothing else']];
   return [
-    `${wrapHanging(`Usage: tessera ${name} `, help.usage).trimEnd()}\n`,
-    `${wrapHanging('', `${help.summary[0]!.toUpperCase()}${help.summary.slice(1)}.${help.details ? ` ${help.details}` : ''}`)}\n`,
+    `${wrapHanging(`Usage: tessera ${name} `, formatUsageLine(entry)).trimEnd()}\n`,
+    `${wrapHanging('', `${entry.summary[0]!.toUpperCase()}${entry.summary.slice(1)}.${entry.details ? ` ${entry.details}` : ''}`)}\n`,
     `Options:\n${formatTable(options)}\n`,
     ...(subcommands.length > 0 ? [`Subcommands:\n${formatTable(subcommands.map(([other, { summary }]) => [other, summary]))}\n`] : []),
   ].join('\n');

@@ -14,9 +14,10 @@ import { DataDirLockedError } from '../embedded/lock.js';
 import { createLogger } from '../logger.js';
 import { listen, loadKeyRing, migrateDatabase, openConfiguredDatabase, prepareDeps } from '../service.js';
 import type { Deps } from '../deps.js';
-import { type CommandContext, EXIT, parseStrictly, UsageError } from './command.js';
+import { type CommandContext, EXIT } from './command.js';
 import { runCommand } from './commands.js';
 import { readCommandLine } from './help.js';
+import { readsStdin } from './syntax.js';
 
 export interface CliIo {
   readStdin(): Promise<string>;
@@ -30,19 +31,11 @@ export interface CliIo {
 
 /** The whole command line: parse, load config, dispatch. Returns the exit code. */
 export async function runCli(argv: readonly string[], env: Env, io: CliIo, clock: Clock = systemClock): Promise<number> {
-  // Help and wrong words are answered before anything else: no configuration, database, file or port.
+  // Help, wrong words and wrong arguments are answered before anything else: no configuration,
+  // database, file, port or standard input, and nothing sent to a running server.
   const line = readCommandLine(argv);
   if ('exitCode' in line) return write(io, line);
   const command = line.name;
-  if (command === 'serve' || command === 'migrate') {
-    try {
-      parseStrictly(line.args, {}); // they take no options and no arguments
-    } catch (error) {
-      if (!(error instanceof UsageError)) throw error;
-      io.stderr(`error: ${error.message}\n(see tessera ${command} --help)\n`);
-      return EXIT.usage;
-    }
-  }
 
   let config: Config;
   try {
@@ -59,8 +52,8 @@ export async function runCli(argv: readonly string[], env: Env, io: CliIo, clock
     }
     // One-shot commands log warnings only, to stderr, unless LOG_LEVEL asks for more.
     const log = createLogger(env['LOG_LEVEL'] ? config.logLevel : 'warn', io.logDestination ?? stderrDestination(io));
-    const needsStdin = argv.includes('--password-stdin') || argv.includes('--secret-stdin');
-    const request: ControlRequest = { argv: [...argv], stdin: needsStdin ? await io.readStdin() : undefined };
+    // The server that gets the request parses argv again, against the same table (runCommand).
+    const request: ControlRequest = { argv: [...argv], stdin: readsStdin(line.entry, line.parsed) ? await io.readStdin() : undefined };
     if (config.databaseUrl === undefined) {
       const forwarded = await sendControlRequest(config.dataDir, request);
       if (forwarded !== undefined) return write(io, forwarded);

@@ -1,14 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterEach, beforeEach, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { startTestService, testEnv } from './helpers/service.js';
 
+// Both tests start on an empty database: bootstrap does anything only while there is no user.
 let database: TestDatabase;
 const kek = randomBytes(32).toString('base64');
-beforeAll(async () => {
+beforeEach(async () => {
   database = await createTestDatabase();
 });
-afterAll(async () => {
+afterEach(async () => {
   await database?.drop();
 });
 

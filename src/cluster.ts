@@ -1,10 +1,16 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
-import { AggregatorRegistry } from 'prom-client';
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
 
 /** IPC between a worker serving /metrics and the primary, which alone can see every worker's metrics. */
 export const METRICS_REQUEST = 'tessera:metrics-request';
 export const METRICS_RESPONSE = 'tessera:metrics-response';
+/** IPC between the primary and each worker it sums: that worker's own registry. */
+const WORKER_METRICS_REQUEST = 'tessera:worker-metrics-request';
+const WORKER_METRICS_RESPONSE = 'tessera:worker-metrics-response';
+const WORKER_METRICS_TIMEOUT_MS = 4_000;
+
+type WorkerMetrics = MetricObjectWithValues<MetricValue<string>>[];
 
 /** More crashes than this within the window is a failing build or host, not bad luck: stop, do not loop. */
 const MAX_CRASHES = 5;
@@ -19,7 +25,6 @@ const CRASH_WINDOW_MS = 60_000;
  * process exits. A scrape of /metrics on any worker asks this process for the sum of all workers.
  */
 export async function superviseWorkers(count: number, log: Logger, stopSignal: Promise<string>): Promise<number> {
-  const aggregator = new AggregatorRegistry();
   const live = new Set<Worker>();
   const served = new WeakSet<Worker>();
   const crashes: number[] = [];
@@ -39,8 +44,9 @@ export async function superviseWorkers(count: number, log: Logger, stopSignal: P
 
   cluster.on('message', (worker, message: { type?: unknown; id?: unknown }) => {
     if (message?.type !== METRICS_REQUEST) return;
-    aggregator
-      .clusterMetrics()
+    // Only workers that listen are asked: one still starting (at first, or replacing one that died)
+    // has counted nothing yet, and cannot answer until it has loaded.
+    sumWorkerMetrics([...live].filter((each) => served.has(each)))
       .then(
         (text) => ({ text }),
         (error: unknown) => ({ error: error instanceof Error ? error.message : String(error) }),
@@ -87,6 +93,54 @@ export async function superviseWorkers(count: number, log: Logger, stopSignal: P
   await stopped;
   log.info('stopped');
   return failed ? 1 : 0;
+}
+
+/** Each worker's registry, summed as prom-client sums a cluster (its `aggregator` per metric). */
+async function sumWorkerMetrics(workers: readonly Worker[]): Promise<string> {
+  const each = await Promise.all(workers.map((worker) => askWorker(worker)));
+  return AggregatorRegistry.aggregate(each).metrics();
+}
+
+let collections = 0;
+
+function askWorker(worker: Worker): Promise<WorkerMetrics> {
+  const id = (collections += 1);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`worker ${worker.id} did not answer the metrics request`));
+    }, WORKER_METRICS_TIMEOUT_MS);
+    const onMessage = (message: { type?: unknown; id?: unknown; metrics?: WorkerMetrics; error?: string }) => {
+      if (message?.type !== WORKER_METRICS_RESPONSE || message.id !== id) return;
+      done();
+      if (message.error !== undefined) reject(new Error(message.error));
+      else resolve(message.metrics ?? []);
+    };
+    // A worker that dies meanwhile took its counts with it.
+    const onExit = () => {
+      done();
+      resolve([]);
+    };
+    function done() {
+      clearTimeout(timer);
+      worker.off('message', onMessage);
+      worker.off('exit', onExit);
+    }
+    worker.on('message', onMessage);
+    worker.once('exit', onExit);
+    worker.send({ type: WORKER_METRICS_REQUEST, id });
+  });
+}
+
+/** In a worker: answers the primary's requests for this worker's own registry. */
+export function answerMetricsRequests(registry: Registry): void {
+  process.on('message', (message: { type?: unknown; id?: unknown }) => {
+    if (message?.type !== WORKER_METRICS_REQUEST) return;
+    registry.getMetricsAsJSON().then(
+      (metrics) => process.send!({ type: WORKER_METRICS_RESPONSE, id: message.id, metrics }),
+      (error: unknown) => process.send!({ type: WORKER_METRICS_RESPONSE, id: message.id, error: error instanceof Error ? error.message : String(error) }),
+    );
+  });
 }
 
 let requests = 0;

@@ -1,6 +1,6 @@
 import cluster from 'node:cluster';
-import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { clusterMetrics } from './cluster.js';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { answerMetricsRequests, clusterMetrics } from './cluster.js';
 import type { Argon2Operation } from './auth/passwords.js';
 import type { GrantType } from './db/schema.js';
 import type { LimitBackend, LimitLayer } from './limits/layers.js';
@@ -193,12 +193,8 @@ export function createMetrics(): Metrics {
     },
   });
 
-  // The primary (src/cluster.ts) sums what every worker's registry holds. Constructing an
-  // AggregatorRegistry in a worker is how prom-client starts answering the primary's requests.
-  if (cluster.isWorker) {
-    new AggregatorRegistry();
-    AggregatorRegistry.setRegistries([registry]);
-  }
+  // The primary (src/cluster.ts) sums what every worker's registry holds.
+  if (cluster.isWorker) answerMetricsRequests(registry);
 
   return {
     registry,

@@ -419,9 +419,13 @@ describe('a key set that cannot be refreshed', () => {
   /** A JWKS endpoint of our own in front of Tessera's, which can answer 503. */
   async function flakyJwks() {
     let failing = false;
+    let refused = 0;
     const app = express();
     app.get('/jwks', async (_req, res) => {
-      if (failing) return void res.status(503).send('unavailable');
+      if (failing) {
+        refused += 1;
+        return void res.status(503).send('unavailable');
+      }
       const upstream = await fetch(`${tessera.issuer}${JWKS_PATH}`);
       res.type('application/json').send(await upstream.text());
     });
@@ -430,6 +434,8 @@ describe('a key set that cannot be refreshed', () => {
     return {
       uri: `http://127.0.0.1:${port}/jwks`,
       fail: (on: boolean) => (failing = on),
+      /** How many requests it answered 503. */
+      refused: () => refused,
       close: () => closeServer(server),
     };
   }
@@ -450,6 +456,7 @@ describe('a key set that cannot be refreshed', () => {
   it('keeps verifying with the keys it has when a refresh fails (stale-if-error)', async () => {
     const jwks = await flakyJwks();
     const app = ordersApi(createVerifier({ issuer: tessera.issuer, audience: AUDIENCE, jwksUri: jwks.uri }));
+    const tesseraNow = tessera.service.clock.now();
     try {
       const token = await passwordToken('orders:read');
       expect((await call('get', '/orders', token, app)).status).toBe(200);
@@ -458,8 +465,11 @@ describe('a key set that cannot be refreshed', () => {
       vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 11 * 60_000 });
       const fresh = await passwordTokenAt(Date.now());
       expect((await call('get', '/orders', fresh, app)).status).toBe(200);
+      expect(jwks.refused()).toBe(1);
     } finally {
       vi.useRealTimers();
+      // Tessera's clock back where the other tests expect it, on the real time its tokens are checked against.
+      tessera.service.clock.set(tesseraNow);
       await jwks.close();
     }
   });

@@ -8,13 +8,11 @@ import type { User } from '../src/db/schema.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { watchLogOutput } from './helpers/logs.js';
 import { noteSecret } from './helpers/secrets.js';
-import { basicAuth as basic, startTestService, type TestService } from './helpers/service.js';
+import { basicAuth as basic, createTestUser, startTestService, type TestService } from './helpers/service.js';
 
 let database: TestDatabase;
 let service: TestService;
 let env: Env;
-/** The secret `clients create --id gateway` printed; rotate-secret must make it useless. */
-let gatewaySecret = '';
 
 beforeAll(async () => {
   database = await createTestDatabase();
@@ -95,6 +93,22 @@ async function createUser(username: string, extra: string[] = []): Promise<User 
   const result = await cli(['users', 'create', username, '--password-stdin', ...extra], { stdin: `${password}\n` });
   expect(result).toMatchObject({ code: 0, stderr: '' });
   return { ...(await requireUser(username)), password };
+}
+
+/**
+ * A user for a test that is about something else: made directly with the service's (cheap) hasher,
+ * not through the CLI at its production Argon2 parameters.
+ */
+async function fixtureUser(username: string, scopes: string[] = []): Promise<User & { password: string }> {
+  const user = await createTestUser(service, { username, password: strongPassword(), scopes });
+  return { ...(await requireUser(user.username)), password: user.password };
+}
+
+/** Creates a client through the CLI and returns the secret it printed (confidential clients). */
+async function createClient(id: string, extra: string[] = []): Promise<string | undefined> {
+  const result = await cli(['clients', 'create', '--id', id, ...extra, '--json']);
+  expect(result).toMatchObject({ code: 0, stderr: '' });
+  return (JSON.parse(result.stdout) as { client_secret?: string }).client_secret;
 }
 
 /** The `key: value` lines that `print` writes, as a record. */
@@ -205,17 +219,21 @@ describe('tessera users create', () => {
 
 describe('secrets on the command line', () => {
   const SECRET = 'Zq8-never-echo-this-7Kp';
+  /** Whose password set-password must leave as it was. */
+  beforeAll(async () => {
+    await fixtureUser('cmdline');
+  });
 
   it.each([
     [['users', 'create', 'jack', '--password', SECRET], '--password'],
     [['users', 'create', 'jack', `--password=${SECRET}`], '--password'],
-    [['users', 'set-password', 'alice', '--password', SECRET], '--password'],
+    [['users', 'set-password', 'cmdline', '--password', SECRET], '--password'],
     [['users', 'create', 'jack', '-p', SECRET], '-p'],
     [['clients', 'create', '--id', 'jackapp', '--secret', SECRET], '--secret'],
     [['clients', 'create', '--id', 'jackapp', `--client-secret=${SECRET}`], '--client-secret'],
     [['clients', 'rotate-secret', 'jackapp', '--secret', SECRET], '--secret'],
   ])('%j is a usage error that never echoes the secret', async (argv, option) => {
-    const before = await findUser('alice');
+    const before = await requireUser('cmdline');
     const result = await cli(argv);
 
     expect(result.code).toBe(2);
@@ -225,7 +243,7 @@ describe('secrets on the command line', () => {
     expect(result.stderr).not.toContain(SECRET);
     expect(await findUser('jack')).toBeUndefined();
     expect(await database.db.selectFrom('clients').select('id').where('id', '=', 'jackapp').executeTakeFirst()).toBeUndefined();
-    expect((await findUser('alice'))?.password_hash).toBe(before?.password_hash);
+    expect((await requireUser('cmdline')).password_hash).toBe(before.password_hash);
   });
 });
 
@@ -252,17 +270,18 @@ describe('tessera users list', () => {
   });
 
   it('prints an aligned table by default', async () => {
-    const kate = await requireUser('kate');
+    const kent = await fixtureUser('kent', ['orders:read', 'profile']);
     const result = await cli(['users', 'list']);
 
     expect(result.code).toBe(0);
     const lines = result.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^ID +USERNAME +DISABLED +ROLES +SCOPES +CREATED_AT$/);
-    const row = lines.find((line) => line.includes(kate.id));
-    expect(row?.split(/ {2,}/)).toEqual([kate.id, 'kate', 'false', '-', 'orders:read,profile', kate.created_at.toISOString()]);
+    const row = lines.find((line) => line.includes(kent.id));
+    expect(row?.split(/ {2,}/)).toEqual([kent.id, 'kent', 'false', '-', 'orders:read,profile', kent.created_at.toISOString()]);
   });
 
   it('pages with --limit and --after', async () => {
+    for (const username of ['page1', 'page2', 'page3']) await fixtureUser(username);
     const all = (JSON.parse((await cli(['users', 'list', '--json'])).stdout) as Array<{ username: string }>).map((row) => row.username);
     expect(all.length).toBeGreaterThanOrEqual(3);
     const first = await cli(['users', 'list', '--json', '--limit', '2']);
@@ -328,21 +347,23 @@ describe('tessera users set-password', () => {
   });
 
   it('generates a password when none is given and prints it once', async () => {
-    const nina = await requireUser('nina');
-    const result = await cli(['users', 'set-password', 'nina', '--json']);
+    const nils = await fixtureUser('nils');
+    const result = await cli(['users', 'set-password', 'nils', '--json']);
 
     expect(result.code).toBe(0);
     const printed = JSON.parse(result.stdout) as { id: string; username: string; password: string };
-    expect(printed).toEqual({ id: nina.id, username: 'nina', sessions_ended: 0, password: expect.stringMatching(/^[A-Za-z0-9_-]{22}$/) });
+    expect(printed).toEqual({ id: nils.id, username: 'nils', sessions_ended: 0, password: expect.stringMatching(/^[A-Za-z0-9_-]{22}$/) });
     expect(occurrences(result.stdout, printed.password)).toBe(1);
-    expect(await service.deps.passwords.verify((await requireUser('nina')).password_hash, printed.password)).toBe(true);
+    const after = await requireUser('nils');
+    expect(await service.deps.passwords.verify(after.password_hash, printed.password)).toBe(true);
+    expect(await service.deps.passwords.verify(after.password_hash, nils.password)).toBe(false);
   });
 
   it('refuses a common password and keeps the old one', async () => {
-    const before = await requireUser('nina');
-    const result = await cli(['users', 'set-password', 'nina', '--password-stdin'], { stdin: 'qwertyuiop\n' });
+    const before = await fixtureUser('nora');
+    const result = await cli(['users', 'set-password', 'nora', '--password-stdin'], { stdin: 'qwertyuiop\n' });
     expect(result).toEqual({ code: 1, stdout: '', stderr: 'error: the password is too common; choose another\n' });
-    expect((await requireUser('nina')).password_hash).toBe(before.password_hash);
+    expect((await requireUser('nora')).password_hash).toBe(before.password_hash);
   });
 });
 
@@ -363,13 +384,21 @@ describe('tessera users grant|revoke', () => {
   });
 
   it('needs at least one valid scope', async () => {
-    expect(await cli(['users', 'grant', 'olga'])).toEqual({ code: 2, stdout: '', stderr: `error: name at least one scope\n${hint('users grant')}` });
-    expect(await cli(['users', 'revoke', 'olga', 'a b'])).toEqual({ code: 2, stdout: '', stderr: `error: not a valid scope: a b\n${hint('users revoke')}` });
+    const oscar = await fixtureUser('oscar', ['profile']);
+    expect(await cli(['users', 'grant', 'oscar'])).toEqual({ code: 2, stdout: '', stderr: `error: name at least one scope\n${hint('users grant')}` });
+    expect(await cli(['users', 'revoke', 'oscar', 'a b'])).toEqual({ code: 2, stdout: '', stderr: `error: not a valid scope: a b\n${hint('users revoke')}` });
     expect(await cli(['users', 'grant', 'nobody', 'profile'])).toEqual({ code: 1, stdout: '', stderr: 'error: no such user: nobody\n' });
+    expect(await directScopes(oscar.id)).toEqual(['profile']);
   });
 });
 
 describe('tessera roles', () => {
+  /** A role for a test that is about something else. */
+  async function createRole(name: string, scopes: string[], description?: string): Promise<void> {
+    const args = ['roles', 'create', name, ...scopes.flatMap((scope) => ['--scope', scope]), ...(description === undefined ? [] : ['--description', description])];
+    expect(await cli(args)).toMatchObject({ code: 0, stderr: '' });
+  }
+
   it('creates a role with scopes and a description', async () => {
     const result = await cli(['roles', 'create', 'support', '--scope', 'tickets:read', '--scope', 'tickets:write', '--description', 'Support desk']);
     expect(result).toEqual({ code: 0, stdout: 'role: support\nscopes: tickets:read tickets:write\n', stderr: '' });
@@ -380,7 +409,10 @@ describe('tessera roles', () => {
   });
 
   it('refuses a duplicate, a bad name and a bad scope', async () => {
-    expect(await cli(['roles', 'create', 'support'])).toEqual({ code: 1, stdout: '', stderr: 'error: the role support already exists\n' });
+    await createRole('taken', ['tickets:read'], 'Taken');
+    expect(await cli(['roles', 'create', 'taken'])).toEqual({ code: 1, stdout: '', stderr: 'error: the role taken already exists\n' });
+    expect(await database.db.selectFrom('roles').select('description').where('name', '=', 'taken').execute()).toEqual([{ description: 'Taken' }]);
+    expect(await roleScopes('taken')).toEqual(['tickets:read']);
     expect(await cli(['roles', 'create', 'bad role'])).toEqual({
       code: 2,
       stdout: '',
@@ -395,63 +427,74 @@ describe('tessera roles', () => {
   });
 
   it('lists roles with their scopes', async () => {
+    await createRole('helpdesk', ['tickets:read', 'tickets:write'], 'Help desk');
     const result = await cli(['roles', 'list', '--json']);
     expect(result.code).toBe(0);
-    expect(JSON.parse(result.stdout)).toContainEqual({ name: 'support', description: 'Support desk', scopes: ['tickets:read', 'tickets:write'] });
+    expect(JSON.parse(result.stdout)).toContainEqual({ name: 'helpdesk', description: 'Help desk', scopes: ['tickets:read', 'tickets:write'] });
 
     const table = await cli(['roles', 'list']);
     expect(table.stdout.split('\n')[0]).toMatch(/^NAME +DESCRIPTION +SCOPES$/);
-    expect(table.stdout).toMatch(/^support +Support desk +tickets:read,tickets:write$/m);
+    expect(table.stdout).toMatch(/^helpdesk +Help desk +tickets:read,tickets:write$/m);
   });
 
   it('grants a role to a user and revokes it', async () => {
-    const paul = await createUser('paul');
-    const granted = await cli(['roles', 'grant', 'support', 'Paul']);
-    expect(granted).toEqual({ code: 0, stdout: 'role: support\nusername: paul\ngranted: true\n', stderr: '' });
-    expect(await userRoles(paul.id)).toEqual(['support']);
+    await createRole('granted', ['tickets:read']);
+    const paul = await fixtureUser('paul');
+    const granted = await cli(['roles', 'grant', 'granted', 'Paul']);
+    expect(granted).toEqual({ code: 0, stdout: 'role: granted\nusername: paul\ngranted: true\n', stderr: '' });
+    expect(await userRoles(paul.id)).toEqual(['granted']);
 
     const listed = JSON.parse((await cli(['users', 'list', '--json'])).stdout) as Array<{ username: string; roles: string[] }>;
-    expect(listed.find((row) => row.username === 'paul')?.roles).toEqual(['support']);
+    expect(listed.find((row) => row.username === 'paul')?.roles).toEqual(['granted']);
 
-    const revoked = await cli(['roles', 'revoke', 'support', 'paul', '--json']);
-    expect(revoked).toEqual({ code: 0, stdout: `${JSON.stringify({ role: 'support', username: 'paul', revoked: true })}\n`, stderr: '' });
+    const revoked = await cli(['roles', 'revoke', 'granted', 'paul', '--json']);
+    expect(revoked).toEqual({ code: 0, stdout: `${JSON.stringify({ role: 'granted', username: 'paul', revoked: true })}\n`, stderr: '' });
     expect(await userRoles(paul.id)).toEqual([]);
   });
 
   it('refuses an unknown role or user', async () => {
-    expect(await cli(['roles', 'grant', 'nosuchrole', 'paul'])).toEqual({ code: 1, stdout: '', stderr: 'error: no such role: nosuchrole\n' });
-    expect(await cli(['roles', 'grant', 'support', 'nobody'])).toEqual({ code: 1, stdout: '', stderr: 'error: no such user: nobody\n' });
-    expect(await cli(['roles', 'grant', 'support'])).toEqual({ code: 2, stdout: '', stderr: `error: missing <username>\n${hint('roles grant')}` });
+    await createRole('refusing', ['tickets:read']);
+    const percy = await fixtureUser('percy');
+    expect(await cli(['roles', 'grant', 'nosuchrole', 'percy'])).toEqual({ code: 1, stdout: '', stderr: 'error: no such role: nosuchrole\n' });
+    expect(await cli(['roles', 'grant', 'refusing', 'nobody'])).toEqual({ code: 1, stdout: '', stderr: 'error: no such user: nobody\n' });
+    expect(await cli(['roles', 'grant', 'refusing'])).toEqual({ code: 2, stdout: '', stderr: `error: missing <username>\n${hint('roles grant')}` });
+    expect(await userRoles(percy.id)).toEqual([]);
   });
 
   it('adds and removes scopes of a role', async () => {
-    const added = await cli(['roles', 'add-scope', 'support', 'refunds', 'tickets:read']);
-    expect(added).toEqual({ code: 0, stdout: 'role: support\nscopes: refunds tickets:read tickets:write\n', stderr: '' });
-    expect(await roleScopes('support')).toEqual(['refunds', 'tickets:read', 'tickets:write']);
+    await createRole('scoped', ['tickets:read', 'tickets:write']);
+    const added = await cli(['roles', 'add-scope', 'scoped', 'refunds', 'tickets:read']);
+    expect(added).toEqual({ code: 0, stdout: 'role: scoped\nscopes: refunds tickets:read tickets:write\n', stderr: '' });
+    expect(await roleScopes('scoped')).toEqual(['refunds', 'tickets:read', 'tickets:write']);
 
-    const removed = await cli(['roles', 'remove-scope', 'support', 'tickets:write', '--json']);
-    expect(removed).toEqual({ code: 0, stdout: `${JSON.stringify({ role: 'support', scopes: ['refunds', 'tickets:read'] })}\n`, stderr: '' });
-    expect(await roleScopes('support')).toEqual(['refunds', 'tickets:read']);
+    const removed = await cli(['roles', 'remove-scope', 'scoped', 'tickets:write', '--json']);
+    expect(removed).toEqual({ code: 0, stdout: `${JSON.stringify({ role: 'scoped', scopes: ['refunds', 'tickets:read'] })}\n`, stderr: '' });
+    expect(await roleScopes('scoped')).toEqual(['refunds', 'tickets:read']);
 
-    expect(await cli(['roles', 'add-scope', 'support'])).toEqual({ code: 2, stdout: '', stderr: `error: name at least one scope\n${hint('roles add-scope')}` });
+    expect(await cli(['roles', 'add-scope', 'scoped'])).toEqual({ code: 2, stdout: '', stderr: `error: name at least one scope\n${hint('roles add-scope')}` });
     expect(await cli(['roles', 'add-scope', 'nosuchrole', 'x'])).toEqual({ code: 1, stdout: '', stderr: 'error: no such role: nosuchrole\n' });
   });
 
   it('gives a user the role at creation with users create --role', async () => {
-    const quinn = await createUser('quinn', ['--role', 'support']);
-    expect(await userRoles(quinn.id)).toEqual(['support']);
+    await createRole('onboarding', ['tickets:read']);
+    const quinn = await createUser('quinn', ['--role', 'onboarding']);
+    expect(await userRoles(quinn.id)).toEqual(['onboarding']);
   });
 
   it('deletes a role, and with it its scopes and assignments', async () => {
-    const quinn = await requireUser('quinn');
-    const result = await cli(['roles', 'delete', 'support']);
-    expect(result).toEqual({ code: 0, stdout: 'role: support\ndeleted: true\n', stderr: '' });
-    expect(await database.db.selectFrom('roles').select('name').where('name', '=', 'support').executeTakeFirst()).toBeUndefined();
-    expect(await roleScopes('support')).toEqual([]);
-    expect(await userRoles(quinn.id)).toEqual([]);
-    expect(await requireUser('quinn')).toMatchObject({ id: quinn.id });
+    await createRole('retired', ['tickets:read', 'tickets:write']);
+    const quincy = await fixtureUser('quincy');
+    expect((await cli(['roles', 'grant', 'retired', 'quincy'])).code).toBe(0);
+    expect(await userRoles(quincy.id)).toEqual(['retired']);
 
-    expect(await cli(['roles', 'delete', 'support'])).toEqual({ code: 1, stdout: '', stderr: 'error: no such role: support\n' });
+    const result = await cli(['roles', 'delete', 'retired']);
+    expect(result).toEqual({ code: 0, stdout: 'role: retired\ndeleted: true\n', stderr: '' });
+    expect(await database.db.selectFrom('roles').select('name').where('name', '=', 'retired').executeTakeFirst()).toBeUndefined();
+    expect(await roleScopes('retired')).toEqual([]);
+    expect(await userRoles(quincy.id)).toEqual([]);
+    expect(await requireUser('quincy')).toMatchObject({ id: quincy.id });
+
+    expect(await cli(['roles', 'delete', 'retired'])).toEqual({ code: 1, stdout: '', stderr: 'error: no such role: retired\n' });
   });
 });
 
@@ -472,7 +515,6 @@ describe('tessera clients create', () => {
       client_secret: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
     });
     expect(occurrences(result.stdout, secret)).toBe(1);
-    gatewaySecret = secret;
 
     const row = await database.db.selectFrom('clients').selectAll().where('id', '=', 'gateway').executeTakeFirstOrThrow();
     expect(row).toMatchObject({
@@ -552,9 +594,10 @@ describe('tessera clients create', () => {
   });
 
   it('refuses a duplicate id', async () => {
-    const before = await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'gateway').executeTakeFirstOrThrow();
-    expect(await cli(['clients', 'create', '--id', 'gateway'])).toEqual({ code: 1, stdout: '', stderr: 'error: a client with id gateway already exists\n' });
-    expect(await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'gateway').executeTakeFirstOrThrow()).toEqual(before);
+    await createClient('twice');
+    const before = await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'twice').executeTakeFirstOrThrow();
+    expect(await cli(['clients', 'create', '--id', 'twice'])).toEqual({ code: 1, stdout: '', stderr: 'error: a client with id twice already exists\n' });
+    expect(await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'twice').executeTakeFirstOrThrow()).toEqual(before);
   });
 
   it('takes a strong secret from stdin and never prints it', async () => {
@@ -585,12 +628,14 @@ describe('tessera clients create', () => {
 
 describe('tessera clients list|rotate-secret|delete', () => {
   it('lists clients without secrets or hashes', async () => {
+    await createClient('listed', ['--name', 'Edge gateway', '--scope', 'profile', '--scope', 'orders:read']);
+    await createClient('listed-spa', ['--public', '--grant', 'password', '--grant', 'refresh_token', '--scope', 'profile']);
     const result = await cli(['clients', 'list', '--json']);
     expect(result.code).toBe(0);
     const rows = JSON.parse(result.stdout) as Array<{ id: string }>;
     expect(rows.map((row) => row.id)).toEqual([...rows.map((row) => row.id)].sort());
     expect(rows).toContainEqual({
-      id: 'gateway',
+      id: 'listed',
       name: 'Edge gateway',
       type: 'confidential',
       grant_types: ['password', 'refresh_token'],
@@ -599,59 +644,61 @@ describe('tessera clients list|rotate-secret|delete', () => {
       audience: [],
       rate_limit: null,
     });
-    expect(rows).toContainEqual(expect.objectContaining({ id: 'spa', type: 'public' }));
+    expect(rows).toContainEqual(expect.objectContaining({ id: 'listed-spa', type: 'public' }));
     expect(result.stdout).not.toContain('sha256');
     expect(result.stdout).not.toContain('secret');
 
     const table = await cli(['clients', 'list']);
     expect(table.stdout.split('\n')[0]).toMatch(/^ID +NAME +TYPE +GRANT_TYPES +SCOPES +DEFAULT_SCOPES +AUDIENCE +RATE_LIMIT$/);
-    expect(table.stdout).toMatch(/^spa +spa +public +password,refresh_token +profile +profile +- +-$/m);
+    expect(table.stdout).toMatch(/^listed-spa +listed-spa +public +password,refresh_token +profile +profile +- +-$/m);
   });
 
   it('rotates a secret: the new one works at /token and the old one no longer does', async () => {
-    const rita = await requireUser('rita');
-    const password = strongPassword();
-    expect((await cli(['users', 'set-password', 'rita', '--password-stdin'], { stdin: password })).code).toBe(0);
-    const before = await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'gateway').executeTakeFirstOrThrow();
+    const rosa = await fixtureUser('rosa', ['profile', 'orders:read']);
+    const oldSecret = await createClient('rotated', ['--scope', 'profile', '--scope', 'orders:read']);
+    expect(oldSecret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const login = (secret: string) => token().set('Authorization', basic('rotated', secret)).send({ grant_type: 'password', username: 'rosa', password: rosa.password });
+    expect((await login(oldSecret!)).status).toBe(200);
+    const before = await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'rotated').executeTakeFirstOrThrow();
 
-    const result = await cli(['clients', 'rotate-secret', 'gateway']);
+    const result = await cli(['clients', 'rotate-secret', 'rotated']);
     expect(result.code).toBe(0);
     expect(result.stderr).toBe('');
     const printed = parseRecord(result.stdout);
     expect(Object.keys(printed)).toEqual(['client_id', 'client_secret']);
-    expect(printed['client_id']).toBe('gateway');
+    expect(printed['client_id']).toBe('rotated');
     const secret = printed['client_secret']!;
     expect(secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    const after = await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'gateway').executeTakeFirstOrThrow();
+    const after = await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'rotated').executeTakeFirstOrThrow();
     expect(after.secret_hash).toBe(sha256(secret));
     expect(after.secret_hash).not.toBe(before.secret_hash);
 
-    const ok = await token().set('Authorization', basic('gateway', secret)).send({ grant_type: 'password', username: rita.username, password });
+    const ok = await login(secret);
     expect(ok.status).toBe(200);
     expect(ok.body.scope).toBe('orders:read profile');
 
-    expect(gatewaySecret).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    const stale = await token()
-      .set('Authorization', basic('gateway', gatewaySecret))
-      .send({ grant_type: 'password', username: rita.username, password });
+    const stale = await login(oldSecret!);
     expect(stale.status).toBe(401);
     expect(stale.body).toEqual({ error: 'invalid_client', error_description: 'client authentication failed' });
   });
 
   it('rotates to a secret from stdin and does not print it', async () => {
+    await createClient('restocked');
     const secret = randomBytes(32).toString('hex');
-    const result = await cli(['clients', 'rotate-secret', 'gateway', '--secret-stdin'], { stdin: `${secret}\n` });
-    expect(result).toEqual({ code: 0, stdout: 'client_id: gateway\nrotated: true\n', stderr: '' });
-    const row = await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'gateway').executeTakeFirstOrThrow();
+    const result = await cli(['clients', 'rotate-secret', 'restocked', '--secret-stdin'], { stdin: `${secret}\n` });
+    expect(result).toEqual({ code: 0, stdout: 'client_id: restocked\nrotated: true\n', stderr: '' });
+    const row = await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'restocked').executeTakeFirstOrThrow();
     expect(row.secret_hash).toBe(sha256(secret));
 
-    const short = await cli(['clients', 'rotate-secret', 'gateway', '--secret-stdin'], { stdin: 'too-short\n' });
+    const short = await cli(['clients', 'rotate-secret', 'restocked', '--secret-stdin'], { stdin: 'too-short\n' });
     expect(short).toEqual({ code: 1, stdout: '', stderr: 'error: a client secret must have at least 32 characters\n' });
-    expect(await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'gateway').executeTakeFirstOrThrow()).toEqual(row);
+    expect(await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'restocked').executeTakeFirstOrThrow()).toEqual(row);
   });
 
   it('refuses to rotate a public or unknown client', async () => {
-    expect(await cli(['clients', 'rotate-secret', 'spa'])).toEqual({ code: 1, stdout: '', stderr: 'error: client spa is public and has no secret\n' });
+    await createClient('unrotatable', ['--public', '--grant', 'refresh_token']);
+    expect(await cli(['clients', 'rotate-secret', 'unrotatable'])).toEqual({ code: 1, stdout: '', stderr: 'error: client unrotatable is public and has no secret\n' });
+    expect(await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'unrotatable').executeTakeFirstOrThrow()).toEqual({ secret_hash: null });
     expect(await cli(['clients', 'rotate-secret', 'nosuch'])).toEqual({ code: 1, stdout: '', stderr: 'error: no such client: nosuch\n' });
     expect(await cli(['clients', 'rotate-secret'])).toEqual({ code: 2, stdout: '', stderr: `error: missing <client_id>\n${hint('clients rotate-secret')}` });
   });
@@ -659,11 +706,15 @@ describe('tessera clients list|rotate-secret|delete', () => {
   it('deletes a client, after which its secret is refused', async () => {
     const created = parseRecord((await cli(['clients', 'create', '--id', 'doomed'])).stdout);
     const secret = created['client_secret']!;
+    const attempt = () => token().set('Authorization', basic('doomed', secret)).send({ grant_type: 'password', username: 'nobody', password: 'x' });
+    // Before: the client authenticates, and only the login fails.
+    const before = await attempt();
+    expect({ status: before.status, body: before.body }).toEqual({ status: 400, body: { error: 'invalid_grant', error_description: 'the username or password is incorrect' } });
     const result = await cli(['clients', 'delete', 'doomed']);
     expect(result).toEqual({ code: 0, stdout: 'client_id: doomed\ndeleted: true\n', stderr: '' });
     expect(await database.db.selectFrom('clients').select('id').where('id', '=', 'doomed').executeTakeFirst()).toBeUndefined();
 
-    const res = await token().set('Authorization', basic('doomed', secret)).send({ grant_type: 'password', username: 'rita', password: 'x' });
+    const res = await attempt();
     expect(res.status).toBe(401);
     expect(res.body).toEqual({ error: 'invalid_client', error_description: 'client authentication failed' });
 
@@ -720,15 +771,20 @@ describe('tessera users logout|set-password|disable end sessions', () => {
 
 describe('stray arguments', () => {
   const SECRET = 'Zq8-never-echo-this-7Kp';
+  /** A user and a client that the commands below name, and must leave as they were. */
+  beforeAll(async () => {
+    await fixtureUser('stray');
+    await createClient('strayapp');
+  });
 
   it.each([
     [['users', 'create', 'jack', SECRET]],
-    [['users', 'set-password', 'alice', SECRET]],
-    [['clients', 'rotate-secret', 'gateway', SECRET]],
+    [['users', 'set-password', 'stray', SECRET]],
+    [['clients', 'rotate-secret', 'strayapp', SECRET]],
   ])('%j: a stray argument that may be a secret is a usage error, not silently ignored', async (argv) => {
-    const alice = await findUser('alice');
+    const stray = await requireUser('stray');
     const users = await database.db.selectFrom('users').select('id').orderBy('id').execute();
-    const gateway = await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'gateway').executeTakeFirst();
+    const client = await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'strayapp').executeTakeFirstOrThrow();
     const result = await cli(argv);
 
     expect(result.code).toBe(2);
@@ -737,8 +793,8 @@ describe('stray arguments', () => {
     expect(result.stderr.endsWith(hint(argv.slice(0, 2).join(' ')))).toBe(true);
     expect(result.stderr).not.toContain(SECRET);
     expect(await database.db.selectFrom('users').select('id').orderBy('id').execute()).toEqual(users);
-    expect((await findUser('alice'))?.password_hash).toBe(alice?.password_hash);
-    expect(await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'gateway').executeTakeFirst()).toEqual(gateway);
+    expect((await requireUser('stray')).password_hash).toBe(stray.password_hash);
+    expect(await database.db.selectFrom('clients').select('secret_hash').where('id', '=', 'strayapp').executeTakeFirstOrThrow()).toEqual(client);
   });
 });
 

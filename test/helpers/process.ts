@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { watchLogOutput } from './logs.js';
@@ -96,16 +97,39 @@ export async function runTessera(args: readonly string[], env: NodeJS.ProcessEnv
   }
 }
 
+/** The lowest port freePort() picks: above the well-known and registered ports local services use. */
+const FIRST_TEST_PORT = 10_000;
+
+/**
+ * A loopback port nothing listens on now, for a process the test is about to start. It comes from
+ * below the kernel's ephemeral range: a port from listen(0) is one the kernel hands out again to
+ * the next listen(0), and supertest listens on one for every request, so in a busy suite another
+ * test's server took "our" port while the process meant for it was still starting (an embedded
+ * serve initialises PGlite for seconds), and the test talked to that server instead.
+ */
 export async function freePort(): Promise<number> {
+  const ephemeralStart = await firstEphemeralPort();
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = FIRST_TEST_PORT + Math.floor(Math.random() * (ephemeralStart - FIRST_TEST_PORT));
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free port from ${FIRST_TEST_PORT} to ${ephemeralStart - 1}`);
+}
+
+/** Where Linux's ip_local_port_range starts (its default where there is none to read). */
+async function firstEphemeralPort(): Promise<number> {
+  const text = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').catch(() => '32768 60999');
+  const start = Number(text.trim().split(/\s+/)[0]);
+  if (!(start > FIRST_TEST_PORT + 1_000)) throw new Error(`the ephemeral port range starts at ${text.trim()}: too low to keep test ports out of it`);
+  return start;
+}
+
+function canListen(port: number): Promise<boolean> {
   const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
 }
 
 /** Polls `${url}/readyz` until it answers 200; fails at once if the process exits first. */

@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
-import { machineClockEnv } from './process.js';
+import { freePort, machineClockEnv } from './process.js';
 import { waitFor } from './wait.js';
 
 /**
@@ -71,13 +70,4 @@ async function answersPing(url: string): Promise<boolean> {
   } finally {
     probe.disconnect();
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no free port'))));
-    });
-  });
 }

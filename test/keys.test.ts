@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Env } from '../src/config.js';
 import { runCli } from '../src/cli/run.js';
 import { insertSigningKey } from '../src/db/signing-keys.js';
@@ -8,7 +8,7 @@ import { createKeyRing, kekFingerprint } from '../src/keys/key-encryption.js';
 import { generateSigningKey } from '../src/keys/key-store.js';
 import { maintainSigningKeys, promotionDelaySeconds, retentionSeconds } from '../src/keys/lifecycle.js';
 import { startKeyMaintenance } from '../src/service.js';
-import { createFakeClock } from './helpers/clock.js';
+import { createFakeClock, type FakeClock } from './helpers/clock.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { ageSigningKeys, kidOfNewToken, makeNextKeyDue } from './helpers/keys.js';
 import { startTestService, testEnv, type TestService } from './helpers/service.js';
@@ -16,15 +16,19 @@ import { startTestService, testEnv, type TestService } from './helpers/service.j
 let database: TestDatabase;
 let env: Env;
 let service: TestService;
-const clock = createFakeClock();
-const oldKek = randomBytes(32).toString('base64');
+let clock: FakeClock;
+let oldKek: string;
 
-beforeAll(async () => {
+// Each test on a database, key set and clock of its own: a rotation, a pending next key or a
+// re-encryption left by one test would decide the next one's outcome in another order.
+beforeEach(async () => {
+  clock = createFakeClock();
+  oldKek = randomBytes(32).toString('base64');
   database = await createTestDatabase();
   env = testEnv(database, { KEY_ENCRYPTION_KEYS: oldKek, JWKS_MAX_AGE: '60s', KEY_RELOAD_INTERVAL: '1s' });
   service = await startTestService(database, { env, clock });
 });
-afterAll(async () => {
+afterEach(async () => {
   await service?.close();
   await database?.drop();
 });

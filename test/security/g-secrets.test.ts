@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKeyRing, KeyDecryptionError } from '../../src/keys/key-encryption.js';
 import { maintainSigningKeys, promotionDelaySeconds, retentionSeconds } from '../../src/keys/lifecycle.js';
 import { hashRefreshToken } from '../../src/refresh/tokens.js';
-import { createFakeClock } from '../helpers/clock.js';
+import { createFakeClock, type FakeClock } from '../helpers/clock.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { ageSigningKeys, databaseNow, kidOfNewToken, makeNextKeyDue } from '../helpers/keys.js';
 import { privateKeyMaterial } from '../helpers/secrets.js';
@@ -21,18 +21,25 @@ import { type FlowSecrets, loginAdmin, runRealisticFlow } from './flow.js';
 
 let database: TestDatabase;
 let service: TestService;
-const clock = createFakeClock();
+let clock: FakeClock;
 const SECOND = 1000;
 
-beforeAll(async () => {
-  database = await createTestDatabase();
-  // A 60 s JWKS lifetime and 1 s reloads keep the promotion delay short (67 s).
-  service = await startTestService(database, { env: testEnv(database, { JWKS_MAX_AGE: '60s', KEY_RELOAD_INTERVAL: '1s' }), clock });
-});
-afterAll(async () => {
-  await service?.close();
-  await database?.drop();
-});
+/**
+ * Each describe block on a database, key set and clock of its own (its beforeAll and afterAll), so
+ * that the keys one block rotates are never in the other's tables, in whichever order they run.
+ */
+function ownService() {
+  beforeAll(async () => {
+    clock = createFakeClock();
+    database = await createTestDatabase();
+    // A 60 s JWKS lifetime and 1 s reloads keep the promotion delay short (67 s).
+    service = await startTestService(database, { env: testEnv(database, { JWKS_MAX_AGE: '60s', KEY_RELOAD_INTERVAL: '1s' }), clock });
+  });
+  afterAll(async () => {
+    await service?.close();
+    await database?.drop();
+  });
+}
 
 const app = () => request(service.app);
 const jwks = async () => (await app().get('/.well-known/jwks.json')).body as JSONWebKeySet;
@@ -52,6 +59,7 @@ const maintain = async () => {
 };
 
 describe('G3 key rotation', () => {
+  ownService();
   let admin: string;
   beforeAll(async () => {
     admin = (await loginAdmin(service)).authorization;
@@ -130,6 +138,7 @@ describe('G3 key rotation', () => {
 });
 
 describe('after a realistic run', () => {
+  ownService();
   let flow: FlowSecrets;
   /** Every row of every table of Tessera's schema, as JSON text: what a database dump holds. */
   let dump: { table: string; row: string }[];
@@ -180,7 +189,7 @@ describe('after a realistic run', () => {
     expect(flow.clientSecrets.length).toBeGreaterThanOrEqual(3);
     expect(rowsHolding(flow.clientSecrets)).toEqual([]);
     const clients = await database.db.selectFrom('clients').select(['type', 'secret_hash']).execute();
-    expect(clients.filter((client) => client.type === 'confidential').length).toBeGreaterThanOrEqual(3);
+    expect(clients.filter((client) => client.type === 'confidential')).toHaveLength(2); // the flow's admin client and gateway
     for (const client of clients) {
       if (client.type === 'confidential') expect(client.secret_hash).toMatch(/^sha256:[0-9a-f]{64}$/);
       else expect(client.secret_hash).toBeNull();
@@ -191,7 +200,7 @@ describe('after a realistic run', () => {
     expect(flow.passwords.length).toBeGreaterThanOrEqual(8);
     expect(rowsHolding(flow.passwords)).toEqual([]);
     const hashes = (await database.db.selectFrom('users').select('password_hash').execute()).map((row) => row.password_hash);
-    expect(hashes.length).toBeGreaterThanOrEqual(4);
+    expect(hashes).toHaveLength(3); // the flow's admin, alice and bob
     const { memoryKib, iterations, parallelism } = service.config.argon2;
     for (const hash of hashes) {
       expect(hash).toMatch(/^\$argon2id\$v=19\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]{22,}\$[A-Za-z0-9+/]{43,}$/);
@@ -227,7 +236,7 @@ describe('after a realistic run', () => {
 
   it('G2 nothing logged reveals a private key', async () => {
     const material = (await privateKeys()).flatMap(privateKeyMaterial);
-    expect(service.logs.lines.length).toBeGreaterThan(50);
+    expect(service.logs.lines.length).toBeGreaterThan(40); // the flow alone logs more, whatever ran before
     expect(service.logs.lines.filter((line) => material.some((secret) => line.includes(secret)) || /PRIVATE KEY/.test(line))).toEqual([]);
   });
 });

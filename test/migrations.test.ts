@@ -115,35 +115,43 @@ describe('migrations under concurrency', () => {
 });
 
 describe('signing keys', () => {
+  /** The key the tests below read: made once, as a replica's first start makes it. */
   let row: SigningKeyRow;
+  beforeAll(async () => {
+    await ensureSigningKey(database.db, createKeyRing([kek]));
+    row = (await signingKeys(database.db))[0]!;
+  });
 
   it('are created exactly once when replicas start together on an empty key table', { timeout: 60_000 }, async () => {
-    expect(await signingKeys(database.db)).toEqual([]);
-    const before = await databaseNow(database.db);
-    const replicas = await openReplicas(database.url, 2);
+    const empty = await createTestDatabase();
     try {
-      // Two processes, each with its own ring from the same KEY_ENCRYPTION_KEYS and two callers each.
-      await Promise.all(
-        replicas.flatMap((db) => {
-          const ring = createKeyRing([kek]);
-          return [ensureSigningKey(db, ring), ensureSigningKey(db, ring)];
-        }),
-      );
+      expect(await signingKeys(empty.db)).toEqual([]);
+      const before = await databaseNow(empty.db);
+      const replicas = await openReplicas(empty.url, 2);
+      try {
+        // Two processes, each with its own ring from the same KEY_ENCRYPTION_KEYS and two callers each.
+        await Promise.all(
+          replicas.flatMap((db) => {
+            const ring = createKeyRing([kek]);
+            return [ensureSigningKey(db, ring), ensureSigningKey(db, ring)];
+          }),
+        );
+      } finally {
+        await Promise.all(replicas.map((db) => db.destroy()));
+      }
+      const rows = await signingKeys(empty.db);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ state: 'active', algorithm: 'RS256', retired_at: null, activates_at: null });
+      // Stamped by the database's clock, as every time of the key lifecycle.
+      expect(rows[0]!.activated_at).toEqual(rows[0]!.created_at);
+      expect(rows[0]!.created_at.getTime()).toBeGreaterThanOrEqual(before);
+      expect(rows[0]!.created_at.getTime()).toBeLessThanOrEqual(await databaseNow(empty.db));
     } finally {
-      await Promise.all(replicas.map((db) => db.destroy()));
+      await empty.drop();
     }
-    const rows = await signingKeys(database.db);
-    expect(rows).toHaveLength(1);
-    row = rows[0]!;
-    expect(row).toMatchObject({ state: 'active', algorithm: 'RS256', retired_at: null, activates_at: null });
-    // Stamped by the database's clock, as every time of the key lifecycle.
-    expect(row.activated_at).toEqual(row.created_at);
-    expect(row.created_at.getTime()).toBeGreaterThanOrEqual(before);
-    expect(row.created_at.getTime()).toBeLessThanOrEqual(await databaseNow(database.db));
   });
 
   it('keep the private key encrypted at rest, openable only with the key-encryption key', async () => {
-    expect(row).toBeDefined();
     const ciphertext = Buffer.from(row.private_key_ciphertext, 'base64');
     expect(ciphertext.toString('base64')).toBe(row.private_key_ciphertext);
     expect(row.private_key_ciphertext).not.toMatch(/BEGIN|PRIVATE KEY/);
@@ -175,7 +183,6 @@ describe('signing keys', () => {
   });
 
   it('refuse to start with a KEY_ENCRYPTION_KEYS that does not open the stored key, naming the variable', async () => {
-    expect(row).toBeDefined();
     const wrong = newKek().toString('base64');
     const config = Object.freeze({ ...loadConfig(testEnv(database, { KEY_ENCRYPTION_KEYS: wrong })), argon2: TEST_ARGON2 });
     const logs = captureLogs();
@@ -199,7 +206,6 @@ describe('signing keys', () => {
   });
 
   it('start with the old key-encryption key as the second entry of the ring, and keep signing with the stored key', async () => {
-    expect(row).toBeDefined();
     const ring = `${newKek().toString('base64')},${kek.toString('base64')}`;
     const service = await startTestService(database, { env: testEnv(database, { KEY_ENCRYPTION_KEYS: ring }) });
     try {

@@ -9,7 +9,7 @@ import { createPasswordHasher } from './auth/passwords.js';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { type DatabaseHandle, openEmbedded, openPostgres } from './db/connect.js';
-import { migrateToLatest } from './db/migrate.js';
+import { type MigrationOutcome, migrateToLatest } from './db/migrate.js';
 import { countUsers } from './db/users.js';
 import type { Deps } from './deps.js';
 import { lockDataDir } from './embedded/lock.js';
@@ -49,11 +49,11 @@ export async function openConfiguredDatabase(config: Config, log: Logger): Promi
 }
 
 /** Pending migrations, on PostgreSQL through a connection of their own without request timeouts. */
-export async function migrateDatabase(config: Config, handle: DatabaseHandle, log: Logger): Promise<readonly string[]> {
-  if (handle.kind === 'embedded' || config.databaseUrl === undefined) return (await migrateToLatest(handle.db)).applied;
+export async function migrateDatabase(config: Config, handle: DatabaseHandle, log: Logger): Promise<MigrationOutcome> {
+  if (handle.kind === 'embedded' || config.databaseUrl === undefined) return migrateToLatest(handle.db);
   const migration = openPostgres(config.databaseUrl, log, { poolSize: 1, forMigrations: true });
   try {
-    return (await migrateToLatest(migration.db)).applied;
+    return await migrateToLatest(migration.db);
   } finally {
     await migration.close();
   }
@@ -77,11 +77,16 @@ export async function loadKeyRing(config: Config, db: Kysely<Database>): Promise
 
 /**
  * Everything a serving process needs, on an open database: pending migrations applied (under the
- * migration advisory lock), a signing key present and loaded, the bootstrap admin created.
+ * migration advisory lock; a newer release's are left alone, with a warning), a signing key present and loaded, the bootstrap admin created.
  */
 export async function prepareDeps(config: Config, handle: DatabaseHandle, log: Logger, clock: Clock = systemClock): Promise<Deps> {
-  const applied = await migrateDatabase(config, handle, log);
+  const { applied, unknown } = await migrateDatabase(config, handle, log);
   if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');
+  // A rollback, or an old replica restarting during a rollout: a newer release's migrations only
+  // added to the schema (migrations/README.md), so this one serves on it.
+  if (unknown.length > 0) {
+    log.warn({ migrations: unknown }, 'the database has migrations from a newer release that this one does not know: serving without them');
+  }
   const ring = await loadKeyRing(config, handle.db);
   await ensureSigningKey(handle.db, ring);
   const keys = await createKeyStore(handle.db, ring);

@@ -6,7 +6,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { openPostgres } from '../src/db/connect.js';
-import { migrateToLatest } from '../src/db/migrate.js';
+import { migrateToLatest, readKnownMigrations } from '../src/db/migrate.js';
 import type { Database, SigningKeyRow } from '../src/db/schema.js';
 import { createKeyRing, kekFingerprint, KeyDecryptionError } from '../src/keys/key-encryption.js';
 import { ensureSigningKey } from '../src/keys/key-store.js';
@@ -71,7 +71,8 @@ afterAll(async () => {
 
 describe('migration files', () => {
   it('are named <14-digit UTC timestamp>_<snake_case name>.ts, with distinct timestamps in order', async () => {
-    const files = (await readdir(MIGRATIONS_DIR)).sort();
+    // Beside them only the rule they follow (migrations/README.md).
+    const files = (await readdir(MIGRATIONS_DIR)).filter((file) => file !== 'README.md').sort();
     expect(files.length).toBeGreaterThan(0);
     const timestamps: string[] = [];
     for (const file of files) {
@@ -86,6 +87,49 @@ describe('migration files', () => {
     // Sorting by name is sorting by time, and no two files claim the same moment.
     expect(new Set(timestamps).size).toBe(timestamps.length);
     expect([...timestamps].sort((a, b) => Number(a) - Number(b))).toEqual(timestamps);
+  });
+});
+
+interface Column {
+  readonly table_name: string;
+  readonly column_name: string;
+  readonly data_type: string;
+  readonly is_nullable: string;
+  readonly column_default: string | null;
+}
+
+describe('expand/contract (migrations/README.md)', () => {
+  it('every migration after the first keeps every table and column as it was, and adds only nullable or defaulted columns to old tables', { timeout: 60_000 }, async () => {
+    const fresh = await createTestDatabase({ migrate: false });
+    try {
+      const known = await readKnownMigrations();
+      const names = Object.keys(known).sort();
+      let before: Column[] = [];
+      for (const [index, name] of names.entries()) {
+        await migrateToLatest(fresh.db, Object.fromEntries(names.slice(0, index + 1).map((each) => [each, known[each]!])));
+        const after = (await columnsOf(fresh.db)) as Column[];
+        if (index > 0) {
+          const key = (column: Column) => `${column.table_name}.${column.column_name}`;
+          const now = new Map(after.map((column) => [key(column), column]));
+          // Nothing the previous release reads or writes was dropped, renamed, retyped or made NOT NULL.
+          const changed = before.filter((column) => {
+            const same = now.get(key(column));
+            return same === undefined || same.data_type !== column.data_type || same.is_nullable !== column.is_nullable;
+          });
+          expect(changed, name).toEqual([]);
+          // Its inserts name none of the new columns of its tables: each must take NULL or a default.
+          const oldTables = new Set(before.map((column) => column.table_name));
+          const existing = new Set(before.map(key));
+          const required = after.filter(
+            (column) => oldTables.has(column.table_name) && !existing.has(key(column)) && column.is_nullable === 'NO' && column.column_default === null,
+          );
+          expect(required, name).toEqual([]);
+        }
+        before = after;
+      }
+    } finally {
+      await fresh.drop();
+    }
   });
 });
 
@@ -106,7 +150,7 @@ describe('migrations under concurrency', () => {
       expect(await columnsOf(fresh.db)).toEqual(await columnsOf(database.db));
       expect(await indexesOf(fresh.db)).toEqual(await indexesOf(database.db));
 
-      expect(await migrateToLatest(replicas[0]!)).toEqual({ applied: [] });
+      expect(await migrateToLatest(replicas[0]!)).toEqual({ applied: [], unknown: [] });
     } finally {
       await Promise.all(replicas.map((db) => db.destroy()));
       await fresh.drop();

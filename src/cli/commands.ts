@@ -4,6 +4,7 @@ import { RoleError } from '../auth/roles.js';
 import { isForeignKeyViolation } from '../db/errors.js';
 import { clientCommands } from './clients.js';
 import { keyCommands } from './keys.js';
+import { migrateStatus } from './migrations.js';
 import { purgeRefreshFamilies } from '../refresh/housekeeping.js';
 import { type Command, type CommandContext, command, CommandError, type Entry, EXIT, formatUsageError, print, UsageError } from './command.js';
 import { roleCommands } from './roles.js';
@@ -27,6 +28,7 @@ function inGroup(group: string, commands: Record<string, Command>): [string, Com
  * CLI or inside a running embedded server over its control socket.
  */
 const databaseCommands: ReadonlyMap<string, Command> = new Map([
+  ['migrate status', migrateStatus],
   ['purge', purge],
   ...inGroup('users', userCommands),
   ...inGroup('roles', roleCommands),
@@ -36,7 +38,7 @@ const databaseCommands: ReadonlyMap<string, Command> = new Map([
 
 /**
  * Every command, in the order the usage lists them: the database commands, and those that runCli
- * (src/cli/run.ts) runs itself. `tessera migrate status` will be one more entry here.
+ * (src/cli/run.ts) runs itself.
  */
 export const COMMANDS: ReadonlyMap<string, Entry> = new Map<string, Entry>([
   [
@@ -83,7 +85,7 @@ export function findCommand<T>(commands: ReadonlyMap<string, T>, argv: readonly 
 
 const USAGE_ERROR_CODES = new Set<string>(['invalid_scope', 'invalid_role', 'invalid_client_metadata']);
 
-/** Runs `purge`, `users ...`, `roles ...`, `clients ...` or `keys ...`; returns the exit code. */
+/** Runs `migrate status`, `purge`, `users ...`, `roles ...`, `clients ...` or `keys ...`; returns the exit code. */
 export async function runCommand(argv: readonly string[], ctx: CommandContext): Promise<number> {
   const found = findCommand(databaseCommands, argv);
   if (found === undefined) {

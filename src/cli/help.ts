@@ -93,8 +93,8 @@ const FOOTER = [
 
 function formatUsage(): string {
   const names = [...COMMANDS.keys()];
-  // A blank line where a group of subcommands starts or ends.
-  const groupOf = (name: string) => (name.includes(' ') ? name.split(' ')[0] : '');
+  // A blank line where a group of subcommands starts or ends (`migrate` leads its own group).
+  const groupOf = (name: string) => (isGroup(name.split(' ')[0]!) ? name.split(' ')[0] : '');
   const lines = formatTable([...COMMANDS].map(([name, help]) => [name, help.summary])).split('\n');
   const spaced = lines.flatMap((line, i) => (i > 0 && groupOf(names[i]!) !== groupOf(names[i - 1]!) ? ['', line] : [line]));
   return `Usage: tessera <command> [options]

@@ -10,6 +10,7 @@ import {
   listenControlSocket,
   sendControlRequest,
 } from '../embedded/control-socket.js';
+import { readMigrationStatus } from '../db/migrate.js';
 import { DataDirLockedError } from '../embedded/lock.js';
 import { createLogger } from '../logger.js';
 import { listen, loadKeyRing, migrateDatabase, openConfiguredDatabase, prepareDeps } from '../service.js';
@@ -77,11 +78,21 @@ async function runDirect(config: Config, log: Logger, clock: Clock, request: Con
   const handle = await openConfiguredDatabase(config, log);
   try {
     // The embedded database is migrated on first use; PostgreSQL only by `tessera migrate` or `serve`.
-    if (request.argv[0] === 'migrate' || handle.kind === 'embedded') {
-      const applied = await migrateDatabase(config, handle, log);
-      if (request.argv[0] === 'migrate') {
+    // `migrate status` looks without migrating.
+    const migrate = request.argv.length === 1 && request.argv[0] === 'migrate';
+    const status = request.argv[0] === 'migrate' && !migrate;
+    if (migrate || (handle.kind === 'embedded' && !status)) {
+      const { applied } = await migrateDatabase(config, handle, log);
+      if (migrate) {
         io.stdout(applied.length > 0 ? `applied: ${applied.join(', ')}\n` : 'no pending migrations\n');
         return EXIT.ok;
+      }
+    } else if (!status) {
+      // Not allowed to migrate, this command cannot work on a schema older than it needs.
+      const { pending } = await readMigrationStatus(handle.db);
+      if (pending.length > 0) {
+        io.stderr(`error: the database lacks migrations this release needs (${pending.join(', ')}): run tessera migrate first\n`);
+        return EXIT.failed;
       }
     }
     const passwords = createPasswordHasher(config.argon2, { maxConcurrent: config.argon2MaxConcurrency, queueLimit: config.argon2QueueLimit });
@@ -105,7 +116,7 @@ async function runForwarded(deps: Deps, request: ControlRequest): Promise<Contro
   if (!Array.isArray(request.argv) || request.argv.some((arg) => typeof arg !== 'string')) {
     return { exitCode: EXIT.usage, stdout: '', stderr: 'error: malformed request\n' };
   }
-  if (request.argv[0] === 'migrate') return { exitCode: EXIT.ok, stdout: 'no pending migrations (the running server applied them)\n', stderr: '' };
+  if (request.argv.length === 1 && request.argv[0] === 'migrate') return { exitCode: EXIT.ok, stdout: 'no pending migrations (the running server applied them)\n', stderr: '' };
   let stdout = '';
   let stderr = '';
   const exitCode = await runCommand(

@@ -21,10 +21,10 @@ const CRASH_WINDOW_MS = 60_000;
  * sharing the port through node:cluster, like replicas on one host (every replica is already
  * identical and stateless, so nothing else changes). It restarts a worker that crashes. If a worker
  * fails before it ever served (no database, a bad key) it stops the others and exits 1, as a single
- * process would. On the stop signal every worker drains (SHUTDOWN_TIMEOUT) and stops, then this
- * process exits. A scrape of /metrics on any worker asks this process for the sum of all workers.
+ * process would. On the stop signal every worker drains (SHUTDOWN_DELAY, then SHUTDOWN_TIMEOUT) and
+ * stops, then this process exits; a second signal is passed on. A scrape of /metrics on any worker asks this process for the sum of all workers.
  */
-export async function superviseWorkers(count: number, log: Logger, stopSignal: Promise<string>): Promise<number> {
+export async function superviseWorkers(count: number, log: Logger, stopSignal: Promise<string>, hurrySignal?: Promise<string>): Promise<number> {
   const live = new Set<Worker>();
   const served = new WeakSet<Worker>();
   const crashes: number[] = [];
@@ -89,6 +89,12 @@ export async function superviseWorkers(count: number, log: Logger, stopSignal: P
   void stopSignal.then((signal) => {
     log.info({ signal }, 'stopping workers');
     stop();
+  });
+  // Every worker drains for SHUTDOWN_DELAY, still accepting through the shared port; a second
+  // signal here is passed on, so that they stop waiting too.
+  void hurrySignal?.then((signal) => {
+    log.info({ signal }, 'second stop signal: passing it on to the workers');
+    for (const worker of live) worker.process.kill('SIGTERM');
   });
   await stopped;
   log.info('stopped');

@@ -75,6 +75,9 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   readonly registration: 'open' | 'closed';
   readonly logLevel: LogLevel;
+  /** After the stop signal: seconds the server goes on accepting, not ready, while load balancers catch up. */
+  readonly shutdownDelay: number;
+  /** Then: seconds in-flight requests get to finish. */
   readonly shutdownTimeout: number;
 }
 
@@ -278,6 +281,7 @@ export function loadConfig(env: Env): Config {
     corsOrigins,
     registration: registration === 'open' ? 'open' : 'closed',
     logLevel,
+    shutdownDelay: duration('SHUTDOWN_DELAY', '5s', 0),
     shutdownTimeout: duration('SHUTDOWN_TIMEOUT', '10s', 0),
   };
   if (config.refreshTokenIdleTtl > config.refreshTokenAbsoluteTtl) {

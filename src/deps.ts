@@ -5,6 +5,7 @@ import type { PasswordHasher } from './auth/passwords.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { Database } from './db/schema.js';
+import type { DrainState } from './drain.js';
 import type { KeyRing } from './keys/key-encryption.js';
 import type { KeyStore } from './keys/key-store.js';
 import type { RateLimits } from './limits/rate-limits.js';
@@ -27,4 +28,6 @@ export interface Deps {
   readonly successorKeys: readonly Buffer[];
   /** Prometheus instruments on this service's own registry (src/metrics.ts). */
   readonly metrics: Metrics;
+  /** Whether the process is draining before it stops (src/drain.ts). */
+  readonly drain: DrainState;
 }

@@ -12,6 +12,7 @@ import { type DatabaseHandle, openEmbedded, openPostgres } from './db/connect.js
 import { type MigrationOutcome, migrateToLatest } from './db/migrate.js';
 import { countUsers } from './db/users.js';
 import type { Deps } from './deps.js';
+import { createDrainState } from './drain.js';
 import { lockDataDir } from './embedded/lock.js';
 import { createApp } from './http/app.js';
 import { listenForMetrics } from './http/metrics.js';
@@ -113,7 +114,7 @@ export async function prepareDeps(config: Config, handle: DatabaseHandle, log: L
   });
   if (config.redisUrl === undefined) log.info('no REDIS_URL: rate limits are kept per process, in memory');
   const clients = createClientLookup(handle.db, handle.listen);
-  return { config, db: handle.db, clients, clock, log, keys, keyRing: ring, passwords, limits, successorKeys: ring.derive(SUCCESSOR_SEAL_PURPOSE), metrics };
+  return { config, db: handle.db, clients, clock, log, keys, keyRing: ring, passwords, limits, successorKeys: ring.derive(SUCCESSOR_SEAL_PURPOSE), metrics, drain: createDrainState() };
 }
 
 /** BOOTSTRAP_ADMIN_*: an admin (direct scope `admin`) on a database that has no user yet. */
@@ -156,7 +157,12 @@ export interface RunningServer {
   readonly url: string;
   /** Where /metrics is served when METRICS_PORT is set (else it is on `url`). */
   readonly metricsUrl: string | undefined;
-  /** Stops accepting, lets in-flight requests finish within the shutdown timeout, then closes. */
+  /**
+   * The first step of a stop: /readyz answers 503 and every response asks its client to close the
+   * connection, while the server goes on accepting and serving (for SHUTDOWN_DELAY, src/cli/run.ts).
+   */
+  drain(): void;
+  /** Stops accepting, lets in-flight requests finish within the shutdown timeout, then closes (and drains first if not yet). */
   close(): Promise<void>;
 }
 
@@ -165,12 +171,12 @@ export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<
   // Node checks the timeouts below only every connectionsCheckingInterval (30 s by default), which
   // would let a slow-headers client hold a connection for up to 40 s: check every second.
   const server = createServer({ connectionsCheckingInterval: 1_000 }, createApp(deps));
-  // While draining, every response tells keep-alive clients (gateways' pools) to close the connection,
-  // so that a busy pooled connection does not hold the shutdown open or get reset at its deadline.
-  let draining = false;
+  // While draining, every response tells keep-alive clients (gateways' pools) to close the connection
+  // (RFC 9112 §9.6), so that they open their next one to another replica, and a busy pooled
+  // connection does not hold the shutdown open or get reset at its deadline.
   const inFlight = new Set<ServerResponse>();
   server.on('request', (_req, res: ServerResponse) => {
-    if (draining) res.setHeader('Connection', 'close');
+    if (deps.drain.draining) res.setHeader('Connection', 'close');
     inFlight.add(res);
     res.once('close', () => inFlight.delete(res));
   });
@@ -194,13 +200,16 @@ export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<
   }, PURGE_INTERVAL_MS);
   purge.unref();
 
+  const drain = () => {
+    deps.drain.start();
+    for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
+  };
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       reload.stop();
       clearInterval(purge);
-      draining = true;
-      for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
+      drain();
       const drained = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, deps.config.shutdownTimeout * 1000).unref());
@@ -211,5 +220,5 @@ export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<
       await onClose();
     })());
   const host = deps.config.host === '0.0.0.0' || deps.config.host === '::' ? 'localhost' : deps.config.host;
-  return { server, url: `http://${host}:${port}`, metricsUrl: metrics && `http://${host}:${metrics.port}`, close };
+  return { server, url: `http://${host}:${port}`, metricsUrl: metrics && `http://${host}:${metrics.port}`, drain, close };
 }

@@ -48,6 +48,7 @@ describe('loadConfig: defaults', () => {
       corsOrigins: [],
       registration: 'closed',
       logLevel: 'info',
+      shutdownDelay: 5,
       shutdownTimeout: 10,
       webConcurrency: 1,
     } satisfies Partial<Config>;
@@ -103,6 +104,8 @@ describe('loadConfig: values', () => {
     expect(config.jwksMaxAge).toBe(900);
     expect(loadConfig({ ACCESS_TOKEN_TTL: '15m' }).accessTokenTtl).toBe(900);
     expect(loadConfig({ REFRESH_REUSE_GRACE: '0' }).refreshReuseGrace).toBe(0);
+    expect(loadConfig({ SHUTDOWN_DELAY: '2s', SHUTDOWN_TIMEOUT: '1m' })).toMatchObject({ shutdownDelay: 2, shutdownTimeout: 60 });
+    expect(loadConfig({ SHUTDOWN_DELAY: '0' }).shutdownDelay).toBe(0);
   });
 
   it('reads a ring of key-encryption keys in order', () => {
@@ -167,6 +170,7 @@ describe('loadConfig: refusals', () => {
     const error = configError({
       PORT: 'abc',
       ACCESS_TOKEN_TTL: 'soon',
+      SHUTDOWN_DELAY: 'a while',
       TRUST_PROXY: 'true',
       LOG_LEVEL: 'loud',
       ISSUER: 'https://auth.example.com/',
@@ -176,6 +180,7 @@ describe('loadConfig: refusals', () => {
     const problems = [
       'PORT must be a whole number from 0 to 65535 (got "abc")',
       'ACCESS_TOKEN_TTL must be a duration such as 15m, 14d or 10s, from 30s to 3650d (got "soon")',
+      'SHUTDOWN_DELAY must be a duration such as 15m, 14d or 10s, from 0s to 3650d (got "a while")',
       'TRUST_PROXY=true is refused: it trusts any X-Forwarded-For; give a hop count or a CIDR list',
       'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (got "loud")',
       'ISSUER must not end with "/" (got "https://auth.example.com/")',

@@ -84,8 +84,7 @@ function podConfig(): Config {
     KEY_ENCRYPTION_KEYS: randomBytes(32).toString('base64'),
   });
 }
-/** SHUTDOWN_DELAY and DATABASE_CONNECT_TIMEOUT (issue 16): the ConfigMap's, or DESIGN.md's defaults. */
-const shutdownDelay = parseDuration(configMap.data['SHUTDOWN_DELAY'] ?? '5s')!;
+/** DATABASE_CONNECT_TIMEOUT (issue 16): the ConfigMap's, or DESIGN.md's default. */
 const databaseConnectTimeout = parseDuration(configMap.data['DATABASE_CONNECT_TIMEOUT'] ?? '30s')!;
 
 function containsLabels(labels: Record<string, string>, selector: Record<string, string>): boolean {
@@ -186,7 +185,12 @@ describe('deploy/kubernetes: the Deployment', () => {
   });
 
   it('gives SIGTERM longer than SHUTDOWN_DELAY + SHUTDOWN_TIMEOUT before SIGKILL', () => {
-    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(shutdownDelay + podConfig().shutdownTimeout);
+    const { shutdownDelay, shutdownTimeout } = podConfig();
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(shutdownDelay + shutdownTimeout);
+    // And with the defaults, should the ConfigMap come to leave them out.
+    const defaults = loadConfig({});
+    expect([defaults.shutdownDelay, defaults.shutdownTimeout]).toEqual([5, 10]);
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(defaults.shutdownDelay + defaults.shutdownTimeout);
   });
 
   it('requests and limits what its comment cites from BENCHMARKS.md, and the figures are there', () => {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { type AddressInfo, connect, type Socket } from 'node:net';
+import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Env } from '../src/config.js';
 import { listen, type RunningServer } from '../src/service.js';
@@ -109,6 +110,26 @@ async function startLogin(port: number, running: RunningServer, user: { username
 }
 
 describe('graceful shutdown', () => {
+  it('drain() makes /readyz answer 503 at once, while the server still accepts connections and serves', { timeout: 60_000 }, async () => {
+    const { service, running, port, user, client } = await serve({ SHUTDOWN_TIMEOUT: '10m' });
+    expect((await request(service.app).get('/readyz')).status).toBe(200);
+    running.drain();
+    const ready = await request(service.app).get('/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.body).toEqual({ status: 'shutting_down' });
+    expect(ready.headers['retry-after']).toBe('5');
+    expect(ready.headers['cache-control']).toBe('no-store');
+
+    expect(await tryConnect(port)).toBe('connected');
+    const login = await startLogin(port, running, user, client);
+    login.socket.write(login.rest);
+    const res = await login.response;
+    expect(res.status).toBe(200);
+    expect(res.headers['connection']).toBe('close');
+    await running.close();
+    expect(await tryConnect(port)).toBe('ECONNREFUSED');
+  });
+
   it('lets an in-flight request finish with a complete response, then closes the database and stops', { timeout: 60_000 }, async () => {
     // Long enough that only draining, never the deadline, can end this close().
     const { running, port, user, client, onClose } = await serve({ SHUTDOWN_TIMEOUT: '10m' });

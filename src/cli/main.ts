@@ -6,9 +6,24 @@ import { type Config, ConfigError, type Env, loadConfig } from '../config.js';
 import { createLogger } from '../logger.js';
 
 // The only module that touches process.env, process.argv and the standard streams.
-const stopSignal = new Promise<string>((resolve) => {
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve(signal));
-});
+
+/**
+ * The first SIGTERM or SIGINT starts a graceful stop; a second one skips its SHUTDOWN_DELAY
+ * (src/cli/run.ts). After that the handlers are gone: a third ends the process at once.
+ */
+function countStopSignals(): { first: Promise<string>; second: Promise<string> } {
+  const waiting: ((signal: string) => void)[] = [];
+  const first = new Promise<string>((resolve) => waiting.push(resolve));
+  const second = new Promise<string>((resolve) => waiting.push(resolve));
+  const onSignal = (signal: NodeJS.Signals) => {
+    waiting.shift()?.(signal);
+    if (waiting.length === 0) for (const each of STOP_SIGNALS) process.off(each, onSignal);
+  };
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
+  return { first, second };
+}
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+const { first: stopSignal, second: hurrySignal } = countStopSignals();
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -36,12 +51,13 @@ try {
   const argv = process.argv.slice(2);
   const supervised = supervising(argv, process.env);
   const code = supervised
-    ? await superviseWorkers(supervised.webConcurrency, createLogger(supervised.logLevel), stopSignal)
+    ? await superviseWorkers(supervised.webConcurrency, createLogger(supervised.logLevel), stopSignal, hurrySignal)
     : await (await import('./run.js')).runCli(argv, process.env, {
         readStdin,
         stdout: (text) => process.stdout.write(text),
         stderr: (text) => process.stderr.write(text),
         stopSignal,
+        hurrySignal,
       });
   // Let stdout drain, then leave even if a library keeps a timer alive.
   process.stdout.write('', () => process.exit(code));

@@ -26,6 +26,8 @@ export interface CliIo {
   stderr(text: string): void;
   /** Resolves when the process is asked to stop (SIGTERM, SIGINT); only `serve` waits on it. */
   stopSignal?: Promise<string>;
+  /** Resolves when it is asked again: `serve` then stops without waiting out SHUTDOWN_DELAY. */
+  hurrySignal?: Promise<string>;
   /** Where `serve` logs (stdout by default); tests capture it. */
   logDestination?: import('pino').DestinationStream;
 }
@@ -126,7 +128,13 @@ async function runForwarded(deps: Deps, request: ControlRequest): Promise<Contro
   return { exitCode, stdout, stderr };
 }
 
-/** `tessera serve`: until SIGTERM or SIGINT, then a graceful stop and exit 0. */
+/**
+ * `tessera serve`: until SIGTERM or SIGINT, then a graceful stop and exit 0. A load balancer (a
+ * Kubernetes Service's endpoints, a target group) learns of the stop only through the readiness
+ * probe, some seconds later, and sends new connections here meanwhile: for SHUTDOWN_DELAY the
+ * server is not ready but goes on accepting and serving them, then it stops accepting and lets
+ * in-flight requests finish within SHUTDOWN_TIMEOUT. A second signal skips what is left of the delay.
+ */
 async function serve(config: Config, processLog: Logger, clock: Clock, io: CliIo): Promise<number> {
   const stopSignal = io.stopSignal ?? new Promise<string>(() => undefined);
   // With WEB_CONCURRENCY above 1 this is a worker; its primary only supervises (src/cli/main.ts).
@@ -154,10 +162,25 @@ async function serve(config: Config, processLog: Logger, clock: Clock, io: CliIo
     log.info({ data_dir: config.dataDir }, 'embedded database: other tessera commands reach it through this server');
   }
   const signal = await stopSignal;
-  log.info({ signal }, 'shutting down');
+  running.drain();
+  log.info({ signal, shutdown_delay: config.shutdownDelay }, 'shutting down');
+  const hurried = await waitOrHurry(config.shutdownDelay * 1000, io.hurrySignal);
+  if (hurried !== undefined) log.info({ signal: hurried }, 'second stop signal: no longer waiting out SHUTDOWN_DELAY');
+  log.info({ shutdown_timeout: config.shutdownTimeout }, 'no longer accepting connections; finishing requests in flight');
   await running.close();
   log.info('stopped');
   return EXIT.ok;
+}
+
+/** Waits `ms`, or less if `hurry` resolves first: then its value. */
+async function waitOrHurry(ms: number, hurry: Promise<string> | undefined): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const elapsed = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)));
+  try {
+    return await Promise.race([elapsed, ...(hurry ? [hurry] : [])]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function write(io: CliIo, response: ControlResponse): number {

@@ -5,7 +5,10 @@ import { methodNotAllowed, setNoStore } from './errors.js';
 
 const READINESS_TIMEOUT_MS = 1_000;
 
-/** GET /healthz: the process answers. GET /readyz: the database answers within a second and keys are loaded. */
+/**
+ * GET /healthz: the process answers. GET /readyz: the database answers within a second and keys are
+ * loaded, and the process is not shutting down.
+ */
 export function healthRouter(deps: Deps): Router {
   const router = Router();
   router.get('/healthz', (_req, res) => {
@@ -15,6 +18,12 @@ export function healthRouter(deps: Deps): Router {
   router.all('/healthz', methodNotAllowed('GET', 'HEAD'));
   router.get('/readyz', async (_req, res) => {
     setNoStore(res);
+    // At once, without asking the database: the load balancer should stop sending traffic here.
+    if (deps.drain.draining) {
+      res.set('Retry-After', '5');
+      res.status(503).json({ status: 'shutting_down' });
+      return;
+    }
     const database = await withTimeout(pingDatabase(deps.db), READINESS_TIMEOUT_MS).then(
       () => 'ok' as const,
       (error: unknown) => {

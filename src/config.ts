@@ -51,6 +51,8 @@ export interface Config {
   readonly audience: string;
   /** Unset: the embedded PGlite database in `dataDir`. */
   readonly databaseUrl: string | undefined;
+  /** At start-up, how long (seconds) `serve` and `migrate` retry a PostgreSQL that does not answer yet. */
+  readonly databaseConnectTimeout: number;
   readonly dataDir: string;
   readonly redisUrl: string | undefined;
   /** The key-encryption-key ring; the first encrypts, all decrypt. Undefined: generated into `dataDir` (embedded only). */
@@ -256,6 +258,7 @@ export function loadConfig(env: Env): Config {
     issuer,
     audience,
     databaseUrl,
+    databaseConnectTimeout: duration('DATABASE_CONNECT_TIMEOUT', '30s', 0),
     dataDir: read('DATA_DIR') ?? './.tessera',
     redisUrl,
     keyEncryptionKeys,

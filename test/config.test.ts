@@ -50,6 +50,7 @@ describe('loadConfig: defaults', () => {
       logLevel: 'info',
       shutdownDelay: 5,
       shutdownTimeout: 10,
+      databaseConnectTimeout: 30,
       webConcurrency: 1,
     } satisfies Partial<Config>;
     const config = loadConfig({});
@@ -106,6 +107,7 @@ describe('loadConfig: values', () => {
     expect(loadConfig({ REFRESH_REUSE_GRACE: '0' }).refreshReuseGrace).toBe(0);
     expect(loadConfig({ SHUTDOWN_DELAY: '2s', SHUTDOWN_TIMEOUT: '1m' })).toMatchObject({ shutdownDelay: 2, shutdownTimeout: 60 });
     expect(loadConfig({ SHUTDOWN_DELAY: '0' }).shutdownDelay).toBe(0);
+    expect(loadConfig({ DATABASE_CONNECT_TIMEOUT: '2m' }).databaseConnectTimeout).toBe(120);
   });
 
   it('reads a ring of key-encryption keys in order', () => {
@@ -171,6 +173,7 @@ describe('loadConfig: refusals', () => {
       PORT: 'abc',
       ACCESS_TOKEN_TTL: 'soon',
       SHUTDOWN_DELAY: 'a while',
+      DATABASE_CONNECT_TIMEOUT: '-1s',
       TRUST_PROXY: 'true',
       LOG_LEVEL: 'loud',
       ISSUER: 'https://auth.example.com/',
@@ -181,6 +184,7 @@ describe('loadConfig: refusals', () => {
       'PORT must be a whole number from 0 to 65535 (got "abc")',
       'ACCESS_TOKEN_TTL must be a duration such as 15m, 14d or 10s, from 30s to 3650d (got "soon")',
       'SHUTDOWN_DELAY must be a duration such as 15m, 14d or 10s, from 0s to 3650d (got "a while")',
+      'DATABASE_CONNECT_TIMEOUT must be a duration such as 15m, 14d or 10s, from 0s to 3650d (got "-1s")',
       'TRUST_PROXY=true is refused: it trusts any X-Forwarded-For; give a hop count or a CIDR list',
       'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (got "loud")',
       'ISSUER must not end with "/" (got "https://auth.example.com/")',
@@ -355,5 +359,30 @@ describe('tessera serve with NODE_ENV=production and no DATABASE_URL', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('tessera serve with a SHUTDOWN_DELAY or DATABASE_CONNECT_TIMEOUT that does not parse', () => {
+  afterAll(stopAll);
+  it('exits 78 before reaching for the database, naming them with the other problems', async () => {
+    const env = {
+      PATH: process.env['PATH'] ?? '',
+      DATABASE_URL,
+      KEY_ENCRYPTION_KEYS: KEK,
+      PORT: 'abc',
+      SHUTDOWN_DELAY: 'soon',
+      DATABASE_CONNECT_TIMEOUT: '30 seconds',
+    };
+    expect(await runTessera(['serve'], env)).toEqual({
+      code: 78,
+      stdout: '',
+      stderr: [
+        'Invalid configuration:',
+        '  - PORT must be a whole number from 0 to 65535 (got "abc")',
+        '  - DATABASE_CONNECT_TIMEOUT must be a duration such as 15m, 14d or 10s, from 0s to 3650d (got "30 seconds")',
+        '  - SHUTDOWN_DELAY must be a duration such as 15m, 14d or 10s, from 0s to 3650d (got "soon")',
+        '',
+      ].join('\n'),
+    });
   });
 });

@@ -4,7 +4,6 @@ import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { type Config, ConfigError, loadConfig } from '../src/config.js';
-import { parseDuration } from '../src/duration.js';
 import {
   MANIFESTS,
   type KubernetesObject,
@@ -84,8 +83,6 @@ function podConfig(): Config {
     KEY_ENCRYPTION_KEYS: randomBytes(32).toString('base64'),
   });
 }
-/** DATABASE_CONNECT_TIMEOUT (issue 16): the ConfigMap's, or DESIGN.md's default. */
-const databaseConnectTimeout = parseDuration(configMap.data['DATABASE_CONNECT_TIMEOUT'] ?? '30s')!;
 
 function containsLabels(labels: Record<string, string>, selector: Record<string, string>): boolean {
   return Object.keys(selector).length > 0 && Object.entries(selector).every(([key, value]) => labels[key] === value);
@@ -160,7 +157,10 @@ describe('deploy/kubernetes: the Deployment', () => {
     // The server listens only after reaching PostgreSQL (retried up to DATABASE_CONNECT_TIMEOUT)
     // and migrating: the start-up probe must wait longer than that before the kubelet kills it.
     const { periodSeconds, failureThreshold } = container.startupProbe;
-    expect(periodSeconds * failureThreshold).toBeGreaterThan(databaseConnectTimeout);
+    expect(periodSeconds * failureThreshold).toBeGreaterThan(podConfig().databaseConnectTimeout);
+    // And with the default, should the ConfigMap come to leave it out.
+    expect(loadConfig({}).databaseConnectTimeout).toBe(30);
+    expect(periodSeconds * failureThreshold).toBeGreaterThan(loadConfig({}).databaseConnectTimeout);
     // /readyz waits up to 1 s for the database: a probe timeout of 1 s would fail before it answers.
     expect(container.readinessProbe.timeoutSeconds).toBeGreaterThan(1);
   });

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateToLatest, readKnownMigrations } from '../src/db/migrate.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { freePort, logLines, runTessera, startTessera, stopAll, waitUntilReady } from './helpers/process.js';
-import { createTestClient, createTestUser, startTestService, testEnv } from './helpers/service.js';
+import { createTestClient, createTestUser, fetchPasswordGrant, startTestService, testEnv } from './helpers/service.js';
 
 // Expand/contract (DESIGN.md, "Running in production"): after a newer release migrated the
 // database, this release still starts and serves on it (a rollback, or an old pod restarting during
@@ -38,7 +38,7 @@ async function freshDatabase(): Promise<TestDatabase> {
 
 /** The environment `tessera` runs with against `database`. */
 function settingsFor(database: TestDatabase): NodeJS.ProcessEnv {
-  return { PATH: process.env['PATH'], ...testEnv(database, { HOST: '127.0.0.1', KEY_ENCRYPTION_KEYS: randomBytes(32).toString('base64') }) };
+  return { PATH: process.env['PATH'], ...testEnv(database, { HOST: '127.0.0.1', KEY_ENCRYPTION_KEYS: randomBytes(32).toString('base64'), SHUTDOWN_DELAY: '0s' }) };
 }
 
 /** `migrate status` in text: one [migration, status] pair a line after the header. */
@@ -79,11 +79,7 @@ describe('a database a newer release migrated', () => {
     const base = `http://127.0.0.1:${port}`;
     const server = startTessera(['serve'], { ...settings, PORT: String(port), ISSUER: base });
     await waitUntilReady(server, base);
-    const res = await fetch(`${base}/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: client.basic },
-      body: new URLSearchParams({ grant_type: 'password', username: user.username, password: user.password }),
-    });
+    const res = await fetchPasswordGrant(base, client, user);
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ token_type: 'Bearer', expires_in: 900, access_token: expect.any(String) });
 

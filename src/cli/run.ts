@@ -11,6 +11,7 @@ import {
   sendControlRequest,
 } from '../embedded/control-socket.js';
 import { readMigrationStatus } from '../db/migrate.js';
+import { waitForDatabase } from '../db/wait-for-database.js';
 import { DataDirLockedError } from '../embedded/lock.js';
 import { createLogger } from '../logger.js';
 import { listen, loadKeyRing, migrateDatabase, openConfiguredDatabase, prepareDeps } from '../service.js';
@@ -77,11 +78,13 @@ export async function runCli(argv: readonly string[], env: Env, io: CliIo, clock
 
 /** A one-shot command on a database this process opens itself. */
 async function runDirect(config: Config, log: Logger, clock: Clock, request: ControlRequest, io: CliIo): Promise<number> {
+  const migrate = request.argv.length === 1 && request.argv[0] === 'migrate';
+  // `migrate` as a release step (a Job, a compose service) may start with PostgreSQL, as serve does.
+  if (migrate && config.databaseUrl !== undefined) await waitForDatabase(config.databaseUrl, log, config.databaseConnectTimeout);
   const handle = await openConfiguredDatabase(config, log);
   try {
     // The embedded database is migrated on first use; PostgreSQL only by `tessera migrate` or `serve`.
     // `migrate status` looks without migrating.
-    const migrate = request.argv.length === 1 && request.argv[0] === 'migrate';
     const status = request.argv[0] === 'migrate' && !migrate;
     if (migrate || (handle.kind === 'embedded' && !status)) {
       const { applied } = await migrateDatabase(config, handle, log);
@@ -140,6 +143,7 @@ async function serve(config: Config, processLog: Logger, clock: Clock, io: CliIo
   // With WEB_CONCURRENCY above 1 this is a worker; its primary only supervises (src/cli/main.ts).
   const log = cluster.isWorker ? processLog.child({ worker: cluster.worker?.id }) : processLog;
   if (config.databaseUrl === undefined) controlSocketPath(config.dataDir); // a DATA_DIR too long for it fails now, not after migrating
+  else await waitForDatabase(config.databaseUrl, log, config.databaseConnectTimeout);
   const handle = await openConfiguredDatabase(config, log);
   let deps: Deps;
   try {

@@ -183,6 +183,19 @@ export function passwordGrant(
     .send({ grant_type: 'password', username: user.username, password: user.password, ...extra });
 }
 
+/** The password grant over the network, to a `tessera serve` the test started at `base`. */
+export function fetchPasswordGrant(
+  base: string,
+  client: { readonly basic: string },
+  user: { readonly username: string; readonly password: string },
+): Promise<Response> {
+  return fetch(`${base}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: client.basic },
+    body: new URLSearchParams({ grant_type: 'password', username: user.username, password: user.password }),
+  });
+}
+
 export { createPasswordHasher, recordResponses };
 
 /** Tessera's own Argon2 hasher, counting the verifies that ran: a guess that never reached one was stopped. */

@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { type Kysely, type Migration, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateToLatest, readKnownMigrations } from '../src/db/migrate.js';
@@ -152,5 +155,24 @@ describe('a database older than this release needs', () => {
       stderr: '',
     });
     expect(await runTessera(['users', 'list', '--json'], settings)).toEqual({ code: 0, stdout: '[]\n', stderr: '' });
+  });
+});
+
+describe('`migrate status` on the embedded database', () => {
+  it('looks without migrating, and without making the key-encryption key', { timeout: 60_000 }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tessera-status-'));
+    try {
+      const env = { PATH: process.env['PATH'], DATA_DIR: join(dir, 'data') };
+      expect(await runTessera(['migrate', 'status', '--json'], env)).toEqual({
+        code: 1,
+        stdout: `${JSON.stringify({ applied: [], pending: names, unknown: [] })}\n`,
+        stderr: `error: ${names.length} pending migration(s): run tessera migrate (tessera serve also applies them)\n`,
+      });
+      expect(await readdir(join(dir, 'data'))).toEqual(['pgdata']);
+      expect(await runTessera(['migrate'], env)).toEqual({ code: 0, stdout: `applied: ${names.join(', ')}\n`, stderr: '' });
+      expect(await runTessera(['migrate', 'status', '--json'], env)).toMatchObject({ code: 0, stdout: `${JSON.stringify({ applied: names, pending: [], unknown: [] })}\n` });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { type DatabaseProxy, startProxyFor, throughProxy } from './helpers/database-proxy.js';
-import { freePort, logLines, startTessera, stopAll, waitUntilReady } from './helpers/process.js';
+import { freePort, logLines, startTessera, stopAll, waitForOutput, waitUntilReady } from './helpers/process.js';
 import { noteSecret } from './helpers/secrets.js';
 import { createTestClient, createTestUser, fetchPasswordGrant, startTestService, type TestClient, testEnv } from './helpers/service.js';
 import { waitFor } from './helpers/wait.js';
@@ -58,6 +58,7 @@ describe('tessera serve, PostgreSQL unreachable at start', () => {
     const server = startTessera(['serve'], env);
     const exit = await server.exited;
     const elapsed = performance.now() - started;
+    await waitForOutput(server);
 
     expect(exit).toEqual({ code: 1, signal: null });
     expect(elapsed).toBeGreaterThanOrEqual(3_000);

@@ -3,7 +3,7 @@ import { Agent, request as httpRequest } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { freePort, logLines, type Spawned, startTessera, stopAll, waitUntilReady } from './helpers/process.js';
+import { freePort, logLines, type Spawned, startTessera, stopAll, waitForOutput, waitUntilReady } from './helpers/process.js';
 import { createTestClient, createTestUser, startTestService, type TestClient, testEnv } from './helpers/service.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -117,6 +117,7 @@ describe('SIGTERM on the real binary', () => {
     keepAlive.destroy();
 
     const exit = await server.exited;
+    await waitForOutput(server);
     const outcomes = await load.stop();
     expect(exit).toEqual({ code: 0, signal: null });
     // The bound, measured from the kill() to the first 503 seen on a new connection.
@@ -148,6 +149,7 @@ describe('SIGTERM on the real binary', () => {
     expect(await login(base)).toMatchObject({ status: 200, connection: 'close' });
     server.child.kill('SIGINT');
     expect(await server.exited).toEqual({ code: 0, signal: null });
+    await waitForOutput(server);
     const messages = logLines(server.stdout()).map((line) => line['msg']);
     expect(messages).toContain('second stop signal: no longer waiting out SHUTDOWN_DELAY');
     expect(messages.at(-1)).toBe('stopped');
@@ -167,6 +169,7 @@ describe('SIGTERM on the real binary', () => {
     }
     server.child.kill('SIGTERM');
     expect(await server.exited).toEqual({ code: 0, signal: null });
+    await waitForOutput(server);
     const messages = logLines(server.stdout()).map((line) => line['msg']);
     expect(messages.filter((msg) => msg === 'second stop signal: no longer waiting out SHUTDOWN_DELAY')).toHaveLength(2);
   });

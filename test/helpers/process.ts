@@ -65,6 +65,18 @@ export function startTessera(args: readonly string[], env: NodeJS.ProcessEnv, st
   return { child, exited, stdout: () => stdout, stderr: () => stderr };
 }
 
+/**
+ * Waits until the process's stdout and stderr have ended: `exited` resolves on 'exit', when the
+ * last lines it wrote may still be on their way through the pipes.
+ */
+export async function waitForOutput(spawned: Spawned): Promise<void> {
+  await Promise.all(
+    [spawned.child.stdout!, spawned.child.stderr!].map((stream) =>
+      stream.readableEnded || stream.destroyed ? undefined : new Promise((resolve) => stream.once('close', resolve)),
+    ),
+  );
+}
+
 /** Kills the processes this file started that are still running, and waits for them (for afterAll). */
 export async function stopAll(): Promise<void> {
   await Promise.all(

@@ -130,7 +130,14 @@ describe('WEB_CONCURRENCY=2', () => {
 
   it('exits 1, without looping, when its workers cannot start', async () => {
     const unreachable = `postgres://postgres@127.0.0.1:${await freePort()}/nowhere`;
-    const failing = startTessera(['serve'], { PATH: process.env['PATH'], ...settings, DATABASE_URL: unreachable, PORT: String(await freePort()) });
+    // DATABASE_CONNECT_TIMEOUT=0s: one attempt each, then the worker gives up.
+    const failing = startTessera(['serve'], {
+      PATH: process.env['PATH'],
+      ...settings,
+      DATABASE_URL: unreachable,
+      DATABASE_CONNECT_TIMEOUT: '0s',
+      PORT: String(await freePort()),
+    });
     expect((await failing.exited).code).toBe(1);
     expect(logLines(failing.stdout()).filter((line) => line['msg'] === 'a worker failed to start: stopping').length).toBeGreaterThan(0);
   });

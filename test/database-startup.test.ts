@@ -84,6 +84,18 @@ describe('tessera serve, PostgreSQL unreachable at start', () => {
     expect(`${server.stdout()}${server.stderr()}`).not.toContain(password);
   });
 
+  it('stops waiting, and exits 0, when it is asked to stop meanwhile', { timeout: 60_000 }, async () => {
+    // Ten minutes: only the signal can end this wait within the test's timeout.
+    const { env } = await serveEnv(`postgres://tessera@127.0.0.1:${await freePort()}/tessera`, { DATABASE_CONNECT_TIMEOUT: '10m' });
+    const server = startTessera(['serve'], env);
+    await waitFor('a retry', () => logLines(server.stdout()).some((line) => line['msg'] === RETRY));
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toEqual({ code: 0, signal: null });
+    await waitForOutput(server);
+    expect(logLines(server.stdout()).at(-1)).toMatchObject({ level: 'info', msg: 'stopped before the database answered' });
+    expect(server.stderr()).toBe('');
+  });
+
   it('serves once PostgreSQL starts answering within DATABASE_CONNECT_TIMEOUT', { timeout: 60_000 }, async () => {
     // The database "starts late": until restore(), the proxy resets every connection it is offered.
     const proxy = await startProxyFor(database.url);

@@ -155,7 +155,10 @@ async function serve(config: Config, processLog: Logger, clock: Clock, io: CliIo
   // With WEB_CONCURRENCY above 1 this is a worker; its primary only supervises (src/cli/main.ts).
   const log = cluster.isWorker ? processLog.child({ worker: cluster.worker?.id }) : processLog;
   if (config.databaseUrl === undefined) controlSocketPath(config.dataDir); // a DATA_DIR too long for it fails now, not after migrating
-  else await waitForDatabase(config.databaseUrl, log, config.databaseConnectTimeout);
+  else if ((await waitForDatabase(config.databaseUrl, log, config.databaseConnectTimeout, stopSignal)) === 'stopped') {
+    log.info('stopped before the database answered');
+    return EXIT.ok;
+  }
   const handle = await openConfiguredDatabase(config, log);
   let deps: Deps;
   try {

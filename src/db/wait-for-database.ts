@@ -12,6 +12,7 @@ const FIRST_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 5_000;
 /** One attempt's own limit: an address that drops packets must not use up the whole wait at once. */
 const ATTEMPT_TIMEOUT_MS = 5_000;
+const STOPPED = Symbol('stopped');
 
 /** Where DATABASE_URL points, for logs and messages: host, port and database, never the credentials. */
 export function describeDatabaseTarget(url: string): string {
@@ -23,18 +24,27 @@ export function describeDatabaseTarget(url: string): string {
  * Start-up on PostgreSQL: until the database answers, retries with exponential backoff (0.25 s,
  * doubling, at most 5 s apart) for up to `timeoutSeconds` (DATABASE_CONNECT_TIMEOUT), logging each
  * retry, then fails with a message naming the target and the last reason. In Kubernetes or compose
- * PostgreSQL often starts with Tessera; a restart loop would only delay both.
+ * PostgreSQL often starts with Tessera; a restart loop would only delay both. 'stopped': `stopSignal`
+ * came first.
  */
-export async function waitForDatabase(url: string, log: Logger, timeoutSeconds: number): Promise<void> {
+export async function waitForDatabase(
+  url: string,
+  log: Logger,
+  timeoutSeconds: number,
+  stopSignal: Promise<unknown> = new Promise(() => undefined),
+): Promise<'reachable' | 'stopped'> {
   const database = describeDatabaseTarget(url);
   const deadline = performance.now() + timeoutSeconds * 1000;
+  // Asked to stop while it waits (a rollout gave up on this pod): no reason to wait any longer.
+  const stopped = stopSignal.then(() => STOPPED);
   let backoff = FIRST_BACKOFF_MS;
   for (let attempt = 1; ; attempt++) {
     const left = deadline - performance.now();
-    const error = await tryDatabase(url, Math.min(ATTEMPT_TIMEOUT_MS, Math.max(left, 1_000)));
+    const error = await Promise.race([tryDatabase(url, Math.min(ATTEMPT_TIMEOUT_MS, Math.max(left, 1_000))), stopped]);
+    if (error === STOPPED) return 'stopped';
     if (error === undefined) {
       if (attempt > 1) log.info({ database, attempts: attempt }, 'database reachable');
-      return;
+      return 'reachable';
     }
     const reason = describeFailure(error);
     if (isDatabaseAnswer(error) && !TRANSIENT_CODES.has((error as { code: string }).code)) {
@@ -47,7 +57,10 @@ export async function waitForDatabase(url: string, log: Logger, timeoutSeconds: 
     }
     const wait = Math.min(backoff, remaining);
     log.warn({ database, attempt, retry_in_ms: Math.round(wait), reason }, 'database not reachable yet: retrying');
-    await new Promise((resolve) => setTimeout(resolve, wait));
+    let timer: NodeJS.Timeout | undefined;
+    const waited = await Promise.race([new Promise((resolve) => (timer = setTimeout(resolve, wait))), stopped]);
+    clearTimeout(timer);
+    if (waited === STOPPED) return 'stopped';
     backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
   }
 }

@@ -28,6 +28,6 @@ export interface Deps {
   readonly successorKeys: readonly Buffer[];
   /** Prometheus instruments on this service's own registry (src/metrics.ts). */
   readonly metrics: Metrics;
-  /** Whether the process is draining before it stops (src/drain.ts). */
+  /** Whether the server is draining before it stops (src/drain.ts): listen() gives its app one of its own. */
   readonly drain: DrainState;
 }

@@ -170,13 +170,15 @@ export interface RunningServer {
 export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<RunningServer> {
   // Node checks the timeouts below only every connectionsCheckingInterval (30 s by default), which
   // would let a slow-headers client hold a connection for up to 40 s: check every second.
-  const server = createServer({ connectionsCheckingInterval: 1_000 }, createApp(deps));
+  // Draining belongs to this listening server alone: another one on the same deps (a test's) serves on.
+  const drainState = createDrainState();
+  const server = createServer({ connectionsCheckingInterval: 1_000 }, createApp({ ...deps, drain: drainState }));
   // While draining, every response tells keep-alive clients (gateways' pools) to close the connection
   // (RFC 9112 §9.6), so that they open their next one to another replica, and a busy pooled
   // connection does not hold the shutdown open or get reset at its deadline.
   const inFlight = new Set<ServerResponse>();
   server.on('request', (_req, res: ServerResponse) => {
-    if (deps.drain.draining) res.setHeader('Connection', 'close');
+    if (drainState.draining) res.setHeader('Connection', 'close');
     inFlight.add(res);
     res.once('close', () => inFlight.delete(res));
   });
@@ -201,7 +203,7 @@ export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<
   purge.unref();
 
   const drain = () => {
-    deps.drain.start();
+    drainState.start();
     for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
   };
   let closing: Promise<void> | undefined;

@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Env } from '../src/config.js';
 import { listen, type RunningServer } from '../src/service.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { findMismatches } from './helpers/openapi.js';
 import { createTestClient, createTestUser, startTestService, testEnv, type TestClient } from './helpers/service.js';
 
 interface RawResponse {
@@ -49,6 +50,16 @@ function tryConnect(port: number): Promise<string> {
     });
     socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
   });
+}
+
+/** GET `path` on a connection of its own, read whole. */
+async function getOnNewConnection(port: number, path: string): Promise<RawResponse> {
+  const socket = connect(port, '127.0.0.1');
+  sockets.push(socket);
+  await once(socket, 'connect');
+  const response = readResponse(socket);
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+  return response;
 }
 
 let database: TestDatabase;
@@ -112,13 +123,18 @@ async function startLogin(port: number, running: RunningServer, user: { username
 describe('graceful shutdown', () => {
   it('drain() makes /readyz answer 503 at once, while the server still accepts connections and serves', { timeout: 60_000 }, async () => {
     const { service, running, port, user, client } = await serve({ SHUTDOWN_TIMEOUT: '10m' });
-    expect((await request(service.app).get('/readyz')).status).toBe(200);
+    const readyz = () => getOnNewConnection(port, '/readyz');
+    expect((await readyz()).status).toBe(200);
     running.drain();
-    const ready = await request(service.app).get('/readyz');
+    const ready = await readyz();
     expect(ready.status).toBe(503);
-    expect(ready.body).toEqual({ status: 'shutting_down' });
+    expect(JSON.parse(ready.body)).toEqual({ status: 'shutting_down' });
     expect(ready.headers['retry-after']).toBe('5');
     expect(ready.headers['cache-control']).toBe('no-store');
+    expect(ready.headers['connection']).toBe('close');
+    expect(await findMismatches({ test: undefined, method: 'GET', path: '/readyz', preflight: false, ...ready, body: Buffer.from(ready.body) })).toEqual([]);
+    // Only this listening server drains: another app on the same deps is still ready.
+    expect((await request(service.app).get('/readyz')).status).toBe(200);
 
     expect(await tryConnect(port)).toBe('connected');
     const login = await startLogin(port, running, user, client);

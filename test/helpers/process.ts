@@ -44,7 +44,9 @@ export function machineClockEnv(): NodeJS.ProcessEnv {
  * test/logs.setup.ts). `cwd`: where it runs, this process's working directory by default.
  */
 export function startTessera(args: readonly string[], env: NodeJS.ProcessEnv, stdin?: string, cwd?: string): Spawned {
-  const child = spawn(process.execPath, [MAIN, ...args], { env: { ...env, ...testClockEnv() }, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+  // No load balancer waits on a test's server: it stops at once on SIGTERM unless the test sets a
+  // SHUTDOWN_DELAY (test/drain.test.ts does).
+  const child = spawn(process.execPath, [MAIN, ...args], { env: { SHUTDOWN_DELAY: '0s', ...env, ...testClockEnv() }, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
   children.add(child);
   let stdout = '';
   let stderr = '';

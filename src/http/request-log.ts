@@ -3,6 +3,7 @@ import type { RequestHandler } from 'express';
 import type { Logger } from 'pino';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+const HEALTH_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
 
 /**
  * One line per request with a request id (taken from a sane X-Request-Id, else generated, and
@@ -27,9 +28,12 @@ export function requestLogger(log: Logger): RequestHandler {
       responseTime: Math.round(performance.now() - started),
     });
     res.once('close', () => {
-      // A client that hangs up before its answer is not a server error.
-      if (!res.writableFinished) return lines.info(line(res.statusCode), 'request aborted');
       const status = res.statusCode;
+      // Probes come every few seconds from every load balancer and kubelet: debug only (DESIGN.md,
+      // Observability), and a 503 while draining or in an outage is already said by what caused it.
+      if (HEALTH_PATHS.has(req.path)) return lines.debug(line(status), 'health probe');
+      // A client that hangs up before its answer is not a server error.
+      if (!res.writableFinished) return lines.info(line(status), 'request aborted');
       // A 503 is an outage already logged once as a warning by the error handler, not a bug.
       if (status === 503) lines.warn(line(status), 'request failed');
       else if (status >= 500) lines.error(line(status), 'request failed');

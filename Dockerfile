@@ -6,6 +6,9 @@ ARG NODE_IMAGE=node:24-bookworm-slim
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+# The verifier is a workspace of the repository (package-lock.json lists it, the build compiles
+# it first); the server does not use it, and the image's node_modules does not keep it (below).
+COPY packages/verify ./packages/verify
 COPY src ./src
 COPY migrations ./migrations
 # Installs every dependency and compiles (the prepare script runs the build).

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
 import { decodeProtectedHeader, type JWTPayload } from 'jose';
 import request from 'supertest';
-import { createVerifier, type Verifier } from 'tessera/verify';
+import { createVerifier, type Verifier } from '@tessera-auth/verify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { maintainSigningKeys, promotionDelaySeconds, rotateSigningKey } from '../src/keys/lifecycle.js';
 import { createFakeClock } from './helpers/clock.js';
@@ -14,7 +14,7 @@ import { makeNextKeyDue } from './helpers/keys.js';
 import { createTestClient, createTestUser, passwordGrant, startTestService, type TestClient, testEnv, type TestService } from './helpers/service.js';
 
 /*
- * tessera/verify as a downstream service uses it: Tessera listens on loopback under its real
+ * @tessera-auth/verify as a downstream service uses it: Tessera listens on loopback under its real
  * ISSUER, and a separate Express app (an "orders API") verifies tokens against Tessera's
  * discovery document and JWKS, fetched over HTTP. The verifier runs on the real clock.
  */
@@ -93,7 +93,7 @@ async function startTessera(): Promise<RunningTessera> {
   }
 }
 
-/** The downstream service: an orders API protected by tessera/verify. */
+/** The downstream service: an orders API protected by @tessera-auth/verify. */
 function ordersApi(verifier: Verifier): Express {
   const app = express();
   app.get('/orders', verifier.requireScopes('orders:read'), (req, res) => {
@@ -227,9 +227,9 @@ describe('a valid access token', () => {
     expect(me.body.sid).toEqual(expect.any(String));
   });
 
-  it('verify() gives the same claims outside Express', async () => {
+  it('verifyAccessToken() gives the same claims outside Express', async () => {
     const token = await passwordToken('orders:read');
-    const auth = await verifier.verify(token);
+    const auth = await verifier.verifyAccessToken(token);
     expect(auth).toMatchObject({ iss: tessera.issuer, sub: user.id, client_id: client.id, scope: 'orders:read' });
     expect([...auth.scopes]).toEqual(['orders:read']);
   });
@@ -338,7 +338,7 @@ describe('discovery and the key set', () => {
     expect(anonymous.headers['www-authenticate']).toBe(`Bearer realm="${AUDIENCE}"`);
   });
 
-  it('does not cache a failed discovery, and once discovered keeps verifying while Tessera is down', async () => {
+  it('does not cache a failed discovery (it retries once Retry-After has passed), and once discovered keeps verifying while Tessera is down', async () => {
     const fresh = ordersApi(createVerifier({ issuer: tessera.issuer, audience: AUDIENCE }));
     const token = await passwordToken('orders:read');
     const before = { ...tessera.hits };
@@ -346,14 +346,20 @@ describe('discovery and the key set', () => {
       tessera.down = true;
       expectUnavailable(await call('get', '/orders', token, fresh));
       tessera.down = false;
+      // Within the 5 s it told clients to wait, it does not ask again.
+      expectUnavailable(await call('get', '/orders', token, fresh));
+      expect(tessera.hits.discovery - before.discovery).toBe(0);
+      vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 5_000 });
       expect((await call('get', '/orders', token, fresh)).status).toBe(200);
       expect(tessera.hits.discovery - before.discovery).toBe(1);
+      vi.useRealTimers();
 
       // Offline verification: the cached key set needs nothing from Tessera.
       tessera.down = true;
       expect((await call('get', '/orders', token, fresh)).status).toBe(200);
       expectInvalidToken(await call('get', '/orders', await forge({ claims: { aud: 'billing-api' } }), fresh));
     } finally {
+      vi.useRealTimers();
       tessera.down = false;
     }
   });

@@ -30,7 +30,7 @@ import { generateSigningKey } from './key-store.js';
 const KEY_CHANGE_LOCK = 0x7e55e4a2;
 /**
  * A margin on every delay: timers drift, and verifiers accept a token a few seconds past its `exp`
- * (their clock tolerance, 5 s in src/tokens/access-token.ts and tessera/verify).
+ * (their clock tolerance, 5 s in src/tokens/access-token.ts and @tessera-auth/verify).
  */
 const MARGIN_SECONDS = 5;
 

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
 import { type CryptoKey, decodeJwt, exportJWK, generateKeyPair, type JWTPayload, UnsecuredJWT } from 'jose';
 import request from 'supertest';
-import { createVerifier } from 'tessera/verify';
+import { createVerifier } from '@tessera-auth/verify';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createFakeClock } from '../helpers/clock.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
@@ -22,7 +22,7 @@ import { createTestClient, createTestUser, passwordGrant, startTestService, test
  * - the admin API (every /admin route goes through requireAdmin, src/http/admin/auth.ts): a
  *   forged admin-scoped token creating a user, and listing them;
  * - POST /users/me/password, which takes the bearer token too (src/http/password-change.ts);
- * - tessera/verify (src/verify/index.ts) on a small downstream Express app, pointed at this
+ * - @tessera-auth/verify (packages/verify) on a small downstream Express app, pointed at this
  *   Tessera's discovery document and JWKS over a loopback listener.
  *
  * Each target has its own "rejected" (401 invalid_token with the RFC 6750 challenge, or
@@ -407,7 +407,7 @@ function expectHeaderTooLarge(res: request.Response | 'reset'): void {
 
 /** Tessera's own endpoints (src/tokens/access-token.ts) name the reason. */
 const TESSERA_SAYS = { invalid: NOT_VALID, expired: EXPIRED, 'too-long': TOO_LONG } as const;
-/** tessera/verify says only whether it expired. */
+/** @tessera-auth/verify says only whether it expired. */
 const VERIFIER_SAYS = { invalid: NOT_VALID, expired: EXPIRED, 'too-long': NOT_VALID } as const;
 
 function expectRefusedByTessera(res: request.Response | 'reset', reason: Reason): void {
@@ -521,7 +521,7 @@ const TESSERA_TARGETS: readonly Target[] = [
 ];
 
 const VERIFIER_TARGET: Target = {
-  name: 'tessera/verify on a downstream API',
+  name: '@tessera-auth/verify on a downstream API',
   foreignAudience: () => issuer,
   async accepts(token) {
     const res = await bearer(request(downstream).get('/reports'), token);
@@ -567,8 +567,8 @@ describe.each(TARGETS.map((target) => [target.name, target] as const))('%s', (_n
 });
 
 /*
- * Every target takes keys by kid only (src/tokens/access-token.ts, src/verify/index.ts): even
- * Tessera's own signature without a kid is refused. (jose's remote key set alone would pick a key by
+ * Every target takes keys by kid only (src/tokens/access-token.ts, packages/verify/src/key-set.ts): even
+ * Tessera's own signature without a kid is refused. (jose's key set alone would pick a key by
  * alg when there is no kid; the verifier refuses before asking it.)
  */
 describe('every target', () => {

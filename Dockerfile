@@ -6,15 +6,16 @@ ARG NODE_IMAGE=node:24-bookworm-slim
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
-# The verifier is a workspace of the repository (package-lock.json lists it, the build compiles
-# it first); the server does not use it, and the image's node_modules does not keep it (below).
+# The verifier is a workspace of the repository (package-lock.json lists it, the build compiles it
+# first); the server does not use it, and the runtime stage has none of it (below).
 COPY packages/verify ./packages/verify
 COPY src ./src
 COPY migrations ./migrations
 # Installs every dependency and compiles (the prepare script runs the build).
 RUN npm ci --no-audit --no-fund
-# Only production dependencies go forward.
-RUN npm prune --omit=dev --no-audit --no-fund
+# Only production dependencies go forward; npm keeps a workspace's link even so, and the verifier's
+# would dangle in the runtime stage (no packages/ there), so it goes by hand.
+RUN npm prune --omit=dev --no-audit --no-fund && rm -r node_modules/@tessera-auth
 
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \

@@ -13,73 +13,24 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, type JWTPayload, jwtVerify } from 'jose';
 import * as oauth from 'oauth4webapi';
 import * as openid from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { Env } from '../src/config.js';
 import type { KeyStore } from '../src/keys/key-store.js';
 import { listKeyStatus, maintainSigningKeys, promotionDelaySeconds, retentionSeconds, rotateSigningKey } from '../src/keys/lifecycle.js';
 import { startKeyMaintenance } from '../src/service.js';
 import { createFakeClock, type FakeClock } from './helpers/clock.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { keysFollow, makeNextKeyDue } from './helpers/keys.js';
-import { createTestClient, createTestUser, startTestService, type TestClient, type TestService, testEnv } from './helpers/service.js';
+import { type LoopbackTessera, startLoopbackTessera } from './helpers/loopback-tessera.js';
+import { createTestClient, createTestUser, type TestClient } from './helpers/service.js';
 
 const JWKS_PATH = '/.well-known/jwks.json';
 const GRANTS = ['password', 'refresh_token', 'client_credentials'] as const;
 const SCOPES = ['profile', 'orders:read', 'orders:write'];
 const DEFAULT_ACCESS_TOKEN_TTL = 15 * 60;
-
-interface LoopbackTessera {
-  readonly service: TestService;
-  /** `http://127.0.0.1:<port>`: ISSUER, the default audience, and where the clients connect. */
-  readonly issuer: string;
-  readonly jwksUrl: URL;
-  /** Every request the server received: path, User-Agent, and the time (Date.now()) it arrived. */
-  readonly requests: { readonly path: string; readonly userAgent: string; readonly at: number }[];
-  close(): Promise<void>;
-}
-
-/**
- * A Tessera listening on 127.0.0.1. The port is taken first (port 0), so that ISSUER can name it
- * without a race for it (as in test/well-known.test.ts).
- */
-async function startLoopbackTessera(options: { clock: FakeClock; env?: Env }): Promise<LoopbackTessera> {
-  const server: Server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  const issuer = `http://127.0.0.1:${port}`;
-  let database: TestDatabase | undefined;
-  let service: TestService | undefined;
-  const close = async () => {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    await service?.close();
-    await database?.drop();
-  };
-  try {
-    database = await createTestDatabase();
-    service = await startTestService(database, {
-      env: testEnv(database, { ISSUER: issuer, PORT: String(port), ...options.env }),
-      clock: options.clock,
-    });
-  } catch (error) {
-    await close();
-    throw error;
-  }
-  const requests: { path: string; userAgent: string; at: number }[] = [];
-  server.on('request', (req) => requests.push({ path: req.url ?? '', userAgent: req.headers['user-agent'] ?? '', at: Date.now() }));
-  server.on('request', service.app);
-  return { service, issuer, jwksUrl: new URL(`${issuer}${JWKS_PATH}`), requests, close };
-}
 
 /** What a downstream service does with an access token: verify it against the issuer's JWKS. */
 async function verifyWithJose(tessera: LoopbackTessera, token: string, jwks = createRemoteJWKSet(tessera.jwksUrl)) {

@@ -12,8 +12,10 @@
  * never the test.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { performance } from 'node:perf_hooks';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, type JWTPayload, jwtVerify } from 'jose';
 import * as oauth from 'oauth4webapi';
@@ -21,8 +23,10 @@ import * as openid from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { KeyStore } from '../src/keys/key-store.js';
 import { listKeyStatus, maintainSigningKeys, promotionDelaySeconds, retentionSeconds, rotateSigningKey } from '../src/keys/lifecycle.js';
+import { findPackageRoot } from '../src/package-root.js';
 import { startKeyMaintenance } from '../src/service.js';
 import { createFakeClock, type FakeClock } from './helpers/clock.js';
+import { forgeJwt } from './helpers/forge.js';
 import { keysFollow, makeNextKeyDue } from './helpers/keys.js';
 import { type LoopbackTessera, startLoopbackTessera } from './helpers/loopback-tessera.js';
 import { createTestClient, createTestUser, type TestClient } from './helpers/service.js';
@@ -520,17 +524,27 @@ if (!pyjwt.available) console.warn(`SKIPPED: PyJWT interoperability: ${pyjwt.rea
 
 /**
  * One PyJWKClient for the whole run, as a Python service keeps one: it reads a token per line on
- * stdin and answers one JSON line, the verified claims or the error.
+ * stdin and answers one JSON line, the verified claims or the error. `verify` is the README's
+ * ("Verifying tokens from other stacks"), word for word: keep them together.
  */
 const PYJWT_VERIFIER = `
 import json, sys, jwt
 jwks_url, audience, issuer = sys.argv[1:4]
-client = jwt.PyJWKClient(jwks_url)
+
+jwks = jwt.PyJWKClient(jwks_url, lifespan=600)
+
+def verify(token):
+    # PyJWT does not look at typ; RFC 9068 section 4 asks for it (no other JWT of Tessera's keys passes).
+    if jwt.get_unverified_header(token).get("typ") != "at+jwt":
+        raise jwt.InvalidTokenError("not an access token")
+    key = jwks.get_signing_key_from_jwt(token)
+    claims = jwt.decode(token, key.key, algorithms=["RS256"], audience=audience, issuer=issuer, leeway=5,
+                        options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]})
+    return key, claims
+
 for line in sys.stdin:
-    token = line.strip()
     try:
-        key = client.get_signing_key_from_jwt(token)
-        claims = jwt.decode(token, key.key, algorithms=["RS256"], audience=audience, issuer=issuer)
+        key, claims = verify(line.strip())
         print(json.dumps({"ok": True, "kid": key.key_id, "claims": claims}), flush=True)
     except Exception as error:
         print(json.dumps({"ok": False, "error": type(error).__name__ + ": " + str(error)}), flush=True)
@@ -563,7 +577,13 @@ describe.skipIf(!pyjwt.available)(
       return ((await response.json()) as { access_token: string }).access_token;
     }
 
-    it('verifies Tessera tokens with PyJWKClient and jwt.decode, before and after a key rotation', async () => {
+    it('is the README\'s', () => {
+      const verify = PYJWT_VERIFIER.slice(PYJWT_VERIFIER.indexOf('def verify'), PYJWT_VERIFIER.indexOf('\nfor line'));
+      expect(verify).toContain('jwt.decode(');
+      expect(readFileSync(join(findPackageRoot(), 'README.md'), 'utf8')).toContain(verify);
+    });
+
+    it('verifies Tessera tokens with PyJWKClient as the README sets it up (typ checked), before and after a key rotation', async () => {
       const python = spawn(PYTHON, ['-c', PYJWT_VERIFIER, tessera.jwksUrl.href, tessera.issuer, tessera.issuer], {
         stdio: ['pipe', 'pipe', 'pipe'],
       });
@@ -585,6 +605,11 @@ describe.skipIf(!pyjwt.available)(
         const before = await verify(oldToken);
         expect(before).toMatchObject({ ok: true, kid: oldKid });
         expectUserToken(before.claims!, { issuer: tessera.issuer, sub: user.id, clientId: client.id, scope: 'orders:read' });
+        // The typ check: the same claims under Tessera's own signature, but typ JWT, are refused;
+        // the same forgery with typ at+jwt is the control.
+        const genuine = deps.keys.current().signing;
+        expect(await verify(await forgeJwt(genuine, decodeJwt(oldToken), { header: { typ: 'JWT' } }))).toEqual({ ok: false, error: 'InvalidTokenError: not an access token' });
+        expect(await verify(await forgeJwt(genuine, decodeJwt(oldToken)))).toMatchObject({ ok: true, kid: oldKid });
 
         // A rotation whose promotion delay has passed (for the keys only, on the database's clock;
         // the tokens keep real-time iat/exp, which PyJWT checks against its own clock).

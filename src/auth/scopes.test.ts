@@ -1,25 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { OAuthError } from '../oauth/errors.js';
+import { expectOAuthError } from '../../test/helpers/oauth-error.js';
 import { formatScope, parseScope, resolveScope, type ScopeRequest } from './scopes.js';
 
-/** Runs fn and returns what it threw, so the whole error can be asserted. */
-function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected an error, nothing was thrown');
-}
-
-function expectInvalidScope(fn: () => unknown, description: string): void {
-  const error = thrown(fn);
-  expect(error).toBeInstanceOf(OAuthError);
-  const oauth = error as OAuthError;
-  expect(oauth.status).toBe(400);
-  expect(oauth.headers).toEqual({});
-  expect(oauth.toJSON()).toEqual({ error: 'invalid_scope', error_description: description });
-}
+const expectInvalidScope = (fn: () => unknown, description: string) => expectOAuthError(fn, 400, 'invalid_scope', description);
 
 const MALFORMED = 'the scope parameter is malformed';
 const NOT_ALLOWED = 'the requested scope is not allowed for this user or client';

@@ -12,7 +12,12 @@ export type Params = Readonly<Record<string, string | undefined>>;
  * charset body-parser found (lower-cased), or its default, utf-8.
  */
 function requireUtf8(encoding: string): void {
-  if (encoding !== 'utf-8') throw Object.assign(new Error('the request body is not UTF-8'), { type: 'charset.unsupported' });
+  if (encoding !== 'utf-8') throw refusal('charset.unsupported');
+}
+
+/** What a `verify` hook throws: body-parser passes it on, and src/http/errors.ts answers by its `type`. */
+function refusal(type: string): Error {
+  return Object.assign(new Error(type), { type });
 }
 
 /** Token-endpoint bodies are small; a password is capped at 1 KiB. Compressed bodies are refused (no inflate bombs). */
@@ -35,18 +40,17 @@ export const parseJson: RequestHandler = express.json({
   verify: (_req, _res, body: Buffer, encoding) => {
     requireUtf8(encoding);
     const text = body.toString('utf8');
-    if (isJsonButNotObject(text)) throw Object.assign(new Error('the JSON body is not an object'), { type: 'json.not.object' });
-    if (findDuplicateKey(text) !== undefined) {
-      throw Object.assign(new Error('a JSON member is repeated'), { type: 'json.duplicate.key' });
-    }
+    if (isJsonButNotObject(text)) throw refusal('json.not.object');
+    if (findDuplicateKey(text) !== undefined) throw refusal('json.duplicate.key');
   },
 });
 
 /** Valid JSON whose value is not an object (an array, a string, a number, true, false, null). */
-function isJsonButNotObject(text: string): boolean {
-  // A UTF-8 byte order mark may be ignored (RFC 8259 §8.1), as the parser does.
-  const start = text.replace(/^\uFEFF/, '').trimStart();
-  if (start === '' || start.startsWith('{')) return false;
+export function isJsonButNotObject(text: string): boolean {
+  // A UTF-8 byte order mark may be ignored (RFC 8259 §8.1), as the parser does: trimStart drops it
+  // with the white space (U+FEFF is white space to ECMAScript, not to JSON.parse).
+  const start = text.trimStart();
+  if (start.startsWith('{')) return false;
   try {
     JSON.parse(start);
     return true;
@@ -75,13 +79,13 @@ export function findDuplicateKey(text: string): string | undefined {
       i = end;
       const names = open.at(-1);
       if (names === undefined || !isFollowedByColon(text, end + 1)) continue;
-      let name: unknown;
+      // From a quote to a quote: a string, or not JSON at all.
+      let name: string;
       try {
-        name = JSON.parse(literal);
+        name = JSON.parse(literal) as string;
       } catch {
         return undefined;
       }
-      if (typeof name !== 'string') return undefined;
       if (names.has(name)) return name;
       names.add(name);
     }
@@ -91,9 +95,9 @@ export function findDuplicateKey(text: string): string | undefined {
 
 /** Whether the next character after `from` that is not JSON whitespace is a colon (a member name ends there). */
 function isFollowedByColon(text: string, from: number): boolean {
-  let i = from;
-  while (i < text.length && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++;
-  return text[i] === ':';
+  const colon = /[ \t\n\r]*:/y; // sticky: from `from` on, and nowhere else
+  colon.lastIndex = from;
+  return colon.test(text);
 }
 
 /**

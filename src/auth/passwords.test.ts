@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest';
-import { checkNewPassword, createPasswordHasher, hasControlCharacters } from './passwords.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { OAuthError } from '../oauth/errors.js';
+import { checkNewPassword, createPasswordHasher, generatePassword, hasControlCharacters, type PasswordHasher } from './passwords.js';
 
 /** The cheapest Argon2id the library takes: these tests check behaviour, not cost. */
 const LOW = { memoryKib: 256, iterations: 1, parallelism: 1 } as const;
@@ -75,7 +76,12 @@ describe('hasControlCharacters', () => {
 });
 
 describe('createPasswordHasher', () => {
-  const hasher = createPasswordHasher(LOW);
+  // A hasher of each test's own, made inside the test: one made while the file loads would not
+  // count as run by these tests (npm run mutate would think nothing here checks it).
+  let hasher: PasswordHasher;
+  beforeEach(() => {
+    hasher = createPasswordHasher(LOW);
+  });
 
   it('makes Argon2id PHC strings at the configured parameters, salted', async () => {
     const first = await hasher.hash('kq7#vb2!');
@@ -130,5 +136,56 @@ describe('createPasswordHasher', () => {
     expect(dummy).toMatch(/^\$argon2id\$v=19\$m=256,t=1,p=1\$/);
     expect(await hasher.verify(dummy, '')).toBe(false);
     expect(await hasher.verify(dummy, 'kq7#vb2!')).toBe(false);
+  });
+});
+
+describe('createPasswordHasher under load', () => {
+  it('tells observe each operation and how many seconds it took', async () => {
+    const seen: [string, number][] = [];
+    const observed = createPasswordHasher(LOW, undefined, (operation, seconds) => seen.push([operation, seconds]));
+    const started = performance.now();
+    const hash = await observed.hash('kq7#vb2!');
+    expect(await observed.verify(hash, 'kq7#vb2!')).toBe(true);
+    expect(await observed.verify('not a hash', 'kq7#vb2!')).toBe(false);
+    const elapsed = (performance.now() - started) / 1000;
+    expect(seen.map(([operation]) => operation)).toEqual(['hash', 'verify', 'verify']);
+    // Each took some time, and together no more than the whole: seconds, not milliseconds.
+    for (const [, seconds] of seen) expect(seconds).toBeGreaterThan(0);
+    expect(seen.reduce((sum, [, seconds]) => sum + seconds, 0)).toBeLessThanOrEqual(elapsed);
+  });
+
+  it('runs maxConcurrent at once, queues queueLimit more, and refuses the rest: 503 with Retry-After', async () => {
+    const bounded = createPasswordHasher(LOW, { maxConcurrent: 1, queueLimit: 1 });
+    const running = [bounded.hash('kq7#vb2!'), bounded.hash('kq7#vb2?')]; // one runs, one waits
+    const refused: unknown = await bounded.verify('not a hash', 'kq7#vb2!').catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(OAuthError);
+    const { status, headers } = refused as OAuthError;
+    expect({ status, headers, body: (refused as OAuthError).toJSON() }).toEqual({
+      status: 503,
+      headers: { 'Retry-After': '1' },
+      body: { error: 'temporarily_unavailable', error_description: 'the service is busy; retry shortly' },
+    });
+    const [first, second] = await Promise.all(running);
+    expect(await bounded.verify(first!, 'kq7#vb2!')).toBe(true);
+    expect(await bounded.verify(second!, 'kq7#vb2?')).toBe(true);
+    expect(bounded.load.peak).toBe(1);
+  });
+
+  it('does not remember a dummy hash that failed for want of a slot: the next call makes one', async () => {
+    const bounded = createPasswordHasher(LOW, { maxConcurrent: 1, queueLimit: 0 });
+    const running = bounded.hash('kq7#vb2!');
+    await expect(bounded.dummyHash()).rejects.toMatchObject({ code: 'temporarily_unavailable', status: 503 });
+    await running;
+    const dummy = await bounded.dummyHash();
+    expect(dummy).toMatch(/^\$argon2id\$v=19\$m=256,t=1,p=1\$/);
+    expect(await bounded.dummyHash()).toBe(dummy);
+  });
+});
+
+describe('generatePassword', () => {
+  it('makes 128 random bits, base64url without padding', () => {
+    const passwords = new Set(Array.from({ length: 20 }, () => generatePassword()));
+    expect(passwords.size).toBe(20);
+    for (const password of passwords) expect(password).toMatch(/^[A-Za-z0-9_-]{22}$/);
   });
 });

@@ -9,6 +9,7 @@ import type { TestDatabase } from './helpers/database.js';
 import {
   createTestClient,
   createTestUser,
+  passwordGrant,
   TEST_ISSUER,
   type TestClient,
   type TestService,
@@ -272,5 +273,39 @@ describe('methods', () => {
     expect(res.status).toBe(405);
     expect(res.headers['allow']).toBe('GET, HEAD');
     expect(res.body).toEqual({ error: 'invalid_request', error_description: 'this endpoint accepts GET, HEAD only' });
+  });
+});
+
+// --- the scheme, and the session behind the token --------------------------------------------
+
+describe('the Bearer scheme and the session, at every user endpoint', () => {
+  it.each([
+    ['a genuine token behind another word ending in Bearer', (token: string) => `XBearer ${token}`],
+    ['a genuine token after another credential', (token: string) => `Basic eDp5 Bearer ${token}`],
+  ])('refuses %s', async (_label, header) => {
+    const token = await passwordToken(user);
+    expect((await withToken(token)).status).toBe(200);
+    const res = await userinfo().set('Authorization', header(token));
+    expectInvalidToken(res, 'the Authorization header is not a bearer token', 'Bearer realm="tessera", error="invalid_token"');
+  });
+
+  it('ends the access tokens of a session at once when its refresh token is revoked, at /userinfo and /users/me/password', async () => {
+    const who = await createTestUser(service(), { scopes: ['profile'] });
+    const login = await passwordGrant(service().app, client, who);
+    expect(login.status).toBe(200);
+    const { access_token: token, refresh_token: refreshToken } = login.body as { access_token: string; refresh_token: string };
+    const changePassword = () => request(service().app).post('/users/me/password').set('Authorization', `Bearer ${token}`).type('json').send({});
+    // Live: the token gets past authentication, to the missing parameters.
+    expect((await withToken(token)).status).toBe(200);
+    const live = await changePassword();
+    expect({ status: live.status, body: live.body }).toEqual({
+      status: 400,
+      body: { error: 'invalid_request', error_description: 'current_password and new_password are required' },
+    });
+
+    const revoked = await request(service().app).post('/revoke').type('form').set('Authorization', client.basic).send({ token: refreshToken });
+    expect(revoked.status).toBe(200);
+    expectInvalidToken(await withToken(token), NOT_VALID, 'Bearer realm="tessera", error="invalid_token"');
+    expectInvalidToken(await changePassword(), NOT_VALID, 'Bearer realm="tessera", error="invalid_token"');
   });
 });

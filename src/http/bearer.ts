@@ -6,33 +6,40 @@ import { OAuthError } from '../oauth/errors.js';
 import { type AccessTokenClaims, verifyAccessToken } from '../tokens/access-token.js';
 
 /** RFC 6750 §3: a request without credentials gets a bare challenge, no error code. */
-const missingToken = () =>
-  new OAuthError('invalid_token', 'a bearer access token is required', {
+function missingToken(): OAuthError {
+  return new OAuthError('invalid_token', 'a bearer access token is required', {
     headers: { 'WWW-Authenticate': 'Bearer realm="tessera"' },
   });
+}
 
 /** RFC 6750 §2.1: the token comes in the Authorization header only (never the URL, §2.3). */
 export async function authenticateBearer(deps: Deps, req: Request): Promise<AccessTokenClaims> {
   const header = req.get('authorization');
   if (header === undefined) throw missingToken();
-  const match = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i.exec(header.trim());
+  // The HTTP parser has already dropped the white space around the field value (RFC 9110 §5.5).
+  const match = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i.exec(header);
   if (!match) throw invalidToken('the Authorization header is not a bearer token');
   return verifyAccessToken(deps, match[1]!);
 }
 
 /**
  * A client_credentials token (RFC 9068 §2.2: `sub` is the client itself) names no user. Users have
- * uuid ids and client ids may not look like one (src/oauth/client-auth.ts), so the two never meet.
+ * uuid ids and a client id may not look like one (src/oauth/client-auth.ts: no such client can
+ * authenticate, so none gets a token), so the two never meet: the shape of `sub` says which it is.
  */
-export function isClientToken(claims: Pick<AccessTokenClaims, 'sub' | 'client_id'>): boolean {
-  return claims.sub === claims.client_id || !isUuid(claims.sub);
+export function isClientToken(claims: Pick<AccessTokenClaims, 'sub'>): boolean {
+  return !isUuid(claims.sub);
 }
 
-const invalidToken = (description: string) =>
-  new OAuthError('invalid_token', description, {
+function invalidToken(description: string): OAuthError {
+  return new OAuthError('invalid_token', description, {
     headers: { 'WWW-Authenticate': 'Bearer realm="tessera", error="invalid_token"' },
   });
-const revokedToken = () => invalidToken('the access token is not valid');
+}
+
+function revokedToken(): OAuthError {
+  return invalidToken('the access token is not valid');
+}
 
 /**
  * For Tessera's own user endpoints: a valid access token whose user still exists and is enabled,

@@ -41,7 +41,7 @@ const MODULES = [
   {
     name: 'scopes',
     mutate: ['src/auth/scopes.ts'],
-    tests: ['src/auth/scopes.test.ts', 'test/security/h-scopes.test.ts', 'test/admin.test.ts'],
+    tests: ['src/auth/scopes.test.ts'],
   },
   {
     name: 'form',

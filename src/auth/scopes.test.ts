@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { expectOAuthError } from '../../test/helpers/oauth-error.js';
-import { formatScope, parseScope, resolveScope, type ScopeRequest } from './scopes.js';
+import { checkScopeList, formatScope, parseScope, resolveScope, type ScopeRequest } from './scopes.js';
 
 const expectInvalidScope = (fn: () => unknown, description: string) => expectOAuthError(fn, 400, 'invalid_scope', description);
 
@@ -42,6 +42,18 @@ describe('parseScope (RFC 6749 §3.3)', () => {
     ['an emoji', 'orders:😀'],
   ])('refuses %s with invalid_scope', (_label, text) => {
     expectInvalidScope(() => parseScope(text), MALFORMED);
+  });
+});
+
+describe('checkScopeList (scopes an operator names)', () => {
+  it('takes scope-tokens, and no list at all', () => {
+    expect(checkScopeList(['profile', 'orders:read', "!#[]~"])).toBeUndefined();
+    expect(checkScopeList([])).toBeUndefined();
+  });
+
+  it('names every scope that is not a scope-token, and only those', () => {
+    expect(checkScopeList(['profile', 'a b'])).toBe('not a valid scope: a b');
+    expect(checkScopeList(['say"hi"', 'profile', 'back\\slash', ''])).toBe('not a valid scope: say"hi" back\\slash ');
   });
 });
 

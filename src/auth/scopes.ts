@@ -1,10 +1,8 @@
 import { OAuthError } from '../oauth/errors.js';
 
 /** RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), separated by single spaces. */
-const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
-
 export function isScopeToken(text: string): boolean {
-  return SCOPE_TOKEN.test(text);
+  return /^[\x21\x23-\x5B\x5D-\x7E]+$/.test(text);
 }
 
 /**

@@ -309,3 +309,46 @@ describe('the Bearer scheme and the session, at every user endpoint', () => {
     expectInvalidToken(await changePassword(), NOT_VALID, 'Bearer realm="tessera", error="invalid_token"');
   });
 });
+
+describe('token size', () => {
+  /** A token Tessera's key signed, padded (a claim, then a header member) to exactly `length` characters. */
+  async function signedOfLength(length: number): Promise<string> {
+    for (let extra = 0; extra < 4; extra++) {
+      const header = { x: 'h'.repeat(extra) };
+      const bare = await forge({ header, claims: { padding: '' } });
+      const fill = Math.floor(((length - bare.length) * 3) / 4) - 2;
+      for (let pad = Math.max(0, fill); pad < fill + 6; pad++) {
+        const token = await forge({ header, claims: { padding: 'p'.repeat(pad) } });
+        if (token.length === length) return token;
+      }
+    }
+    throw new Error(`no token of ${length} characters`);
+  }
+
+  it('accepts a genuine token of 8192 characters, and refuses one of 8193 as too long before reading it', async () => {
+    const longest = await signedOfLength(8192);
+    expect((await withToken(longest)).status).toBe(200);
+    expectInvalidToken(await withToken(await signedOfLength(8193)), 'the access token is too long');
+  });
+});
+
+describe('what verification checks, one claim or header at a time', () => {
+  // The attacks themselves, at every endpoint that takes a token, are ATTACKS.md A in
+  // test/security/a-forged-tokens.test.ts; here, each check of src/tokens/access-token.ts once.
+  type Forgery = (now: number) => ForgeOptions;
+  it.each<[string, Forgery, number]>([
+    ['a token forged exactly like a genuine one (the control)', () => ({}), 200],
+    ...['exp', 'iat', 'sub', 'jti', 'client_id'].map((claim): [string, Forgery, number] => [`no ${claim}`, () => ({ claims: { [claim]: undefined } }), 401]),
+    ['another algorithm with the genuine key (RS384)', () => ({ header: { alg: 'RS384' } }), 401],
+    ['typ JWT', () => ({ header: { typ: 'JWT' } }), 401],
+    ['another issuer', () => ({ claims: { iss: `${TEST_ISSUER}/` } }), 401],
+    ['an audience of another service only', () => ({ claims: { aud: 'orders-api' } }), 401],
+    ['an unknown kid', () => ({ header: { kid: 'no-such-key' } }), 401],
+    ['no kid', () => ({ header: { kid: undefined } }), 401],
+    ['an iat in the future beyond the tolerance', (now) => ({ claims: { iat: now + 60 } }), 401],
+  ])('%s', async (_label, forgery, status) => {
+    const res = await withToken(await forge(forgery(epochSeconds(service().clock))));
+    if (status === 200) expect(res.status).toBe(200);
+    else expectInvalidToken(res);
+  });
+});

@@ -51,9 +51,8 @@ export async function signAccessToken(
   // The client's own audiences, and always Tessera's AUDIENCE, so that the user can also use the
   // token at Tessera's own endpoints (/userinfo, password change). RFC 9068 §2.2 allows a list.
   const audience = [...new Set([...subject.audience, deps.config.audience])];
-  const claims: Record<string, unknown> = { client_id: subject.clientId, scope: subject.scope.join(' ') };
-  if (subject.authTime !== undefined) claims['auth_time'] = subject.authTime;
-  if (subject.sid !== undefined) claims['sid'] = subject.sid;
+  // auth_time and sid only when there are some: a member whose value is undefined is left out of the JSON.
+  const claims = { client_id: subject.clientId, scope: subject.scope.join(' '), auth_time: subject.authTime, sid: subject.sid };
   const token = await new SignJWT(claims)
     .setProtectedHeader({ alg: SIGNING_ALGORITHM, typ: ACCESS_TOKEN_TYPE, kid })
     .setIssuer(deps.config.issuer)

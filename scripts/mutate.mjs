@@ -65,8 +65,8 @@ const MODULES = [
   },
   {
     name: 'admin-auth',
-    mutate: ['src/http/admin/auth.ts'],
-    tests: ['test/admin.test.ts', 'test/security/i-integrity.test.ts'],
+    mutate: ['src/http/admin/auth.ts', 'src/auth/admin-access.ts'],
+    tests: ['test/admin-auth.test.ts'],
   },
 ];
 

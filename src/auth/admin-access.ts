@@ -7,9 +7,6 @@ import { userHoldsScope } from '../db/users.js';
 /** The scope the admin API requires (src/http/admin/auth.ts). */
 export const ADMIN_SCOPE = 'admin';
 
-/** The grants that give a user an access token, admin tokens included. */
-const USER_GRANTS = ['password', 'refresh_token'] as const;
-
 /** The acting admin of an admin API request: the user, and the client their access token came from. */
 export interface ActingAdmin {
   readonly userId: string;
@@ -33,15 +30,17 @@ export class AdminAccessError extends Error {
  * which has no acting admin, can then make it: it stays the way back in.
  */
 export async function keepAdminAccess<T>(db: Kysely<Database>, admin: ActingAdmin, change: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
+  // The grants that give a user an access token, admin tokens included.
+  const userGrants = ['password', 'refresh_token'] as const;
   return inTransaction(db, async (trx) => {
     // The client part is checked only if it held before: an admin whose client already cannot
     // issue the scope again (another admin changed it) may still make unrelated changes.
-    const clientBefore = await clientMayIssue(trx, admin.clientId, ADMIN_SCOPE, USER_GRANTS);
+    const clientBefore = await clientMayIssue(trx, admin.clientId, ADMIN_SCOPE, userGrants);
     const result = await change(trx);
     if (!(await userHoldsScope(trx, admin.userId, ADMIN_SCOPE))) {
       throw new AdminAccessError('an admin cannot take the admin scope from their own account');
     }
-    if (clientBefore && !(await clientMayIssue(trx, admin.clientId, ADMIN_SCOPE, USER_GRANTS))) {
+    if (clientBefore && !(await clientMayIssue(trx, admin.clientId, ADMIN_SCOPE, userGrants))) {
       throw new AdminAccessError('an admin cannot take the admin scope or its grants from the client of their own token');
     }
     return result;

@@ -7,10 +7,11 @@ import { OAuthError } from '../../oauth/errors.js';
 import { authenticateUserWith } from '../bearer.js';
 
 /** RFC 6750 §3.1: the token is fine but lacks the scope; the challenge names the one needed. */
-const insufficientScope = () =>
-  new OAuthError('insufficient_scope', 'this endpoint needs an access token with the admin scope', {
+function insufficientScope(): OAuthError {
+  return new OAuthError('insufficient_scope', 'this endpoint needs an access token with the admin scope', {
     headers: { 'WWW-Authenticate': `Bearer realm="tessera", error="insufficient_scope", scope="${ADMIN_SCOPE}"` },
   });
+}
 
 /**
  * Every /admin request: a user's access token (authenticateUserWith refuses disabled users and ended

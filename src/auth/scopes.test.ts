@@ -74,7 +74,7 @@ describe('resolveScope', () => {
   };
 
   it('grants the requested scope, sorted, when both subject and client may have it', () => {
-    expect(resolveScope({ ...base, requested: ['orders:write', 'profile'] })).toEqual(['orders:write', 'profile']);
+    expect(resolveScope({ ...base, requested: ['profile', 'orders:write'] })).toEqual(['orders:write', 'profile']);
   });
 
   it("uses the client's default when nothing is requested", () => {

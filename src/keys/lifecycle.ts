@@ -27,7 +27,7 @@ import { generateSigningKey } from './key-store.js';
 // configuration, and the largest any serving replica announced is the one that counts.
 
 /** Serialises key changes across replicas and the CLI (any constant shared by all of them). */
-const KEY_CHANGE_LOCK = 0x7e55e4a2;
+export const KEY_CHANGE_LOCK = 0x7e55e4a2;
 /**
  * A margin on every delay: timers drift, and verifiers accept a token a few seconds past its `exp`
  * (their clock tolerance, 5 s in src/tokens/access-token.ts and @tessera-auth/verify).
@@ -133,10 +133,10 @@ export class KeyLifecycleError extends Error {}
 function opens(ring: KeyRing, key: SigningKeyRow): boolean {
   try {
     ring.decrypt({ ciphertext: key.private_key_ciphertext, kekId: key.kek_id }, key.kid);
-    return true;
   } catch {
     return false;
   }
+  return true;
 }
 
 export interface KeyDeps extends KeyDecider {
@@ -164,7 +164,8 @@ export async function rotateSigningKey(deps: KeyDeps, actor: string, ip?: string
     const settings = await settingsInForce(trx, deps);
     return { row: await insertNextSigningKey(trx, key, promotionDelaySeconds(...settings)), retention: retentionSeconds(...settings) };
   });
-  audit(deps.log, 'signing_key_created', { kid: key.kid, activates_at: row.activates_at, actor, ...(ip === undefined ? {} : { ip }) });
+  // No ip from the CLI or the schedule: an undefined member is left out of the log line.
+  audit(deps.log, 'signing_key_created', { kid: key.kid, activates_at: row.activates_at, actor, ip });
   return keyStatus(row, retention);
 }
 

@@ -73,6 +73,9 @@ const invalidGrant = () => new OAuthError('invalid_grant', 'the refresh token is
 const MAX_ROTATION_ATTEMPTS = 3;
 const busy = () =>
   new OAuthError('temporarily_unavailable', 'the service is busy; retry shortly', { headers: { 'Retry-After': '1' } });
+/** A successor this replica cannot open: its KEY_ENCRYPTION_KEYS lack the key another replica sealed it with. */
+const keyMissing = () =>
+  new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable; retry later', { headers: { 'Retry-After': '5' } });
 
 /**
  * One refresh in two round trips: read the token's family (with its user, one query), then move the
@@ -89,6 +92,8 @@ const busy = () =>
  *   requests racing. A request that loses the compare-and-set to such a twin is answered this way
  *   too. Within REFRESH_REUSE_GRACE of the rotation that is an ordinary retry; after it, it is still
  *   served, but logged at warn with `late: true`, so that a late parent shows up where alerts look.
+ *   A replica that cannot open that successor (its KEY_ENCRYPTION_KEYS lack the sealing key)
+ *   answers 503 and revokes nothing.
  * - Anything older, or the parent once its successor has been used (the family has moved on), is
  *   reuse (RFC 9700 §4.14.2): the family is revoked and the event is logged.
  */
@@ -153,10 +158,18 @@ export async function rotateRefreshToken(
     const isParent = family.token_generation === family.generation - 1;
     if (isParent && family.successor_ciphertext !== null) {
       const successor = openSuccessor(request.token, family.successor_ciphertext, family.id, deps.successorKeys);
-      if (successor !== undefined) {
-        const late = family.rotated_at === null || now - family.rotated_at.getTime() > deps.config.refreshReuseGrace * 1000;
-        return { kind: 'replayed', late, token: successor, family, scope: request.decideScope(family) };
+      if (successor === undefined) {
+        // The presented token found the family by its hash, so it is the parent the successor was
+        // sealed for: only the server secret can be wrong. A replica whose KEY_ENCRYPTION_KEYS lack
+        // the key another replica sealed with (a key rotation rolled out to some replicas only) is
+        // an infrastructure fault, never reuse: 503, nothing revoked, and another replica (or this
+        // one, once its keys are fixed) serves the retry (DESIGN.md).
+        const fields = { ...context, user_id: family.user_id, family_id: family.id };
+        deps.log.error(fields, 'a refresh successor is sealed with a key this replica lacks: give every replica the same KEY_ENCRYPTION_KEYS');
+        throw keyMissing();
       }
+      const late = family.rotated_at === null || now - family.rotated_at.getTime() > deps.config.refreshReuseGrace * 1000;
+      return { kind: 'replayed', late, token: successor, family, scope: request.decideScope(family) };
     }
     await revokeFamily(deps.db, family.id, 'reuse', new Date(now));
     return { kind: 'reuse', family };

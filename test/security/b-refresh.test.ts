@@ -4,6 +4,7 @@
  * response (status, full body) and on what it left behind in PostgreSQL: a refused refresh must
  * neither rotate nor revoke anything unless revoking is the point.
  */
+import { randomBytes } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import request from 'supertest';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -96,6 +97,9 @@ async function rotate(s: Session): Promise<string> {
 
 const reuseEvents = (familyId: string, from: TestService = service()) =>
   from.logs.entries('refresh_token_reuse_detected').filter((entry) => entry['family_id'] === familyId);
+/** The refresh_failed events of this client's refreshes: [reason, family_id] (no family for an unknown token). */
+const failures = (client: TestClient) =>
+  service().logs.entries('refresh_failed').filter((entry) => entry['client_id'] === client.id).map((entry) => [entry['reason'], entry['family_id']]);
 
 describe('B1 reuse of a rotated token', () => {
   // ATTACKS.md I2 refines B1: a parent whose successor has never been used is a retry whose answer
@@ -146,6 +150,7 @@ describe('B1 reuse of a rotated token', () => {
     expect(replay.status).toBe(400);
     expect(replay.body).toEqual(INVALID_GRANT);
     expect((await stateOf(s.familyId)).generations).toEqual([1, 2]);
+    expect(failures(s.client)).toEqual([['revoked', s.familyId]]);
   });
 });
 
@@ -218,6 +223,37 @@ describe('B3 parallel refreshes of one token across replicas', () => {
       await replica.close();
     }
   });
+
+  it('B3 a replica whose KEY_ENCRYPTION_KEYS lack the key a successor was sealed with answers the retry 503, revokes nothing, and logs an error', async () => {
+    const s = await session();
+    // A key rotation rolled out to one replica only: it seals with the new key, the other holds the old one alone.
+    const old = service().config.keyEncryptionKeys!.map((key) => key.toString('base64')).join(',');
+    const rolledOut = await startTestService(context.database(), {
+      env: testEnv(context.database(), { KEY_ENCRYPTION_KEYS: `${randomBytes(32).toString('base64')},${old}` }),
+      clock: service().clock,
+    });
+    try {
+      const rotated = await refreshAt('/token', s.client, s.tokens.refresh_token, {}, rolledOut.app);
+      expect(rotated.status).toBe(200);
+      const before = await stateOf(s.familyId);
+      const retry = await refresh(s.client, s.tokens.refresh_token);
+      expect(retry.status).toBe(503);
+      expect(retry.headers['retry-after']).toBe('5');
+      expect(retry.body).toEqual({ error: 'temporarily_unavailable', error_description: 'the service is temporarily unavailable; retry later' });
+      expect(await stateOf(s.familyId)).toEqual(before);
+      expect(before.family).toMatchObject({ generation: 2, revoked_at: null });
+      expect(reuseEvents(s.familyId)).toEqual([]);
+      const errors = service().logs.entries().filter((entry) => entry['family_id'] === s.familyId && entry['level'] === 'error');
+      expect(errors).toEqual([expect.objectContaining({ client_id: s.client.id, user_id: s.user.id })]);
+      // The replica that holds the key serves the same retry, and the successor goes on working.
+      const served = await refreshAt('/token', s.client, s.tokens.refresh_token, {}, rolledOut.app);
+      expect(served.status).toBe(200);
+      expect(served.body.refresh_token).toBe(rotated.body.refresh_token);
+      expect((await refresh(s.client, rotated.body.refresh_token)).status).toBe(200);
+    } finally {
+      await rolledOut.close();
+    }
+  });
 });
 
 describe('B4 client binding and client authentication', () => {
@@ -229,6 +265,7 @@ describe('B4 client binding and client authentication', () => {
       const res = await withoutSideEffect(s, s.tokens.refresh_token, () => refreshAt(endpoint, other, s.tokens.refresh_token));
       expect(res.status).toBe(400);
       expect(res.body).toEqual(INVALID_GRANT);
+      expect(failures(other)).toEqual([['other_client', s.familyId]]);
     },
   );
 
@@ -286,16 +323,17 @@ describe('B5 refresh for a user who is disabled, deleted or has a new password',
   }
 
   it.each([
-    ['disabled by an admin', (s: Session) => asAdmin('patch', `/admin/users/${s.user.id}`, 200, { disabled: true })],
+    ['disabled by an admin', (s: Session) => asAdmin('patch', `/admin/users/${s.user.id}`, 200, { disabled: true }), 'revoked'],
     [
       'disabled and enabled again by an admin (the session does not come back)',
       async (s: Session) => {
         await asAdmin('patch', `/admin/users/${s.user.id}`, 200, { disabled: true });
         await asAdmin('patch', `/admin/users/${s.user.id}`, 200, { disabled: false });
       },
+      'revoked',
     ],
-    ['deleted by an admin', (s: Session) => asAdmin('delete', `/admin/users/${s.user.id}`, 204)],
-    ['given a new password by an admin', (s: Session) => asAdmin('post', `/admin/users/${s.user.id}/password`, 200, { password: NEW_PASSWORD })],
+    ['deleted by an admin', (s: Session) => asAdmin('delete', `/admin/users/${s.user.id}`, 204), 'unknown_token'],
+    ['given a new password by an admin', (s: Session) => asAdmin('post', `/admin/users/${s.user.id}/password`, 200, { password: NEW_PASSWORD }), 'revoked'],
     [
       'changing their own password',
       async (s: Session) => {
@@ -305,10 +343,11 @@ describe('B5 refresh for a user who is disabled, deleted or has a new password',
           .send({ current_password: s.user.password, new_password: NEW_PASSWORD });
         expect(res.status).toBe(204);
       },
+      'revoked',
     ],
-    ['disabled in the database, sessions left alone', (s: Session) => updateUser(s, { disabled: true })],
-    ['deleted in the database', async (s: Session) => void (await service().deps.db.deleteFrom('users').where('id', '=', s.user.id).execute())],
-  ])('B5 a user %s: invalid_grant for the current token and for a grace replay', async (_name, end) => {
+    ['disabled in the database, sessions left alone', (s: Session) => updateUser(s, { disabled: true }), 'user_disabled'],
+    ['deleted in the database', async (s: Session) => void (await service().deps.db.deleteFrom('users').where('id', '=', s.user.id).execute()), 'unknown_token'],
+  ])('B5 a user %s: invalid_grant for the current token and for a grace replay', async (_name, end, reason) => {
     const s = await session();
     const successor = await rotate(s);
     await end(s);
@@ -319,6 +358,9 @@ describe('B5 refresh for a user who is disabled, deleted or has a new password',
       expect(res.body).toEqual(INVALID_GRANT);
     }
     expect((await stateOf(s.familyId)).generations).toEqual(generations);
+    // A deleted user's families went with the user: their tokens are unknown.
+    const family = reason === 'unknown_token' ? undefined : s.familyId;
+    expect(failures(s.client)).toEqual([[reason, family], [reason, family]]);
   });
 });
 
@@ -329,6 +371,7 @@ describe('B6 idle and absolute expiry', () => {
     expect(res.status).toBe(400);
     expect(res.body).toEqual(INVALID_GRANT);
     expect(await stateOf(s.familyId)).toEqual(before);
+    expect(failures(s.client)).toEqual([['expired', s.familyId]]);
   };
 
   it('B6 a family unused for REFRESH_TOKEN_IDLE_TTL (14 days) is dead; each use restarts the idle clock', async () => {
@@ -377,6 +420,8 @@ describe('B7 malformed refresh tokens', () => {
       const res = await withoutSideEffect(s, s.tokens.refresh_token, () => refreshAt(endpoint, s.client, value));
       expect(res.status).toBe(400);
       expect(res.body).toEqual(INVALID_GRANT);
+      // Only a token of the right shape is looked up, and logged as unknown.
+      expect(failures(s.client)).toEqual(value === 'A'.repeat(43) || value === '_'.repeat(43) ? [['unknown_token', undefined]] : []);
     },
   );
 

@@ -169,8 +169,9 @@ describe('after traffic', () => {
     expect(login.status).toBe(200);
     const failed = await token(client, { grant_type: 'password', username: user.username, password: 'not the password' });
     expect(failed.status).toBe(400);
-    // A refresh; a retry of it inside the grace window (through /refresh); one after it (late);
-    // the successor used; the parent again: reuse.
+    // A refresh; two retries of it inside the grace window (one through /refresh); one after it
+    // (late); the successor used; the parent again: reuse. Two grace replays and one late one, so
+    // that the two counters cannot be confused.
     const parent = login.body.refresh_token as string;
     expect((await token(client, { grant_type: 'refresh_token', refresh_token: parent })).status).toBe(200);
     service.clock.advance(1 * SECOND);
@@ -180,6 +181,7 @@ describe('after traffic', () => {
       .set('X-Forwarded-For', freshIp())
       .send({ refresh_token: parent });
     expect(replay.status).toBe(200);
+    expect((await token(client, { grant_type: 'refresh_token', refresh_token: parent })).body.refresh_token).toBe(replay.body.refresh_token);
     service.clock.advance(30 * SECOND);
     expect((await token(client, { grant_type: 'refresh_token', refresh_token: parent })).status).toBe(200);
     expect((await token(client, { grant_type: 'refresh_token', refresh_token: replay.body.refresh_token })).status).toBe(200);
@@ -203,12 +205,12 @@ describe('after traffic', () => {
       [requests('password', 'invalid_grant')]: 1,
       [requests('password', 'invalid_request')]: LOGIN_IP_LIMIT,
       [requests('password', 'rate_limited')]: 1,
-      [requests('refresh_token', 'success')]: 4,
+      [requests('refresh_token', 'success')]: 5,
       [requests('refresh_token', 'invalid_grant')]: 1,
       [requests('client_credentials', 'success')]: 1,
       [requests('unknown', 'unsupported_grant_type')]: 1,
     });
-    expect(moved(before, after, 'tessera_refresh_token_grace_replays_total')).toEqual({ tessera_refresh_token_grace_replays_total: 1 });
+    expect(moved(before, after, 'tessera_refresh_token_grace_replays_total')).toEqual({ tessera_refresh_token_grace_replays_total: 2 });
     expect(moved(before, after, 'tessera_refresh_token_late_replays_total')).toEqual({ tessera_refresh_token_late_replays_total: 1 });
     expect(moved(before, after, 'tessera_refresh_token_reuse_detections_total')).toEqual({
       tessera_refresh_token_reuse_detections_total: 1,
@@ -223,7 +225,7 @@ describe('after traffic', () => {
     const http = (route: string, status: string, method = 'POST') =>
       seriesKey('tessera_http_request_duration_seconds_count', { method, route, status });
     expect(moved(before, after, 'tessera_http_request_duration_seconds_count')).toEqual({
-      [http('/token', '200')]: 5,
+      [http('/token', '200')]: 6,
       [http('/refresh', '200')]: 1,
       [http('/token', '400')]: 3 + LOGIN_IP_LIMIT,
       [http('/token', '429')]: 1,

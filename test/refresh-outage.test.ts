@@ -28,75 +28,89 @@ async function waitForBlockedRotation(): Promise<void> {
   throw new Error('the refresh never reached the family lock');
 }
 
-/** A new user's login through a new client: the client, the response, and the family (sid). */
+/** A new user's login through a new client: the family (sid), and a refresh of the login's token. */
 async function startSession() {
   const client = await createTestClient(service);
   const user = await createTestUser(service, { scopes: ['profile'] });
   const res = await passwordGrant(service.app, client, user);
   expect(res.status).toBe(200);
-  return { client, login: res, familyId: decodeJwt(res.body.access_token).sid as string };
-}
-
-it('a database failure in the middle of a rotation answers 503 and leaves the presented token usable', async () => {
-  const { client, login, familyId } = await startSession();
   const refresh = () =>
     request(service.app)
       .post('/token')
       .type('form')
       .set('Authorization', client.basic)
-      .send({ grant_type: 'refresh_token', refresh_token: login.body.refresh_token });
+      .send({ grant_type: 'refresh_token', refresh_token: res.body.refresh_token });
+  return { refresh, familyId: decodeJwt(res.body.access_token).sid as string };
+}
 
-  // Hold the family row from outside, so the service's rotation transaction is open and waiting
-  // inside PostgreSQL when the connection dies.
+/** Runs `during` while another connection holds the family row with `lock` (`for update`, `for share`); rolls back after. */
+async function whileHeld<T>(familyId: string, lock: string, during: (blocker: pg.Client) => Promise<T>): Promise<T> {
   const blocker = new pg.Client({ connectionString: database.url });
   await blocker.connect();
   try {
     await blocker.query('begin');
-    await blocker.query('select id from refresh_families where id = $1 for update', [familyId]);
-    const response = refresh().then((res) => res); // .then() sends the request now
-    await waitForBlockedRotation();
-    proxy.cut();
-    const res = await response;
-    expect(res.status).toBe(503);
-    expect(res.headers['retry-after']).toBe('5');
-    expect(res.body).toEqual({ error: 'temporarily_unavailable', error_description: 'the service is temporarily unavailable; retry later' });
+    await blocker.query(`select id from refresh_families where id = $1 ${lock}`, [familyId]);
+    return await during(blocker);
   } finally {
-    await blocker.query('rollback');
+    await blocker.query('rollback').catch(() => undefined);
     await blocker.end();
+  }
+}
+
+const familyRow = (familyId: string) => database.db.selectFrom('refresh_families').selectAll().where('id', '=', familyId).executeTakeFirstOrThrow();
+
+it('a database failure in the middle of a rotation answers 503 and leaves the presented token usable', async () => {
+  const { refresh, familyId } = await startSession();
+  // Hold the family row from outside, so the service's rotation transaction is open and waiting
+  // inside PostgreSQL when the connection dies.
+  try {
+    await whileHeld(familyId, 'for update', async () => {
+      const response = refresh().then((res) => res); // .then() sends the request now
+      await waitForBlockedRotation();
+      proxy.cut();
+      const res = await response;
+      expect(res.status).toBe(503);
+      expect(res.headers['retry-after']).toBe('5');
+      expect(res.body).toEqual({ error: 'temporarily_unavailable', error_description: 'the service is temporarily unavailable; retry later' });
+    });
+  } finally {
     proxy.restore();
   }
 
-  const family = await database.db.selectFrom('refresh_families').selectAll().where('id', '=', familyId).executeTakeFirstOrThrow();
-  expect(family).toMatchObject({ generation: 1, revoked_at: null, rotated_at: null });
+  expect(await familyRow(familyId)).toMatchObject({ generation: 1, revoked_at: null, rotated_at: null });
   const retried = await refresh();
   expect(retried.status).toBe(200);
   expect(retried.body.refresh_token).toMatch(/^[A-Za-z0-9_-]{43}$/);
 });
 
 it('a rotation that finds its family held by another write waits for it, then rotates (no reuse, no error)', async () => {
-  const { client, login, familyId } = await startSession();
-
+  const { refresh, familyId } = await startSession();
   // Something else (an operator's query, a revocation that then rolls back) holds the row: the
   // compare-and-set skips it, and the re-read waits for it to end.
-  const blocker = new pg.Client({ connectionString: database.url });
-  await blocker.connect();
-  try {
-    await blocker.query('begin');
-    await blocker.query('select id from refresh_families where id = $1 for update', [familyId]);
-    const response = request(service.app)
-      .post('/token')
-      .type('form')
-      .set('Authorization', client.basic)
-      .send({ grant_type: 'refresh_token', refresh_token: login.body.refresh_token })
-      .then((res) => res);
+  const res = await whileHeld(familyId, 'for update', async (blocker) => {
+    const response = refresh().then((answer) => answer);
     await waitForBlockedRotation();
     await blocker.query('rollback');
-    const res = await response;
-    expect(res.status).toBe(200);
-    expect(res.body.refresh_token).not.toBe(login.body.refresh_token);
-  } finally {
-    await blocker.end();
-  }
-  const family = await database.db.selectFrom('refresh_families').selectAll().where('id', '=', familyId).executeTakeFirstOrThrow();
-  expect(family).toMatchObject({ generation: 2, revoked_at: null });
+    return response;
+  });
+  expect(res.status).toBe(200);
+  expect(res.body.refresh_token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  expect(await familyRow(familyId)).toMatchObject({ generation: 2, revoked_at: null });
+});
+
+it('a rotation that keeps losing the compare-and-set answers 503 busy after three tries, and leaves the token usable', async () => {
+  const { refresh, familyId } = await startSession();
+  // A share lock on the family (what another transaction's foreign-key check takes) makes every
+  // compare-and-set (FOR UPDATE SKIP LOCKED) skip the row, while the re-read (FOR SHARE) does not
+  // wait for it: each attempt loses, and the refresh must give up rather than spin.
+  const res = await whileHeld(familyId, 'for share', () => refresh());
+  expect(res.status).toBe(503);
+  expect(res.headers['retry-after']).toBe('1');
+  expect(res.body).toEqual({ error: 'temporarily_unavailable', error_description: 'the service is busy; retry shortly' });
+
+  expect(await familyRow(familyId)).toMatchObject({ generation: 1, revoked_at: null, rotated_at: null });
+  expect(service.logs.entries('refresh_token_reuse_detected').filter((entry) => entry['family_id'] === familyId)).toEqual([]);
+  const retried = await refresh();
+  expect(retried.status).toBe(200);
+  expect(retried.body.refresh_token).toMatch(/^[A-Za-z0-9_-]{43}$/);
 });

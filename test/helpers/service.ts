@@ -145,13 +145,22 @@ export interface TestClient extends Client {
 
 export async function createTestClient(
   service: TestService,
-  options: { type?: ClientType; grantTypes?: GrantType[]; scopes?: string[]; defaultScopes?: string[]; audience?: string[] } = {},
+  options: {
+    type?: ClientType;
+    grantTypes?: GrantType[];
+    scopes?: string[];
+    defaultScopes?: string[];
+    audience?: string[];
+    /** A chosen id or secret (the secret of a confidential client), where a test needs a particular shape. */
+    id?: string;
+    secret?: string;
+  } = {},
 ): Promise<TestClient> {
   const type = options.type ?? 'confidential';
-  const secret = type === 'confidential' ? generateClientSecret() : undefined;
+  const secret = type === 'confidential' ? (options.secret ?? generateClientSecret()) : undefined;
   noteSecret('client secret (createTestClient)', secret);
   const client = await insertClient(service.deps.db, {
-    id: uniqueName('client'),
+    id: options.id ?? uniqueName('client'),
     type,
     secret_hash: secret === undefined ? null : hashClientSecret(secret),
     grant_types: options.grantTypes ?? ['password', 'refresh_token'],

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { type AddressInfo, connect } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
+import { decodeJwt } from 'jose';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listen, type RunningServer } from '../../src/service.js';
@@ -226,6 +227,13 @@ describe('E4 two client authentication methods at once (RFC 6749 §2.3)', () => 
     const res = await leavesNoTrace(who.id, () => postForm('/token', { ...passwordForm(who), client_id: other.id }));
     expectError(res, 400, 'invalid_request', 'client_id does not match the Authorization header');
   });
+
+  it('E4 Basic with the same client_id in the body is one method, and authenticates', async () => {
+    const who = await createTestUser(service(), { scopes: ['profile'] });
+    const res = await postForm('/token', { ...passwordForm(who), client_id: client.id });
+    expect(res.status).toBe(200);
+    expect(decodeJwt(res.body.access_token).client_id).toBe(client.id);
+  });
 });
 
 describe('E5 malformed Basic credentials', () => {
@@ -242,6 +250,7 @@ describe('E5 malformed Basic credentials', () => {
     ['an empty secret', () => `Basic ${base64(`${client.id}:`)}`, 'client authentication failed'],
     ['bad percent-encoding', () => `Basic ${base64('%zz:%zz')}`, NOT_BASIC],
     ['another scheme', () => `Bearer ${base64(`${client.id}:${client.secret}`)}`, NOT_BASIC],
+    ['a scheme that ends in Basic', () => `XBasic ${base64(`${client.id}:${client.secret}`)}`, NOT_BASIC],
     ['the scheme glued to the credentials', () => `Basic${base64(`${client.id}:${client.secret}`)}`, NOT_BASIC],
     ['a second token after the credentials', () => `${client.basic} extra`, NOT_BASIC],
     ['the scheme alone', () => 'Basic', NOT_BASIC],
@@ -261,6 +270,35 @@ describe('E5 malformed Basic credentials', () => {
   it('E5 the scheme name is case-insensitive (RFC 9110 §11.1), so basic and BASIC are not malformed', async () => {
     const credentials = client.basic.slice('Basic '.length);
     for (const scheme of ['basic', 'BASIC']) expect((await postForm('/token', passwordForm(), `${scheme} ${credentials}`)).status).toBe(200);
+  });
+});
+
+describe('E5 well-formed Basic credentials of unusual shape', () => {
+  const login = async (basic: string) => {
+    const who = await createTestUser(service(), { scopes: ['profile'] });
+    return postForm('/token', passwordForm(who), basic);
+  };
+
+  it('E5 a client id of one character authenticates with Basic', async () => {
+    const one = await createTestClient(service(), { id: 'q' });
+    const res = await login(one.basic);
+    expect(res.status).toBe(200);
+    expect(decodeJwt(res.body.access_token).client_id).toBe('q');
+  });
+
+  it('E5 a secret with spaces, form-encoded with + as RFC 6749 App. B says, authenticates; + taken literally does not', async () => {
+    // Tessera's own secrets never need encoding, but a secret set in the database by other means may.
+    const spaced = await createTestClient(service(), { secret: 'a secret with spaces in it, chosen by hand' });
+    const formEncoded = `Basic ${Buffer.from(`${spaced.id}:${new URLSearchParams({ s: spaced.secret! }).toString().slice(2)}`).toString('base64')}`;
+    expect(formEncoded).not.toBe(spaced.basic); // + for each space, not %20
+    const res = await login(formEncoded);
+    expect(res.status).toBe(200);
+    expect(decodeJwt(res.body.access_token).client_id).toBe(spaced.id);
+    const plus = await createTestClient(service(), { secret: 'a+secret+with+plus+signs+chosen+by+hand' });
+    const literal = `Basic ${Buffer.from(`${plus.id}:${plus.secret}`).toString('base64')}`;
+    const refused = await login(literal);
+    expectError(refused, 401, 'invalid_client', 'client authentication failed');
+    expect((await login(plus.basic)).status).toBe(200);
   });
 });
 

@@ -3,7 +3,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Env } from '../src/config.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { createTestClient, createTestUser, startTestService, testEnv, type TestClient, type TestService } from './helpers/service.js';
+import { basicAuth, createTestClient, createTestUser, startTestService, testEnv, type TestClient, type TestService } from './helpers/service.js';
 
 let database: TestDatabase;
 const services: TestService[] = [];
@@ -92,6 +92,20 @@ describe('the login layers', () => {
     expect((await login(service, client, other.username, other.password)).status).toBe(200);
   });
 
+  it('login_ip counts password-grant requests only: refresh and client-credentials requests from the same address are neither counted nor refused', async () => {
+    const service = await serviceWith({ LOGIN_IP_LIMIT: '2' });
+    const client = await createTestClient(service, { grantTypes: ['password', 'refresh_token', 'client_credentials'] });
+    const user = await createTestUser(service);
+    const token = (body: Record<string, string>) => request(service.app).post('/token').type('form').set('Authorization', client.basic).send(body);
+    const others = [];
+    for (let i = 0; i < 3; i++) {
+      others.push((await token({ grant_type: 'refresh_token', refresh_token: 'A'.repeat(43) })).status);
+      others.push((await token({ grant_type: 'client_credentials' })).status);
+    }
+    expect(others).toEqual([400, 200, 400, 200, 400, 200]);
+    expect(await statuses([0, 1, 2].map(() => login(service, client, user.username, user.password)))).toEqual([200, 200, 429]);
+  });
+
   // login_account from many IPs, username spraying, username variants, IPv6 prefixes, spoofed
   // X-Forwarded-For, replicas and Redis outages: test/security/d-rate-limits.test.ts (D1-D6).
 
@@ -178,6 +192,28 @@ describe('the client layer', () => {
     expect(await statuses([1, 2, 3, 4].map((i) => revoke(service, impostor, `198.51.100.${i}`)))).toEqual([401, 401, 401, 401]);
     expect(await statuses([revoke(service, gateway, '203.0.113.9'), revoke(service, gateway, '192.0.2.9')])).toEqual([200, 200]);
     expect((await revoke(service, gateway, '203.0.113.9')).status).toBe(429);
+  });
+
+  it('client_auth counts failed client authentications only; a burst of them is audited once, and the source is then refused whatever it sends', async () => {
+    const service = await serviceWith({ CLIENT_AUTH_FAILURE_LIMIT: '2', TRUST_PROXY: 'loopback' });
+    const gateway = await createTestClient(service);
+    const from = '203.0.113.40';
+    // Two methods at once is a bad request, not a failed authentication: never counted, however many.
+    const twoMethods = () =>
+      request(service.app).post('/revoke').type('form').set('X-Forwarded-For', from).set('Authorization', gateway.basic).send({ token: 'x', client_id: gateway.id, client_secret: gateway.secret! });
+    const bad = await Promise.all([0, 1, 2, 3].map(twoMethods));
+    for (const res of bad) expect(res.body).toEqual({ error: 'invalid_request', error_description: 'use only one client authentication method' });
+    expect((await revoke(service, gateway, from)).status).toBe(200);
+    // Failures arriving at once may all pass the check before any is counted: the trip is logged once however far past the limit they go.
+    const impostor = { ...gateway, basic: basicAuth(gateway.id, 'not-the-secret') };
+    const burst = await statuses(Array.from({ length: 20 }, () => revoke(service, impostor, from)));
+    expect(burst.filter((status) => status !== 401 && status !== 429)).toEqual([]);
+    expect(burst.filter((status) => status === 401).length).toBeGreaterThanOrEqual(2);
+    expect(service.logs.entries('rate_limit_tripped')).toEqual([expect.objectContaining({ layer: 'client_auth', ip: from, level: 'warn' })]);
+    const refused = await revoke(service, gateway, from);
+    expect(refused.status).toBe(429);
+    expect(refused.body).toEqual(TOO_MANY);
+    expect((await revoke(service, gateway, '203.0.113.41')).status).toBe(200);
   });
 
   it('a client rate limit of its own replaces CLIENT_RATE_LIMIT; without either, a client is not limited', async () => {

@@ -32,13 +32,13 @@ const MODULES = [
     // The request layers and the client layers, with where client authentication meets them.
     name: 'rate-limits',
     mutate: ['src/limits/rate-limits.ts', 'src/limits/layers.ts', 'src/http/client-authentication.ts'],
-    tests: ['test/rate-limits.test.ts', 'test/security/d-rate-limits.test.ts', 'test/security/i-limits.test.ts'],
+    tests: ['src/limits/layers.test.ts', 'test/rate-limits.test.ts', 'test/security/d-rate-limits.test.ts', 'test/security/i-limits.test.ts'],
   },
   {
     // The account layers: what counts as a failed login, and the slots that keep the count exact.
     name: 'login-limits',
     mutate: ['src/limits/login-attempts.ts', 'src/limits/in-flight-slots.ts'],
-    tests: ['test/rate-limits.test.ts', 'test/security/d-rate-limits.test.ts', 'test/security/i-limits.test.ts'],
+    tests: ['src/limits/in-flight-slots.test.ts', 'test/rate-limits.test.ts', 'test/security/d-rate-limits.test.ts', 'test/security/i-limits.test.ts'],
   },
   {
     name: 'access-token',

@@ -78,18 +78,42 @@ const MODULES = [
 ];
 
 /**
- * Survivors known to be equivalent: `| file | mutator | replacement | why |` rows of EQUIVALENT.md. The
- * file may end in `:line`, so that the row names that mutant only, not every one like it in the file.
+ * Survivors known to be equivalent: `| file | mutator | replacement | why |` rows of EQUIVALENT.md.
+ * A row may name one mutant rather than every mutant of its mutator and replacement in the file:
+ * the file cell by its line (`src/x.ts:70`), the replacement cell by the code it replaces too
+ * (`` `original` → `replacement` ``); a `|` in a cell is written `\|`.
  */
 async function readEquivalents() {
   const text = await readFile(new URL('../test/mutation/EQUIVALENT.md', import.meta.url), 'utf8').catch(() => '');
   const rows = text.split('\n').filter((line) => /^\| src\//.test(line));
-  // A `|` inside a cell (a replacement with `||`) is written `\|`.
-  const cells = (line) => line.split(/(?<!\\)\|/).map((cell) => cell.trim().replace(/\\\|/g, '|').replace(/^`|`$/g, ''));
-  return new Set(rows.map((line) => key(...cells(line).slice(1, 4))));
+  return new Set(
+    rows.map((line) => {
+      const [file, mutator, change] = line.split(/(?<!\\)\|/).slice(1, 4).map((cell) => cell.trim().replaceAll('\\|', '|'));
+      const [original, replacement] = change.includes(' → ') ? change.split(' → ') : [undefined, change];
+      return key(file, mutator, unquote(replacement), original === undefined ? undefined : unquote(original));
+    }),
+  );
 }
 
-const key = (file, mutator, replacement) => `${file} ${mutator} ${replacement.replace(/\s+/g, ' ')}`;
+const unquote = (cell) => cell.replace(/^`|`$/g, '');
+const key = (file, mutator, replacement, original) =>
+  `${file} ${mutator} ${original === undefined ? '' : `${original.replace(/\s+/g, ' ')} → `}${replacement.replace(/\s+/g, ' ')}`;
+
+/** The code a mutant replaces, from the report's copy of the source (lines and columns count from 1). */
+function originalOf(source, { start, end }) {
+  const lines = source.split('\n').slice(start.line - 1, end.line);
+  lines[lines.length - 1] = lines[lines.length - 1].slice(0, end.column - 1);
+  lines[0] = lines[0].slice(start.column - 1);
+  return lines.join('\n');
+}
+
+/** Whether EQUIVALENT.md lists this mutant: by file or file:line, by its replacement alone or with the code it replaces. */
+const isListed = (equivalents, result) =>
+  [result.fileName, `${result.fileName}:${result.location.start.line}`].some(
+    (file) =>
+      equivalents.has(key(file, result.mutatorName, result.replacement ?? '')) ||
+      equivalents.has(key(file, result.mutatorName, result.replacement ?? '', result.original)),
+  );
 
 const words = process.argv.slice(2);
 const chosen = words.length === 0 ? MODULES : MODULES.filter((module) => words.some((word) => module.name.includes(word)));
@@ -119,7 +143,7 @@ for (const module of chosen) {
     process.exit(1);
   }
   const results = Object.entries(JSON.parse(await readFile(report, 'utf8')).files).flatMap(([fileName, file]) =>
-    file.mutants.map((mutant) => ({ ...mutant, fileName })),
+    file.mutants.map((mutant) => ({ ...mutant, fileName, original: originalOf(file.source, mutant.location) })),
   );
   const count = (status) => results.filter((result) => result.status === status).length;
   const [killed, survived, timedOut, noCoverage] = ['Killed', 'Survived', 'Timeout', 'NoCoverage'].map(count);
@@ -128,13 +152,12 @@ for (const module of chosen) {
   const detected = killed + timedOut;
   const valid = detected + survived + noCoverage;
   const score = valid === 0 ? 100 : (100 * detected) / valid;
-  const listed = (result) =>
-    [result.fileName, `${result.fileName}:${result.location.start.line}`].some((file) => equivalents.has(key(file, result.mutatorName, result.replacement ?? '')));
+  const shown = (result) => `${result.fileName}:${result.location.start.line} ${result.mutatorName} \`${result.original}\` → \`${result.replacement}\``;
   for (const result of results.filter((r) => r.status === 'Survived' || r.status === 'NoCoverage')) {
-    if (!listed(result)) unexplained.push(`${result.fileName}:${result.location.start.line} ${result.mutatorName} -> ${result.replacement} (${result.status})`);
+    if (!isListed(equivalents, result)) unexplained.push(`${shown(result)} (${result.status})`);
   }
   for (const result of statics) {
-    if (!listed(result)) unexplained.push(`${result.fileName}:${result.location.start.line} ${result.mutatorName} -> ${result.replacement} (static)`);
+    if (!isListed(equivalents, result)) unexplained.push(`${shown(result)} (static)`);
   }
   rows.push({
     module: module.mutate.join(' '),

@@ -114,3 +114,23 @@ it('a rotation that keeps losing the compare-and-set answers 503 busy after thre
   expect(retried.status).toBe(200);
   expect(retried.body.refresh_token).toMatch(/^[A-Za-z0-9_-]{43}$/);
 });
+
+it('a rotation PostgreSQL refuses (its disk full) answers 503 and is not logged as of unknown outcome: it did not commit', async () => {
+  const { refresh, familyId } = await startSession();
+  // A trigger stands in for a full disk: PostgreSQL answers the rotation's insert with SQLSTATE 53100.
+  await sql`create or replace function tessera_test_disk_full() returns trigger language plpgsql as $$
+    begin raise exception 'could not extend file' using errcode = 'disk_full'; end $$`.execute(database.db);
+  await sql`create trigger tessera_test_disk_full before insert on refresh_tokens for each row
+    when (new.family_id = ${sql.lit(familyId)}::uuid) execute function tessera_test_disk_full()`.execute(database.db);
+  try {
+    const res = await refresh();
+    expect(res.status).toBe(503);
+    expect(res.headers['retry-after']).toBe('5');
+    expect(res.body).toEqual({ error: 'temporarily_unavailable', error_description: 'the service is temporarily unavailable; retry later' });
+  } finally {
+    await sql`drop trigger tessera_test_disk_full on refresh_tokens`.execute(database.db);
+  }
+  expect(service.logs.entries('refresh_outcome_unknown').filter((entry) => entry['family_id'] === familyId)).toEqual([]);
+  expect(await familyRow(familyId)).toMatchObject({ generation: 1, revoked_at: null, rotated_at: null });
+  expect((await refresh()).status).toBe(200);
+});

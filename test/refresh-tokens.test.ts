@@ -112,6 +112,8 @@ describe('the refresh grant', () => {
     expect(claims).toMatchObject({ sub: user.id, client_id: client.id, sid: familyOf(tokens.access_token), scope: 'orders:read profile' });
     expect(claims.auth_time).toBe(decodeJwt(tokens.access_token).auth_time);
     expect((await familyRow(claims.sid as string)).generation).toBe(2);
+    const refreshed = service.logs.entries('token_refreshed').filter((entry) => entry['family_id'] === claims.sid);
+    expect(refreshed).toEqual([expect.objectContaining({ level: 'info', audit: true, client_id: client.id, user_id: user.id, ip: expect.any(String) })]);
   });
 
   it('POST /refresh takes a form body with the same client authentication and response', async () => {

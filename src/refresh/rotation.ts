@@ -59,7 +59,6 @@ export interface Rotation {
   readonly token: string;
   readonly family: RefreshFamily;
   readonly scope: string[];
-  readonly replayed: boolean;
 }
 
 type Outcome =
@@ -68,14 +67,20 @@ type Outcome =
   | { readonly kind: 'reuse'; readonly family: TokenFamily }
   | { readonly kind: 'refused'; readonly reason: string; readonly family?: TokenFamily };
 
-const invalidGrant = () => new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked');
+// Functions, not constants holding arrow functions, so that a mutation test can switch each of
+// them on per test (scripts/mutate.mjs: module-level code runs once, before any test).
+function invalidGrant(): OAuthError {
+  return new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked');
+}
 /** A family some other write keeps holding without moving it on: say "retry", never "invalid". */
 const MAX_ROTATION_ATTEMPTS = 3;
-const busy = () =>
-  new OAuthError('temporarily_unavailable', 'the service is busy; retry shortly', { headers: { 'Retry-After': '1' } });
+function busy(): OAuthError {
+  return new OAuthError('temporarily_unavailable', 'the service is busy; retry shortly', { headers: { 'Retry-After': '1' } });
+}
 /** A successor this replica cannot open: its KEY_ENCRYPTION_KEYS lack the key another replica sealed it with. */
-const keyMissing = () =>
-  new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable; retry later', { headers: { 'Retry-After': '5' } });
+function keyMissing(): OAuthError {
+  return new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable; retry later', { headers: { 'Retry-After': '5' } });
+}
 
 /**
  * One refresh in two round trips: read the token's family (with its user, one query), then move the
@@ -179,7 +184,7 @@ export async function rotateRefreshToken(
   switch (outcome.kind) {
     case 'rotated':
       audit(deps.log, 'token_refreshed', { ...context, user_id: outcome.family.user_id, family_id: outcome.family.id });
-      return { token: outcome.token, family: outcome.family, scope: outcome.scope, replayed: false };
+      return { token: outcome.token, family: outcome.family, scope: outcome.scope };
     case 'replayed':
       if (outcome.late) deps.metrics.refreshLateReplayed();
       else deps.metrics.refreshGraceReplayed();
@@ -190,7 +195,7 @@ export async function rotateRefreshToken(
         generation_presented: outcome.family.token_generation,
         ...(outcome.late ? { late: true } : {}),
       }, outcome.late ? 'warn' : 'info');
-      return { token: outcome.token, family: outcome.family, scope: outcome.scope, replayed: true };
+      return { token: outcome.token, family: outcome.family, scope: outcome.scope };
     case 'reuse':
       deps.metrics.refreshReuseDetected();
       audit(deps.log, 'refresh_token_reuse_detected', {

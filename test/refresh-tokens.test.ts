@@ -1,9 +1,10 @@
 import { decodeJwt } from 'jose';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { setAccountPassword } from '../src/auth/accounts.js';
+import { purgeRefreshFamilies } from '../src/refresh/housekeeping.js';
 import { openSuccessor } from '../src/refresh/tokens.js';
 import { runCli } from '../src/cli/run.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
@@ -375,6 +376,34 @@ describe('housekeeping', () => {
     expect(remaining).toContain(familyOf(revoked.tokens.access_token));
     expect(remaining).toContain(familyOf(live.tokens.access_token));
     expect(await service.deps.db.selectFrom('refresh_tokens').select('token_hash').where('family_id', '=', familyOf(expired.tokens.access_token)).execute()).toEqual([]);
+  });
+
+  it('a purge goes on batch after batch while batches come back full, and stops at its batches per run', async () => {
+    const { user, client } = await setup();
+    const longAgo = new Date(service.clock.now() - 100 * DAY);
+    const expire = async (count: number) => {
+      const dead = Array.from({ length: count }, () => ({
+        id: randomUUID(),
+        user_id: user.id,
+        client_id: client.id,
+        scope: ['profile'],
+        auth_time: longAgo,
+        created_at: longAgo,
+        expires_at: longAgo,
+        last_used_at: longAgo,
+        generation: 1,
+      }));
+      await service.deps.db.insertInto('refresh_families').values(dead).execute();
+    };
+    // Whatever other tests of this file left to purge goes first, in as many batches as it takes.
+    await purgeRefreshFamilies(service.deps);
+    await expire(7);
+    expect(await purgeRefreshFamilies(service.deps, { size: 2, maxPerRun: 3 })).toBe(6);
+    expect(await purgeRefreshFamilies(service.deps, { size: 2, maxPerRun: 3 })).toBe(1);
+    await expire(4);
+    // A full last batch is followed by one more, which finds nothing.
+    expect(await purgeRefreshFamilies(service.deps, { size: 2, maxPerRun: 5 })).toBe(4);
+    expect(await purgeRefreshFamilies(service.deps, { size: 2, maxPerRun: 5 })).toBe(0);
   });
 
   it('purge keeps the sealed successor of a live family however old (a late retry needs it), and skips families a refresh holds', async () => {

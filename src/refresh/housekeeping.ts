@@ -1,9 +1,11 @@
 import { purgeDeadFamilies } from '../db/refresh-families.js';
 import type { Deps } from '../deps.js';
 
-const BATCH_SIZE = 500;
-/** One run stops after this many batches; the next run carries on. */
-const MAX_BATCHES_PER_RUN = 200;
+/** How a purge is cut up: families per batch, and batches per run (the next run carries on). */
+export interface PurgeBatches {
+  readonly size: number;
+  readonly maxPerRun: number;
+}
 
 /**
  * Deletes expired refresh families in small batches (each its own short statement, skipping rows a
@@ -12,16 +14,19 @@ const MAX_BATCHES_PER_RUN = 200;
  * rotation answer was lost may retry with the parent at any time before the successor is used
  * (src/refresh/rotation.ts); it goes when the successor rotates, or the family ends.
  */
-export async function purgeRefreshFamilies(deps: Pick<Deps, 'db' | 'clock' | 'config'>): Promise<number> {
-  return inBatches(() => purgeDeadFamilies(deps.db, new Date(deps.clock.now()), deps.config.refreshTokenIdleTtl, BATCH_SIZE));
+export async function purgeRefreshFamilies(
+  deps: Pick<Deps, 'db' | 'clock' | 'config'>,
+  batches: PurgeBatches = { size: 500, maxPerRun: 200 },
+): Promise<number> {
+  return inBatches(batches, () => purgeDeadFamilies(deps.db, new Date(deps.clock.now()), deps.config.refreshTokenIdleTtl, batches.size));
 }
 
-async function inBatches(batch: () => Promise<number>): Promise<number> {
+async function inBatches(batches: PurgeBatches, batch: () => Promise<number>): Promise<number> {
   let total = 0;
-  for (let run = 0; run < MAX_BATCHES_PER_RUN; run++) {
+  for (let run = 0; run < batches.maxPerRun; run++) {
     const done = await batch();
     total += done;
-    if (done < BATCH_SIZE) break;
+    if (done < batches.size) break;
   }
   return total;
 }

@@ -7,7 +7,7 @@ export function generateRefreshToken(): string {
 
 /** What the database keeps instead of the token. A 256-bit random value needs no slow hash. */
 export function hashRefreshToken(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('base64url');
+  return createHash('sha256').update(token).digest('base64url');
 }
 
 /** Anything that cannot be a token Tessera issued is refused without a database look-up. */
@@ -29,6 +29,7 @@ export function isWellFormedRefreshToken(token: string): boolean {
  * Only the latest successor is kept, until it is used (the next rotation replaces it) or the family
  * ends (revocation erases it, the purge deletes the row): a retry may come after any outage.
  * Every key of the ring is tried when opening, so rotating KEY_ENCRYPTION_KEYS breaks no replay.
+ * Strings go in as UTF-8, Node's default (src/refresh/tokens.test.ts holds a successor sealed so).
  */
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
@@ -36,15 +37,15 @@ export const SUCCESSOR_SEAL_PURPOSE = 'refresh successor v1';
 
 function successorKey(parent: string, serverKey: Buffer, familyId: string): Buffer {
   return Buffer.from(
-    hkdfSync('sha256', Buffer.concat([serverKey, Buffer.from(parent, 'utf8')]), Buffer.from(familyId, 'utf8'), 'tessera refresh successor v1', 32),
+    hkdfSync('sha256', Buffer.concat([serverKey, Buffer.from(parent)]), Buffer.from(familyId), 'tessera refresh successor v1', 32),
   );
 }
 
 export function sealSuccessor(parent: string, successor: string, familyId: string, serverKeys: readonly Buffer[]): string {
   const iv = randomBytes(IV_BYTES);
   const cipher = createCipheriv('aes-256-gcm', successorKey(parent, serverKeys[0]!, familyId), iv);
-  cipher.setAAD(Buffer.from(familyId, 'utf8'));
-  const body = Buffer.concat([cipher.update(successor, 'utf8'), cipher.final()]);
+  cipher.setAAD(Buffer.from(familyId));
+  const body = Buffer.concat([cipher.update(successor), cipher.final()]);
   return Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64url');
 }
 
@@ -54,7 +55,7 @@ export function openSuccessor(parent: string, sealed: string, familyId: string, 
   for (const serverKey of serverKeys) {
     try {
       const decipher = createDecipheriv('aes-256-gcm', successorKey(parent, serverKey, familyId), raw.subarray(0, IV_BYTES));
-      decipher.setAAD(Buffer.from(familyId, 'utf8'));
+      decipher.setAAD(Buffer.from(familyId));
       decipher.setAuthTag(raw.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
       return Buffer.concat([decipher.update(raw.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]).toString('utf8');
     } catch {

@@ -3,7 +3,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Env } from '../src/config.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { basicAuth, createTestClient, createTestUser, startTestService, testEnv, type TestClient, type TestService } from './helpers/service.js';
+import { basicAuth, createTestClient, createTestUser, rateLimitRejections, startTestService, testEnv, type TestClient, type TestService } from './helpers/service.js';
 
 let database: TestDatabase;
 const services: TestService[] = [];
@@ -213,6 +213,7 @@ describe('the client layer', () => {
     const refused = await revoke(service, gateway, from);
     expect(refused.status).toBe(429);
     expect(refused.body).toEqual(TOO_MANY);
+    expect(await rateLimitRejections(service, 'client_auth')).toBe(burst.filter((status) => status === 429).length + 1);
     expect((await revoke(service, gateway, '203.0.113.41')).status).toBe(200);
   });
 

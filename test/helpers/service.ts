@@ -110,6 +110,12 @@ async function deleteRedisKeys(config: Config): Promise<void> {
   }
 }
 
+/** tessera_rate_limit_rejections_total for `layer`, from the service's /metrics: every refusal, unlike the audit event. */
+export async function rateLimitRejections(service: TestService, layer: string): Promise<number> {
+  const text = (await request(service.app).get('/metrics')).text;
+  return Number(new RegExp(`^tessera_rate_limit_rejections_total\\{layer="${layer}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+}
+
 let counter = 0;
 export function uniqueName(prefix: string): string {
   counter += 1;

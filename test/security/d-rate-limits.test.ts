@@ -8,6 +8,7 @@ import {
   countingHasher,
   createTestClient,
   createTestUser,
+  rateLimitRejections,
   TEST_REDIS_URL,
   testEnv,
   type TestClient,
@@ -382,6 +383,8 @@ describe('D6 username variants, Retry-After and IPv6 prefixes', () => {
       }
       // Once per key and window (a request layer's first refusal, a failure layer reaching its limit): refusals cannot flood the log.
       expect(trips(service, layer)).toHaveLength(1);
+      // The metric counts every refusal.
+      expect(await rateLimitRejections(service, layer)).toBe(3);
     });
   });
 

@@ -132,10 +132,12 @@ describe('I1 floods that are not failed logins never count against an account', 
     for (const res of sent) expect(res.body).toEqual(res.status === 400 ? WRONG : TOO_MANY);
     for (const res of sent.filter((r) => r.status === 429)) expect(res.headers['retry-after']).toBe('1');
 
-    // None of that counted: the account is still one failure short of its limit.
+    // None of that counted, nor cleared anything: the account is still exactly one failure short of its limit.
     await setAccountDisabled(service.deps.db, owner.id, false, new Date(service.clock.now()));
-    expect((await login(service, gateway, owner.username, owner.password, freshIp())).status).toBe(200);
     expect(trips(service, 'login_account')).toEqual([]);
+    expect((await login(service, gateway, owner.username, 'guess-5', freshIp())).body).toEqual(WRONG);
+    expect(trips(service, 'login_account')).toHaveLength(1);
+    expect((await login(service, gateway, owner.username, owner.password, freshIp())).body).toEqual(TOO_MANY);
   });
 
   // While Redis answers and every verification ends within 30 s (the life of a slot), the bound is exact:

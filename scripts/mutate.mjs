@@ -26,7 +26,7 @@ const MODULES = [
   {
     name: 'client-auth',
     mutate: ['src/oauth/client-auth.ts'],
-    tests: ['test/token-password.test.ts', 'test/security/e-http.test.ts', 'test/client-credentials.test.ts', 'test/introspect.test.ts'],
+    tests: ['test/security/e-http.test.ts', 'test/client-credentials.test.ts', 'test/introspect.test.ts'],
   },
   {
     // The request layers and the client layers, with where client authentication meets them.

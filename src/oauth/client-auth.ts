@@ -25,11 +25,12 @@ export function invalidClient(description = 'client authentication failed'): OAu
   });
 }
 
-/** RFC 6749 §A.1 allows any printable ASCII; Tessera's client ids are URL- and header-safe. */
-const CLIENT_ID = /^[A-Za-z0-9._~-]{1,64}$/;
-/** A client id shaped like a user id would make its client_credentials tokens pass for that user's. */
+/**
+ * RFC 6749 §A.1 allows any printable ASCII; Tessera's client ids are URL- and header-safe. A client
+ * id shaped like a user id would make its client_credentials tokens pass for that user's.
+ */
 export function isValidClientId(id: string): boolean {
-  return CLIENT_ID.test(id) && !isUuid(id);
+  return /^[A-Za-z0-9._~-]{1,64}$/.test(id) && !isUuid(id);
 }
 
 /** A hash that matches nothing, compared against when the client is unknown, so both paths do the same work. */
@@ -82,7 +83,8 @@ function readCredentials(input: ClientCredentialsInput): PresentedCredentials {
  * malformed is invalid_client, never a 500.
  */
 function parseBasic(header: string): { clientId: string; secret: string } {
-  const match = /^Basic ([A-Za-z0-9+/]+={0,2})$/i.exec(header.trim());
+  // Node's HTTP parser has already stripped the whitespace around the value (RFC 9110 §5.5).
+  const match = /^Basic ([A-Za-z0-9+/]+={0,2})$/i.exec(header);
   if (!match) throw invalidClient('the Authorization header is not valid Basic credentials');
   const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
   const colon = decoded.indexOf(':');

@@ -302,6 +302,43 @@ describe('E5 well-formed Basic credentials of unusual shape', () => {
   });
 });
 
+describe('E5 credentials that must never authenticate', () => {
+  const INVALID_CLIENT = 'client authentication failed';
+  const expectRefused = async (send: (who: User) => PromiseLike<request.Response>, description = INVALID_CLIENT) => {
+    const who = await createTestUser(service(), { scopes: ['profile'] });
+    const res = await leavesNoTrace(who.id, () => send(who));
+    expectError(res, 401, 'invalid_client', description);
+    expect(res.headers['www-authenticate']).toBe(BASIC_CHALLENGE);
+  };
+  /** Basic credentials as given: the id and secret already form-encoded. */
+  const basicRaw = (id: string, encodedSecret: string) => `Basic ${Buffer.from(`${id}:${encodedSecret}`).toString('base64')}`;
+
+  it('E5 a client_id alone that names no client (the public-client form) is invalid_client', async () => {
+    await expectRefused((who) => postForm('/token', { ...passwordForm(who), client_id: 'no-such-client' }, null));
+  });
+
+  it('E5 an empty client_id and nothing else is no client authentication at all (RFC 6749 §3.1)', async () => {
+    await expectRefused((who) => postForm('/token', { ...passwordForm(who), client_id: '' }, null), 'client authentication is required');
+  });
+
+  it('E5 the hash compared for an unknown client, so that both paths cost the same, lets no one in', async () => {
+    // The dummy's secret is '\0unknown-client' (src/oauth/client-auth.ts): presented by name, it still opens nothing.
+    await expectRefused((who) => postForm('/token', passwordForm(who), basicRaw('no-such-client', '%00unknown-client')));
+  });
+
+  it('E5 a client whose stored secret is empty (set by hand in the database) cannot authenticate with an empty secret', async () => {
+    const hollow = await createTestClient(service(), { secret: '' });
+    await expectRefused((who) => postForm('/token', passwordForm(who), basicRaw(hollow.id, '')));
+  });
+
+  it.each([
+    ['before', (id: string) => `%00${id}`],
+    ['after', (id: string) => `${id}%00`],
+  ])('E5 a NUL %s a Basic client id is invalid_client, never a database error', async (_where, withNul) => {
+    await expectRefused((who) => postForm('/token', passwordForm(who), basicRaw(withNul(client.id), client.secret!)));
+  });
+});
+
 describe('E6 sizes, parameter counts and compressed bodies', () => {
   // 16 KiB is the limit (src/http/form.ts); the padding makes an otherwise good request 17 KiB.
   const padding = 'x'.repeat(17 * 1024);

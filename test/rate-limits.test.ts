@@ -66,6 +66,8 @@ describe('the login layers', () => {
     expect(Number(limited.headers['retry-after'])).toBeLessThanOrEqual(2);
     expect(limited.headers['ratelimit-policy']).toMatch(/^"login_ip"; q=3; w=2; pk=:[^:]+:/);
     expect(limited.headers['ratelimit']).toMatch(/^"login_ip"; r=0; t=\d+/);
+    // The IETF draft's headers only, not the X-RateLimit-* ones before it.
+    expect(Object.keys(limited.headers).filter((name) => name.startsWith('x-ratelimit'))).toEqual([]);
     expect(service.logs.entries('rate_limit_tripped')).toHaveLength(1);
     expect(service.logs.entries('rate_limit_tripped')[0]).toMatchObject({ layer: 'login_ip', level: 'warn' });
 
@@ -215,6 +217,13 @@ describe('the client layer', () => {
     expect(refused.body).toEqual(TOO_MANY);
     expect(await rateLimitRejections(service, 'client_auth')).toBe(burst.filter((status) => status === 429).length + 1);
     expect((await revoke(service, gateway, '203.0.113.41')).status).toBe(200);
+    // A public client names itself with client_id alone, and is no failure.
+    const spa = await createTestClient(service, { type: 'public' });
+    const publicRevoke = await request(service.app).post('/revoke').type('form').set('X-Forwarded-For', '203.0.113.41').send({ token: 'x', client_id: spa.id });
+    expect(publicRevoke.status).toBe(200);
+    // The count is this deployment's (its RATE_LIMIT_PREFIX): another one on the same Redis does not share it.
+    const neighbour = await serviceWith({ CLIENT_AUTH_FAILURE_LIMIT: '2', TRUST_PROXY: 'loopback' });
+    expect((await revoke(neighbour, gateway, from)).status).toBe(200);
   });
 
   it('a client rate limit of its own replaces CLIENT_RATE_LIMIT; without either, a client is not limited', async () => {
@@ -229,6 +238,18 @@ describe('the client layer', () => {
     const sent = [];
     for (let i = 0; i < 3; i++) sent.push((await revoke(service, limitedClient, '203.0.113.21')).status);
     expect(sent).toEqual([200, 200, 429]);
+  });
+});
+
+describe('the register layer', () => {
+  it('self-registration is limited per IP on a counter of its own, announced as register', async () => {
+    const service = await serviceWith({ REGISTRATION: 'open', LOGIN_IP_LIMIT: '1' });
+    const register = () => request(service.app).post('/register').send({});
+    expect((await register()).status).toBe(400);
+    const limited = await register();
+    expect(limited.status).toBe(429);
+    expect(limited.body).toEqual(TOO_MANY);
+    expect(limited.headers['ratelimit-policy']).toMatch(/^"register"; q=1; w=60; pk=:[^:]+:$/);
   });
 });
 

@@ -2,7 +2,10 @@ import { randomBytes } from 'node:crypto';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Env } from '../src/config.js';
+import { Redis } from 'ioredis';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { startRedisServer } from './helpers/redis-server.js';
+import { waitFor } from './helpers/wait.js';
 import { basicAuth, createTestClient, createTestUser, rateLimitRejections, startTestService, testEnv, type TestClient, type TestService } from './helpers/service.js';
 
 let database: TestDatabase;
@@ -92,6 +95,17 @@ describe('the login layers', () => {
     expect(limited.headers['ratelimit-policy']).not.toContain('account');
     // Another account from the same IP is not affected; successes never counted.
     expect((await login(service, client, other.username, other.password)).status).toBe(200);
+  });
+
+  it('login_ip_account: a name no account can have is counted as a real one would be, whatever its case and outer spaces', async () => {
+    // "no one" has a space: no account can have it, so it is counted under its case-folded, trimmed
+    // form, as an account's name would be, and its variants cannot be told from a real account's.
+    const service = await serviceWith({ LOGIN_IP_ACCOUNT_FAILURE_LIMIT: '3' });
+    const client = await createTestClient(service);
+    for (const name of ['no one', 'NO ONE', ' No One ']) expect((await login(service, client, name, 'wrong-password')).body).toEqual(WRONG);
+    const limited = await login(service, client, 'no one', 'wrong-password');
+    expect(limited.status).toBe(429);
+    expect(limited.body).toEqual(TOO_MANY);
   });
 
   it('login_ip counts password-grant requests only: refresh and client-credentials requests from the same address are neither counted nor refused', async () => {
@@ -264,3 +278,32 @@ describe('without Redis', () => {
 
   // Redis killed, hung or unreachable at start-up: D5 in test/security/d-rate-limits.test.ts.
 });
+
+describe('shutdown', () => {
+  it('a stopped service closes its Redis connection: a Redis of its own counts no client of it after', async () => {
+    const redis = await startRedisServer(); // its own, so that every connection it counts is the service's
+    try {
+      const service = await serviceWith({}, { redisUrl: redis.url });
+      const client = await createTestClient(service);
+      expect((await login(service, client, 'shutdown', 'wrong-password')).status).toBe(400); // the layers used Redis
+      expect(await tesseraConnections(redis.url)).toBeGreaterThan(0);
+      services.splice(services.indexOf(service), 1);
+      await service.close();
+      await waitFor('the service to close its Redis connection', async () => (await tesseraConnections(redis.url)) === 0, { intervalMs: 50 });
+    } finally {
+      await redis.stop();
+    }
+  });
+});
+
+/** The clients of the Redis at `url`, not counting the connection that asks. */
+async function tesseraConnections(url: string): Promise<number> {
+  const admin = new Redis(url, { maxRetriesPerRequest: 1, retryStrategy: () => null });
+  admin.on('error', () => undefined);
+  try {
+    const list = (await admin.call('CLIENT', 'LIST')) as string;
+    return list.trim().split('\n').length - 1;
+  } finally {
+    admin.disconnect();
+  }
+}

@@ -15,6 +15,7 @@ import { waitForDatabase } from '../db/wait-for-database.js';
 import { DataDirLockedError } from '../embedded/lock.js';
 import type { KeyRing } from '../keys/key-encryption.js';
 import { createLogger } from '../logger.js';
+import { waitUnless } from '../wait.js';
 import { listen, loadKeyRing, migrateDatabase, openConfiguredDatabase, prepareDeps } from '../service.js';
 import type { Deps } from '../deps.js';
 import { type CommandContext, EXIT } from './command.js';
@@ -183,23 +184,12 @@ async function serve(config: Config, processLog: Logger, clock: Clock, io: CliIo
   const signal = await stopSignal;
   running.drain();
   log.info({ signal, shutdown_delay: config.shutdownDelay }, 'shutting down');
-  const hurried = await waitOrHurry(config.shutdownDelay * 1000, io.hurrySignal);
+  const hurried = await waitUnless(config.shutdownDelay * 1000, io.hurrySignal);
   if (hurried !== undefined) log.info({ signal: hurried }, 'second stop signal: no longer waiting out SHUTDOWN_DELAY');
   log.info({ shutdown_timeout: config.shutdownTimeout }, 'no longer accepting connections; finishing requests in flight');
   await running.close();
   log.info('stopped');
   return EXIT.ok;
-}
-
-/** Waits `ms`, or less if `hurry` resolves first: then its value. */
-async function waitOrHurry(ms: number, hurry: Promise<string> | undefined): Promise<string | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const elapsed = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)));
-  try {
-    return await Promise.race([elapsed, ...(hurry ? [hurry] : [])]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function write(io: CliIo, response: ControlResponse): number {

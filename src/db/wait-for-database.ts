@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { waitUnless } from '../wait.js';
 import { isDatabaseAnswer } from './errors.js';
 
 /**
@@ -57,10 +58,7 @@ export async function waitForDatabase(
     }
     const wait = Math.min(backoff, remaining);
     log.warn({ database, attempt, retry_in_ms: Math.round(wait), reason }, 'database not reachable yet: retrying');
-    let timer: NodeJS.Timeout | undefined;
-    const waited = await Promise.race([new Promise((resolve) => (timer = setTimeout(resolve, wait))), stopped]);
-    clearTimeout(timer);
-    if (waited === STOPPED) return 'stopped';
+    if ((await waitUnless(wait, stopped)) === STOPPED) return 'stopped';
     backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
   }
 }

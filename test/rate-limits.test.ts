@@ -2,9 +2,8 @@ import { randomBytes } from 'node:crypto';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Env } from '../src/config.js';
-import { Redis } from 'ioredis';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { startRedisServer } from './helpers/redis-server.js';
+import { redisClientCount, startRedisServer } from './helpers/redis-server.js';
 import { waitFor } from './helpers/wait.js';
 import { basicAuth, createTestClient, createTestUser, rateLimitRejections, startTestService, testEnv, type TestClient, type TestService } from './helpers/service.js';
 
@@ -286,24 +285,12 @@ describe('shutdown', () => {
       const service = await serviceWith({}, { redisUrl: redis.url });
       const client = await createTestClient(service);
       expect((await login(service, client, 'shutdown', 'wrong-password')).status).toBe(400); // the layers used Redis
-      expect(await tesseraConnections(redis.url)).toBeGreaterThan(0);
+      expect(await redisClientCount(redis.url)).toBeGreaterThan(0);
       services.splice(services.indexOf(service), 1);
       await service.close();
-      await waitFor('the service to close its Redis connection', async () => (await tesseraConnections(redis.url)) === 0, { intervalMs: 50 });
+      await waitFor('the service to close its Redis connection', async () => (await redisClientCount(redis.url)) === 0, { intervalMs: 50 });
     } finally {
       await redis.stop();
     }
   });
 });
-
-/** The clients of the Redis at `url`, not counting the connection that asks. */
-async function tesseraConnections(url: string): Promise<number> {
-  const admin = new Redis(url, { maxRetriesPerRequest: 1, retryStrategy: () => null });
-  admin.on('error', () => undefined);
-  try {
-    const list = (await admin.call('CLIENT', 'LIST')) as string;
-    return list.trim().split('\n').length - 1;
-  } finally {
-    admin.disconnect();
-  }
-}

@@ -50,10 +50,19 @@ export async function startRedisServer(): Promise<RedisServer> {
 
 /** The keys under `prefix` in the Redis at `url`. */
 export async function redisKeys(url: string, prefix: string): Promise<string[]> {
+  return withRedis(url, (redis) => redis.keys(`${prefix}*`));
+}
+
+/** How many clients the Redis at `url` has, not counting the connection that asks. */
+export async function redisClientCount(url: string): Promise<number> {
+  return withRedis(url, async (redis) => ((await redis.call('CLIENT', 'LIST')) as string).trim().split('\n').length - 1);
+}
+
+async function withRedis<T>(url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
   const redis = new Redis(url, { maxRetriesPerRequest: 1, retryStrategy: () => null });
   redis.on('error', () => undefined);
   try {
-    return await redis.keys(`${prefix}*`);
+    return await use(redis);
   } finally {
     redis.disconnect();
   }

@@ -1,5 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import type { Database, FamilyRevocationReason, RefreshFamily } from './schema.js';
+import { compileOnce } from './compiled.js';
 import { userScopesOf } from './users.js';
 
 /**
@@ -47,16 +48,9 @@ export interface TokenFamily extends RefreshFamily {
   readonly user_scopes: string[];
 }
 
-/**
- * The family of the token with this hash, in one query. With `afterWriters`, a family that a write
- * holds right now (another rotation, a revocation) is read once that write has ended (FOR SHARE).
- */
-export async function findTokenFamily(
-  db: Kysely<Database>,
-  tokenHash: string,
-  options: { afterWriters?: boolean } = {},
-): Promise<TokenFamily | undefined> {
-  const query = db
+/** The family of the token with this hash, with its token and user (findTokenFamily). */
+const tokenFamilyQuery = (db: Kysely<Database>, tokenHash: string) =>
+  db
     .selectFrom('refresh_tokens as t')
     .innerJoin('refresh_families as f', 'f.id', 't.family_id')
     .innerJoin('users as u', 'u.id', 'f.user_id')
@@ -69,7 +63,23 @@ export async function findTokenFamily(
       userScopesOf(eb.ref('u.id')).as('user_scopes'),
     ])
     .where('t.token_hash', '=', tokenHash);
-  return (options.afterWriters ? query.forShare('f') : query).executeTakeFirst();
+// Every refresh and introspection of a refresh token runs one of these: compiled once (src/db/compiled.ts).
+const findFamily = compileOnce<{ tokenHash: string }, TokenFamily>((db, value) => tokenFamilyQuery(db, value('tokenHash')));
+const findFamilyAfterWriters = compileOnce<{ tokenHash: string }, TokenFamily>((db, value) =>
+  tokenFamilyQuery(db, value('tokenHash')).forShare('f'),
+);
+
+/**
+ * The family of the token with this hash, in one query. With `afterWriters`, a family that a write
+ * holds right now (another rotation, a revocation) is read once that write has ended (FOR SHARE).
+ */
+export async function findTokenFamily(
+  db: Kysely<Database>,
+  tokenHash: string,
+  options: { afterWriters?: boolean } = {},
+): Promise<TokenFamily | undefined> {
+  const { rows } = await (options.afterWriters ? findFamilyAfterWriters : findFamily).run(db, { tokenHash });
+  return rows[0];
 }
 
 export async function findFamilyById(db: Kysely<Database>, id: string): Promise<RefreshFamily | undefined> {
@@ -89,22 +99,31 @@ export async function advanceFamily(
   db: Kysely<Database>,
   rotation: { familyId: string; fromGeneration: number; tokenHash: string; successorCiphertext: string; now: Date },
 ): Promise<boolean> {
-  const result = await db
+  const { numAffectedRows } = await advance.run(db, { ...rotation, toGeneration: rotation.fromGeneration + 1 });
+  return (numAffectedRows ?? 0n) > 0n;
+}
+
+// Every rotation runs it: compiled once (src/db/compiled.ts).
+const advance = compileOnce<
+  { familyId: string; fromGeneration: number; toGeneration: number; tokenHash: string; successorCiphertext: string; now: Date },
+  never
+>((db, value) =>
+  db
     .with('advanced', (db) =>
       db
         .updateTable('refresh_families')
         .set({
-          generation: rotation.fromGeneration + 1,
-          rotated_at: rotation.now,
-          last_used_at: rotation.now,
-          successor_ciphertext: rotation.successorCiphertext,
+          generation: value('toGeneration'),
+          rotated_at: value('now'),
+          last_used_at: value('now'),
+          successor_ciphertext: value('successorCiphertext'),
         })
         .where('id', '=', (eb) =>
           eb
             .selectFrom('refresh_families')
             .select('id')
-            .where('id', '=', rotation.familyId)
-            .where('generation', '=', rotation.fromGeneration)
+            .where('id', '=', value('familyId'))
+            .where('generation', '=', value('fromGeneration'))
             .where('revoked_at', 'is', null)
             .forUpdate()
             .skipLocked(),
@@ -117,15 +136,13 @@ export async function advanceFamily(
       eb
         .selectFrom('advanced')
         .select([
-          sql<string>`${rotation.tokenHash}::text`.as('token_hash'),
+          sql<string>`${value('tokenHash')}::text`.as('token_hash'),
           'advanced.id',
           'advanced.generation',
-          sql<Date>`${rotation.now}::timestamptz`.as('created_at'),
+          sql<Date>`${value('now')}::timestamptz`.as('created_at'),
         ]),
-    )
-    .executeTakeFirst();
-  return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
-}
+    ),
+);
 
 export async function revokeFamily(db: Kysely<Database>, familyId: string, reason: FamilyRevocationReason, now: Date): Promise<boolean> {
   const result = await db

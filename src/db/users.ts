@@ -1,4 +1,5 @@
 import { type Expression, type Kysely, sql } from 'kysely';
+import { compileOnce } from './compiled.js';
 import type { Database, NewUser, User } from './schema.js';
 
 export async function findUserByUsername(db: Kysely<Database>, username: string): Promise<User | undefined> {
@@ -19,45 +20,52 @@ export type UserProfile = UserSession & { readonly roles: string[]; readonly sco
  * access token at Tessera asks. Undefined if there is no such user.
  */
 export async function findUserSession(db: Kysely<Database>, userId: string, sid: string | undefined): Promise<UserSession | undefined> {
-  return userSessionQuery(db, userId, sid).executeTakeFirst();
+  const { rows } = await userSession.run(db, { userId, sid: sid ?? null });
+  return rows[0];
 }
 
 /** findUserSession with the roles and scopes /userinfo shows: still one query. */
 export async function findUserProfile(db: Kysely<Database>, userId: string, sid: string | undefined): Promise<UserProfile | undefined> {
-  const row = await userSessionQuery(db, userId, sid)
-    .select((eb) => [
-      sql<string[]>`array(select role_name from user_roles where user_id = ${eb.ref('users.id')} order by role_name)`.as('roles'),
-      userScopesOf(eb.ref('users.id')).as('scopes'),
-    ])
-    .executeTakeFirst();
+  const { rows } = await userProfile.run(db, { userId, sid: sid ?? null });
+  const row = rows[0];
   return row && { ...row, scopes: row.scopes.sort() };
 }
 
-function userSessionQuery(db: Kysely<Database>, userId: string, sid: string | undefined) {
+type SessionKey = { userId: string; sid: string | null };
+
+function userSessionQuery(db: Kysely<Database>, value: <K extends keyof SessionKey>(name: K) => SessionKey[K]) {
   return db
     .selectFrom('users')
     .selectAll('users')
-    .select((eb) => {
+    .select((eb) =>
       // Every user access token Tessera issues names its session (`sid`, a refresh family, with or
       // without refresh tokens), and every way a session ends (logout, password change, disable)
       // revokes that row, and deleting the user deletes it: so liveness is one look-up, with no
       // clock compared. A token without `sid` (only the previous release issued such user
-      // tokens) is not live here: it names no session that a logout could end.
-      const live =
-        sid === undefined
-          ? sql<boolean>`false`
-          : eb.exists(
-              eb
-                .selectFrom('refresh_families as f')
-                .select('f.id')
-                .where('f.id', '=', sid)
-                .whereRef('f.user_id', '=', 'users.id')
-                .where('f.revoked_at', 'is', null),
-            );
-      return sql<boolean>`${live}`.as('session_live');
-    })
-    .where('id', '=', userId);
+      // tokens) is not live here: it names no session that a logout could end (`f.id = null`
+      // holds for no row).
+      eb
+        .exists(
+          eb
+            .selectFrom('refresh_families as f')
+            .select('f.id')
+            .where('f.id', '=', value('sid'))
+            .whereRef('f.user_id', '=', 'users.id')
+            .where('f.revoked_at', 'is', null),
+        )
+        .as('session_live'),
+    )
+    .where('id', '=', value('userId'));
 }
+
+// Every use of a user's access token at Tessera runs one of these: compiled once (src/db/compiled.ts).
+const userSession = compileOnce<SessionKey, UserSession>((db, value) => userSessionQuery(db, value));
+const userProfile = compileOnce<SessionKey, UserProfile>((db, value) =>
+  userSessionQuery(db, value).select((eb) => [
+    sql<string[]>`array(select role_name from user_roles where user_id = ${eb.ref('users.id')} order by role_name)`.as('roles'),
+    userScopesOf(eb.ref('users.id')).as('scopes'),
+  ]),
+);
 
 export async function insertUser(db: Kysely<Database>, user: NewUser): Promise<User> {
   return db.insertInto('users').values(user).returningAll().executeTakeFirstOrThrow();

@@ -24,6 +24,10 @@ export const REDACTED_PATHS = [
   'secret',
 ];
 
+/** Every name REDACTED_PATHS redacts anywhere, as a top-level name: enough for a line with no nested object (src/audit.ts). */
+export const TOP_LEVEL_REDACTED_PATHS = [...new Set(REDACTED_PATHS.filter((path) => !path.startsWith('req.')).map((path) => path.replace(/^\*\./, '')))];
+export const REDACTED = '[redacted]';
+
 /** JSON lines to stdout (or `destination`, as the tests capture it). */
 export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
   return pino(
@@ -31,7 +35,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
       level,
       base: { service: 'tessera' },
       timestamp: pino.stdTimeFunctions.isoTime,
-      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+      redact: { paths: REDACTED_PATHS, censor: REDACTED },
       formatters: { level: (label) => ({ level: label }) },
     },
     destination,

@@ -91,7 +91,10 @@ export function createRateLimits(
     limiter(layer, setting.window, { limit: setting.limit, keyGenerator: (req) => ipKeyGenerator(req.ip ?? '', config.ipv6Subnet), ...options });
   const ipKey = (ip: string) => ipKeyGenerator(ip, config.ipv6Subnet);
 
-  const loginIp = perIp('login_ip', config.loginIp, { skip: (req) => bodyField(req, 'grant_type') !== 'password' });
+  const loginIpLimiter = perIp('login_ip', config.loginIp);
+  // Only the password grant is counted here: every other token request goes straight on, without
+  // entering the limiter at all (its skip() still cost each refresh a few promises and lookups).
+  const loginIp: RequestHandler = (req, res, next) => (bodyField(req, 'grant_type') === 'password' ? loginIpLimiter(req, res, next) : next());
   // Changing a password proves the current one: the requests of one source, whatever account (the account layers count the guesses).
   const passwordChange = perIp('password_change', config.loginIp);
   // Self-registration costs an Argon2 hash and a row: per IP, like logins.

@@ -65,7 +65,7 @@ export interface Metrics {
   rateLimitRejected(layer: LimitLayer): void;
   argon2Completed(operation: Argon2Operation, seconds: number): void;
   /** Starts timing a request; call the result once its response has been sent. */
-  httpRequestStarted(): (labels: HttpLabels) => void;
+  httpRequestCompleted(labels: HttpLabels, seconds: number): void;
   /** Points the state gauges at the parts they read, once those exist (src/service.ts prepareDeps). */
   watch(sources: MetricSources): void;
 }
@@ -205,10 +205,7 @@ export function createMetrics(): Metrics {
     refreshLateReplayed: () => lateReplays.inc(),
     rateLimitRejected: (layer) => rateLimitRejections.inc({ layer }),
     argon2Completed: (operation, seconds) => argon2Duration.observe({ operation }, seconds),
-    httpRequestStarted: () => {
-      const end = httpDuration.startTimer();
-      return ({ method, route, status }) => end({ method, route, status });
-    },
+    httpRequestCompleted: (labels, seconds) => httpDuration.observe(labels, seconds),
     watch: (watched) => {
       if (sources !== undefined) throw new Error('the metrics already watch a service');
       sources = watched;

@@ -25,8 +25,8 @@ export function createApp(deps: Deps): Express {
   app.use(requestLogger(deps.log));
   app.use(cors(deps.config.corsOrigins));
   app.use((_req, res, next) => {
-    res.set('X-Content-Type-Options', 'nosniff');
-    res.set('Cache-Control', 'no-store');
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Cache-Control', 'no-store');
     next();
   });
   app.use(tokenRouter(deps));

@@ -14,10 +14,10 @@ const UNMATCHED = 'unmatched';
 export function httpMetrics(metrics: Metrics): RequestHandler {
   return (req, res, next) => {
     trackRoutePatterns(Object.getPrototypeOf(req) as object);
-    const end = metrics.httpRequestStarted();
+    const started = performance.now();
     res.once('finish', () => {
       const route = (req as unknown as Record<symbol, string | undefined>)[ROUTE_PATTERN] ?? UNMATCHED;
-      end({ method: req.method, route, status: res.statusCode });
+      metrics.httpRequestCompleted({ method: req.method, route, status: res.statusCode }, (performance.now() - started) / 1000);
     });
     next();
   };

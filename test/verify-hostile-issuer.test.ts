@@ -31,10 +31,13 @@ const JWKS_PATH = '/jwks';
 const REQUIRED = 'a bearer access token is required';
 const NOT_VALID = 'the access token is not valid';
 
-type Answer = 'ok' | '500' | 'not-json' | 'not-a-key-set' | 'silent';
+type Answer = 'ok' | '500' | 'not-json' | 'not-a-key-set' | 'silent' | 'huge' | 'huge-chunked';
 
 interface FakeIssuer {
+  /** The issuer identifier: the origin, or the origin and `path` (startFakeIssuer). */
   readonly url: string;
+  /** Every path asked for, in order. */
+  readonly asked: string[];
   readonly hits: { discovery: number; jwks: number };
   discovery: Answer;
   jwks: Answer;
@@ -54,13 +57,21 @@ function newKey() {
   return { kid: randomUUID(), ...generateKeyPairSync('rsa', { modulusLength: 2048 }) };
 }
 
-async function startFakeIssuer(): Promise<FakeIssuer> {
+/**
+ * With `path`, the issuer identifier has that path and discovery is served where `discoveryAt`
+ * says: the RFC 8414 §3.1 place (the well-known name, then the path) or the OpenID Connect one
+ * (the path, then /.well-known/openid-configuration).
+ */
+async function startFakeIssuer({ path = '', discoveryAt = 'rfc8414' }: { path?: string; discoveryAt?: 'rfc8414' | 'oidc' } = {}): Promise<FakeIssuer> {
   const held: ServerResponse[] = [];
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = `${origin}${path}`;
+  const discoveryPath = discoveryAt === 'oidc' ? `${path}/.well-known/openid-configuration` : `${DISCOVERY_PATH}${path}`;
   const issuer: FakeIssuer = {
     url,
+    asked: [],
     hits: { discovery: 0, jwks: 0 },
     discovery: 'ok',
     jwks: 'ok',
@@ -79,15 +90,25 @@ async function startFakeIssuer(): Promise<FakeIssuer> {
   const answer = async (res: ServerResponse, how: Answer, body: () => Promise<unknown>) => {
     if (how === 'silent') return void held.push(res);
     if (how === '500') return void res.writeHead(500, { 'content-type': 'text/plain' }).end('internal error');
-    res.writeHead(200, { 'content-type': 'application/json' });
+    res.statusCode = 200;
+    res.setHeader('content-type', 'application/json');
     if (how === 'not-json') return void res.end('{"keys": [');
     if (how === 'not-a-key-set') return void res.end('{"keys": "none"}');
-    res.end(JSON.stringify(await body()));
+    const text = JSON.stringify(await body());
+    if (how === 'huge' || how === 'huge-chunked') {
+      // Valid, and what was asked for, but padded past any sane size: 1 MiB of white space.
+      const padded = `${text.slice(0, -1)}${' '.repeat(1024 * 1024)}}`;
+      if (how === 'huge') res.setHeader('content-length', Buffer.byteLength(padded));
+      for (let at = 0; at < padded.length; at += 64 * 1024) res.write(padded.slice(at, at + 64 * 1024));
+      return void res.end();
+    }
+    res.end(text);
   };
   server.on('request', (req, res) => {
-    if (req.url === DISCOVERY_PATH) {
+    issuer.asked.push(req.url ?? '');
+    if (req.url === discoveryPath) {
       issuer.hits.discovery += 1;
-      void answer(res, issuer.discovery, async () => ({ issuer: url, jwks_uri: `${url}${JWKS_PATH}` }));
+      void answer(res, issuer.discovery, async () => ({ issuer: url, jwks_uri: `${origin}${JWKS_PATH}` }));
     } else if (req.url === JWKS_PATH) {
       issuer.hits.jwks += 1;
       const jwks = async () => ({
@@ -144,6 +165,55 @@ function moveClock(ms: number): void {
   if (vi.isFakeTimers()) vi.setSystemTime(Date.now() + ms);
   else vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + ms });
 }
+
+describe('an issuer with a path (RFC 8414 §3.1)', () => {
+  it('is discovered at the well-known name followed by the path', async () => {
+    const issuer = await startFakeIssuer({ path: '/tenants/a' });
+    const verifier = verifierFor(issuer);
+    expect(await verifier.verifyAccessToken(await tokenFrom(issuer))).toMatchObject({ sub: 'user-1', iss: issuer.url });
+    expect(issuer.asked).toEqual(['/.well-known/oauth-authorization-server/tenants/a', JWKS_PATH]);
+  });
+
+  it('that serves only the OpenID Connect form is discovered there next', async () => {
+    const issuer = await startFakeIssuer({ path: '/tenants/a', discoveryAt: 'oidc' });
+    const verifier = verifierFor(issuer);
+    expect(await verifier.verifyAccessToken(await tokenFrom(issuer))).toMatchObject({ sub: 'user-1' });
+    expect(issuer.asked).toEqual(['/.well-known/oauth-authorization-server/tenants/a', '/tenants/a/.well-known/openid-configuration', JWKS_PATH]);
+  });
+
+  it('whose metadata names another issuer is not trusted, wherever it was found', async () => {
+    const issuer = await startFakeIssuer({ path: '/tenants/a' });
+    // The same server, but the verifier was told the issuer is /tenants/b: the metadata found for
+    // /tenants/a must not be taken for it (there is none at /tenants/b's places: 404, then 404).
+    const verifier = createVerifier({ issuer: issuer.url.replace('/tenants/a', '/tenants/b'), audience: AUDIENCE });
+    await expectUnavailable(verifier, await tokenFrom(issuer));
+    expect(issuer.hits).toEqual({ discovery: 0, jwks: 0 });
+  });
+});
+
+describe('an issuer whose answer is too large', () => {
+  for (const how of ['huge', 'huge-chunked'] as const) {
+    it(`(${how === 'huge' ? 'declared in Content-Length' : 'sent chunked, with no length'}) is unavailable, for discovery and for the key set`, async () => {
+      const issuer = await startFakeIssuer();
+      issuer.discovery = how;
+      const verifier = verifierFor(issuer);
+      const token = await tokenFrom(issuer);
+      await expectUnavailable(verifier, token);
+      expect(issuer.hits).toEqual({ discovery: 1, jwks: 0 });
+
+      issuer.discovery = 'ok';
+      issuer.jwks = how;
+      moveClock(5_000);
+      await expectUnavailable(verifier, token);
+      expect(issuer.hits).toEqual({ discovery: 2, jwks: 1 });
+
+      // The same documents at their usual size work.
+      issuer.jwks = 'ok';
+      moveClock(5_000);
+      expect(await verifier.verifyAccessToken(token)).toMatchObject({ sub: 'user-1' });
+    });
+  }
+});
 
 describe('a token that is not a string', () => {
   it('is InvalidTokenError, and the issuer is not asked', async () => {

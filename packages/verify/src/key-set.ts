@@ -77,19 +77,59 @@ export function createKeySet(options: KeySetOptions): GetKey {
   };
 }
 
-async function discoverJwksUri(options: KeySetOptions): Promise<string> {
-  const metadata = (await fetchJson(`${options.issuer}/.well-known/oauth-authorization-server`, options.timeoutMs)) as { issuer?: unknown; jwks_uri?: unknown };
-  // RFC 8414 §3.3: the metadata must name the issuer it was fetched for.
-  if (metadata?.issuer !== options.issuer || typeof metadata.jwks_uri !== 'string') throw new Error('discovery metadata does not match the issuer');
-  return metadata.jwks_uri;
+/**
+ * RFC 8414 §3.1: the metadata of an issuer with a path is at the origin's well-known URI with the
+ * path after it (https://host/.well-known/oauth-authorization-server/tenant-a). An issuer behind a
+ * path prefix often serves only the OpenID Connect form instead (the path, then
+ * /.well-known/openid-configuration: OIDC Discovery 1.0 §4), so that is asked next. For an issuer
+ * without a path the two are the same place and one is asked.
+ */
+export function discoveryUrls(issuer: string): string[] {
+  const url = new URL(issuer);
+  const path = url.pathname.replace(/\/$/, '');
+  const rfc8414 = `${url.origin}/.well-known/oauth-authorization-server${path}`;
+  return path === '' ? [rfc8414] : [rfc8414, `${url.origin}${path}/.well-known/openid-configuration`];
 }
+
+async function discoverJwksUri(options: KeySetOptions): Promise<string> {
+  let lastError: unknown;
+  for (const url of discoveryUrls(options.issuer)) {
+    let metadata: { issuer?: unknown; jwks_uri?: unknown };
+    try {
+      metadata = (await fetchJson(url, options.timeoutMs)) as typeof metadata;
+    } catch (error) {
+      lastError = error;
+      continue;
+    }
+    // RFC 8414 §3.3: the metadata must name the issuer it was fetched for.
+    if (metadata?.issuer !== options.issuer || typeof metadata.jwks_uri !== 'string') throw new Error('discovery metadata does not match the issuer');
+    return metadata.jwks_uri;
+  }
+  throw lastError;
+}
+
+/**
+ * Discovery documents and key sets are a few KiB; an issuer that sends more (by mistake, or one
+ * that is not what it claims) is refused before its answer fills the verifier's memory.
+ */
+export const MAX_DOCUMENT_BYTES = 256 * 1024;
 
 async function fetchJson(url: string, timeoutMs: number): Promise<unknown> {
   // The timeout covers the body too: an issuer that trickles its answer is as down as a silent one.
   const response = await fetch(url, { headers: { accept: 'application/json' }, redirect: 'error', signal: AbortSignal.timeout(timeoutMs) });
-  if (response.status !== 200) {
+  const declared = Number(response.headers.get('content-length') ?? 0);
+  if (response.status !== 200 || declared > MAX_DOCUMENT_BYTES || response.body === null) {
     await response.body?.cancel();
-    throw new Error(`${url} answered ${response.status}`);
+    throw new Error(`${url} answered ${response.status}${declared > MAX_DOCUMENT_BYTES ? ' with too large a body' : ''}`);
   }
-  return response.json();
+  // Counted as it arrives: a body sent without a length (chunked) is cut off at the bound too.
+  const chunks: Uint8Array[] = [];
+  let received = 0;
+  for await (const chunk of response.body) {
+    received += chunk.byteLength;
+    // Leaving the loop by throwing cancels the rest of the body.
+    if (received > MAX_DOCUMENT_BYTES) throw new Error(`${url} answered with too large a body`);
+    chunks.push(chunk);
+  }
+  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
 }

@@ -133,7 +133,11 @@ describe('SIGTERM on the real binary', () => {
     // listener closed): by then the balancer has stopped sending them. That requests in flight then
     // finish is test/shutdown.test.ts's to show.
 
-    const lifecycle = logLines(server.stdout()).filter((line) => line['audit'] !== true && line['req'] === undefined);
+    // Lines about the Redis link are left out: on a loaded machine a rate-limit command can time
+    // out (250 ms) under this load, which says nothing of the drain.
+    const lifecycle = logLines(server.stdout()).filter(
+      (line) => line['audit'] !== true && line['req'] === undefined && !String(line['msg']).startsWith('redis is '),
+    );
     expect(lifecycle.map((line) => line['msg']).slice(-3)).toEqual([
       'shutting down',
       'no longer accepting connections; finishing requests in flight',

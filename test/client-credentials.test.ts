@@ -107,6 +107,20 @@ describe('grant_type=client_credentials (RFC 6749 §4.4)', () => {
     expect(res.headers['www-authenticate']).toBe('Basic realm="tessera", charset="UTF-8"');
   });
 
+  it('an empty secret authenticates no one, even a client whose stored secret is the hash of the empty string', async () => {
+    // Only an edit of the table can make such a client (the CLI and the admin API generate secrets,
+    // or take 32 characters at least); RFC 6749 §2.3.1 still gives an empty secret no meaning.
+    const client = await createTestClient(service(), { grantTypes: ['client_credentials'], scopes: ['orders:read'], secret: '' });
+    for (const auth of [
+      (req: request.Test) => req.send({ grant_type: 'client_credentials', client_id: client.id, client_secret: '' }),
+      (req: request.Test) => req.set('Authorization', client.basic).send({ grant_type: 'client_credentials' }),
+    ]) {
+      const res = await auth(request(service().app).post('/token').type('form'));
+      expect(res.status).toBe(401);
+      expect(res.body).toEqual({ error: 'invalid_client', error_description: 'client authentication failed' });
+    }
+  });
+
   it('a public client, identified by client_id alone, is unauthorized_client and gets no token', async () => {
     // Without the grant: refused by the grant-type check.
     const ordinary = await createTestClient(service(), { type: 'public' });

@@ -73,6 +73,8 @@ function readCredentials(input: ClientCredentialsInput): PresentedCredentials {
   }
   if (input.clientId === undefined || input.clientId === '') throw invalidClient('client authentication is required');
   if (input.clientSecret !== undefined) {
+    // As in a Basic header: an empty secret is no secret, whatever a table holds.
+    if (input.clientSecret === '') throw invalidClient();
     return { method: 'client_secret_post', clientId: input.clientId, secret: input.clientSecret };
   }
   return { method: 'none', clientId: input.clientId };

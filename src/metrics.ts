@@ -4,6 +4,7 @@ import { answerMetricsRequests, clusterMetrics } from './cluster.js';
 import type { Argon2Operation } from './auth/passwords.js';
 import type { GrantType } from './db/schema.js';
 import type { LimitBackend, LimitLayer } from './limits/layers.js';
+import { readPackageVersion } from './package-root.js';
 
 /** The grant of a token request; `unknown` when grant_type is missing or not one Tessera serves. */
 export type GrantLabel = GrantType | 'unknown';
@@ -192,6 +193,16 @@ export function createMetrics(): Metrics {
       if (sources !== undefined) this.set(sources.signingKeyAgeSeconds());
     },
   });
+
+  // The Prometheus convention for what runs (as node_exporter's node_uname_info): join on it to
+  // see which version a replica runs, and when a rollout reached it.
+  new Gauge({
+    name: 'tessera_build_info',
+    help: 'Always 1: the version of Tessera and of Node.js this process runs.',
+    labelNames: ['version', 'node_version'] as const,
+    registers,
+    aggregator: 'max', // every worker runs the same build: 1, not the worker count
+  }).set({ version: readPackageVersion(), node_version: process.version }, 1);
 
   // The primary (src/cluster.ts) sums what every worker's registry holds.
   if (cluster.isWorker) answerMetricsRequests(registry);

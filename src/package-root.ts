@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -8,4 +8,10 @@ export function findPackageRoot(from: string = dirname(fileURLToPath(import.meta
     if (existsSync(join(dir, 'package.json'))) return dir;
     if (dirname(dir) === dir) throw new Error('package.json not found above ' + from);
   }
+}
+
+/** The version in package.json, the one npm installed (`tessera --version`, tessera_build_info, service.version). */
+export function readPackageVersion(): string {
+  const manifest = JSON.parse(readFileSync(join(findPackageRoot(), 'package.json'), 'utf8')) as { version: string };
+  return manifest.version;
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readPackageVersion } from '../src/package-root.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { childPids, freePort, logLines, type Spawned, startTessera, stopAll, waitUntilReady } from './helpers/process.js';
 import { createTestClient, createTestUser, startTestService, type TestClient, testEnv } from './helpers/service.js';
@@ -99,6 +100,13 @@ describe('WEB_CONCURRENCY=2', () => {
     for (let i = 0; i < 10; i += 1) expect((await login(shared)).status).toBe(200);
     // Each scrape lands on one worker or the other; each must see all ten logins.
     for (let i = 0; i < 4; i += 1) expect(await successfulPasswordGrants(shared)).toBe(before + 10);
+  });
+
+  it('/metrics reports tessera_build_info once, at 1, however many workers serve', async () => {
+    const res = await send(shared, 'GET', '/metrics');
+    expect(res.body.split('\n').filter((line) => line.startsWith('tessera_build_info{'))).toEqual([
+      `tessera_build_info{version="${readPackageVersion()}",node_version="${process.version}"} 1`,
+    ]);
   });
 
   it('replaces a worker that dies, and keeps serving meanwhile', async () => {

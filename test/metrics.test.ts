@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { randomBytes, randomUUID } from 'node:crypto';
 import express from 'express';
 import request from 'supertest';
@@ -111,10 +112,18 @@ describe('GET /metrics', () => {
       tessera_db_pool_waiting: 'gauge',
       tessera_db_pool_max_connections: 'gauge',
       tessera_signing_key_age_seconds: 'gauge',
+      tessera_build_info: 'gauge',
     });
     for (const name of ['process_cpu_seconds_total', 'process_start_time_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds']) {
       expect(families.has(name), name).toBe(true);
     }
+  });
+
+  it('names the version of Tessera and of Node.js in tessera_build_info, always 1', async () => {
+    const { samples } = await scrape();
+    const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    const builds = [...samples].filter(([key]) => key.startsWith('tessera_build_info'));
+    expect(builds).toEqual([[seriesKey('tessera_build_info', { version, node_version: process.version }), 1]]);
   });
 
   it('reports state read at scrape time: the rate-limit backend, the pool, the Argon2 queue', async () => {

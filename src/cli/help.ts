@@ -1,6 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { findPackageRoot } from '../package-root.js';
+import { readPackageVersion } from '../package-root.js';
 import { type Entry, EXIT, formatUsageError, UsageError } from './command.js';
 import { COMMANDS, findCommand } from './commands.js';
 import { formatOptionList, formatUsageLine, type ParsedLine, parseArguments } from './syntax.js';
@@ -36,7 +34,7 @@ export function readCommandLine(argv: readonly string[]): Answer | CommandLine {
   if (options.some((arg) => HELP_FLAGS.has(arg))) return answerHelp(takeLeadingWords(argv.filter((arg) => !HELP_FLAGS.has(arg))));
   const [first] = argv;
   if (first === undefined) return { exitCode: EXIT.usage, stdout: '', stderr: formatUsage() };
-  if (VERSION_FLAGS.has(first)) return answerWith(`${readVersion()}\n`);
+  if (VERSION_FLAGS.has(first)) return answerWith(`${readPackageVersion()}\n`);
   if (first === 'help') return answerHelp(argv.slice(1), true);
   const found = findCommand(COMMANDS, argv);
   if (found !== undefined) {
@@ -165,10 +163,4 @@ function wrapHanging(prefix: string, text: string): string {
     else lines[last] = line.length === prefix.length ? line + word : `${line} ${word}`;
   }
   return lines.join('\n');
-}
-
-/** The version in package.json, the one npm installed. */
-function readVersion(): string {
-  const manifest = JSON.parse(readFileSync(join(findPackageRoot(), 'package.json'), 'utf8')) as { version: string };
-  return manifest.version;
 }

@@ -59,7 +59,8 @@ export async function superviseWorkers(count: number, log: Logger, stopSignal: P
   const stopped = new Promise<void>((resolve) => {
     cluster.on('exit', (worker, code, signal) => {
       live.delete(worker);
-      const exit = { worker: worker.id, pid: worker.process.pid, code, signal };
+      // worker_pid: `pid` on every line is the process that writes it (src/logger.ts), here the primary.
+      const exit = { worker: worker.id, worker_pid: worker.process.pid, code, signal };
       if (stopping) {
         // A worker still loading when the signal came has no handler yet and dies of it: that is a stop too.
         if (code !== 0 && signal !== 'SIGTERM') failed = true;

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { LogLevel } from './config.js';
 
@@ -29,17 +30,18 @@ export const TOP_LEVEL_REDACTED_PATHS = [...new Set(REDACTED_PATHS.filter((path)
 export const REDACTED = '[redacted]';
 
 /**
- * JSON lines to stdout (or `destination`, as the tests capture it). Written asynchronously: a line
- * goes to the kernel at once when no write is in flight, and lines that come while one is are
- * joined into the next write, so that a busy server makes one write for many lines rather than one
- * per line (two per request: the request line and an audit line), and a log pipe that is slow to
- * drain never blocks the event loop. pino flushes what is pending when the process exits.
+ * JSON lines to stdout (or `destination`, as the tests capture it), every one with `hostname` and
+ * `pid` (DESIGN.md, Observability). Written asynchronously: a line goes to the kernel at once when
+ * no write is in flight, and lines that come while one is are joined into the next write, so that
+ * a busy server makes one write for many lines rather than one per line (two per request: the
+ * request line and an audit line), and a log pipe that is slow to drain never blocks the event
+ * loop. pino flushes what is pending when the process exits.
  */
 export function createLogger(level: LogLevel, destination: DestinationStream = pino.destination({ dest: 1, sync: false })): Logger {
   return pino(
     {
       level,
-      base: { service: 'tessera' },
+      base: { service: 'tessera', hostname: hostname(), pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACTED_PATHS, censor: REDACTED },
       formatters: { level: (label) => ({ level: label }) },

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Env } from '../src/config.js';
@@ -44,6 +45,36 @@ describe('the request log', () => {
       ]);
     } finally {
       await atDebug.close();
+    }
+  });
+
+  it('writes one line per request with request_id, hostname and pid, every field name in snake_case', async () => {
+    const service = await startTestService(database, { env });
+    try {
+      const res = await request(service.app).get('/.well-known/jwks.json?x=1').set('X-Request-Id', 'fields-1');
+      expect(res.headers['x-request-id']).toBe('fields-1');
+      const line = service.logs.entries().find((entry) => entry['request_id'] === 'fields-1')!;
+      expect(line).toEqual({
+        level: 'info',
+        time: expect.any(String),
+        service: 'tessera',
+        hostname: hostname(),
+        pid: process.pid,
+        request_id: 'fields-1',
+        req: { method: 'GET', path: '/.well-known/jwks.json' },
+        res: { status: 200 },
+        response_time: expect.any(Number),
+        msg: 'request completed',
+      });
+      // Every line this service wrote, start-up included: no camelCase key anywhere in it, and no
+      // trace ids while tracing is off.
+      const keys = (value: unknown): string[] =>
+        typeof value === 'object' && value !== null ? Object.entries(value).flatMap(([key, inner]) => [key, ...keys(inner)]) : [];
+      const names = new Set(service.logs.entries().flatMap((entry) => keys({ ...entry, err: undefined })));
+      expect([...names].filter((name) => !/^[a-z0-9_]+$/.test(name))).toEqual([]);
+      expect(names.has('trace_id')).toBe(false);
+    } finally {
+      await service.close();
     }
   });
 });

@@ -90,17 +90,19 @@ function fromBodyParser(error: { type?: unknown; status?: unknown }): OAuthError
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (error: unknown, _req, res, _next) => {
     if (res.headersSent) return;
+    // The same request_id as the request's own line (src/http/request-log.ts), so the two meet.
+    const request_id = res.getHeader('X-Request-Id');
     if (error instanceof OAuthError) return sendError(res, error);
     const parsed = typeof error === 'object' && error !== null ? fromBodyParser(error) : undefined;
     if (parsed) return sendError(res, parsed);
     // SQLSTATE class 22 (data exception: a NUL byte, an invalid uuid) is bad input that slipped past
     // validation: still the client's error, never a 500.
     if (isDataException(error)) {
-      log.warn({ err: error }, 'input the database refused');
+      log.warn({ err: error, request_id }, 'input the database refused');
       return sendError(res, new OAuthError('invalid_request', 'the request contains a value that is not allowed'));
     }
     if (isInfrastructureError(error)) {
-      log.warn({ err: error }, 'infrastructure failure: answering 503');
+      log.warn({ err: error, request_id }, 'infrastructure failure: answering 503');
       return sendError(
         res,
         new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable; retry later', {
@@ -108,7 +110,7 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
         }),
       );
     }
-    log.error({ err: error }, 'unexpected error');
+    log.error({ err: error, request_id }, 'unexpected error');
     sendError(res, new OAuthError('server_error', 'the server could not complete the request'));
   };
 }

@@ -6,7 +6,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 const HEALTH_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
 
 /**
- * One line per request with a request id (taken from a sane X-Request-Id, else generated, and
+ * One line per request with its `request_id` (taken from a sane X-Request-Id, else generated, and
  * echoed back). Only method, path (never the query string, where a careless client may put a
  * password), status and timing are logged: no headers, no bodies. Written when the response has
  * been sent, from the service's own logger: no per-request child logger, nothing else per request
@@ -23,9 +23,10 @@ export function requestLogger(log: Logger): RequestHandler {
     const id = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     res.setHeader('X-Request-Id', id);
     const line = (status: number) => ({
-      req: { id, method: req.method, path: (req.originalUrl ?? req.url).split('?')[0] },
+      request_id: id,
+      req: { method: req.method, path: (req.originalUrl ?? req.url).split('?')[0] },
       res: { status },
-      responseTime: Math.round(performance.now() - started),
+      response_time: Math.round(performance.now() - started),
     });
     res.once('close', () => {
       const status = res.statusCode;

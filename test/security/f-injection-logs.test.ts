@@ -216,7 +216,7 @@ describe('F2 a username that carries a fake log line', () => {
     const lines = service.logs.lines.slice(start);
     expect(lines).toHaveLength(1);
     expect(() => service.logs.entries()).not.toThrow(); // every line of the log is one JSON entry
-    expect(JSON.parse(lines[0]!)).toMatchObject({ msg: 'request completed', req: { id }, res: { status: 400 } });
+    expect(JSON.parse(lines[0]!)).toMatchObject({ msg: 'request completed', request_id: id, res: { status: 400 } });
     // No line of the whole log is the fake one, or starts a fake entry of its own.
     expect(service.logs.lines.filter((line) => line.includes('"user_id":"admin"'))).toEqual([]);
     expect(service.logs.entries('login_succeeded').filter((entry) => entry['user_id'] === 'admin')).toEqual([]);

@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { Agent, request as httpRequest } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { freePort, logLines, type Spawned, startTessera, stopAll, waitForOutput, waitUntilReady } from './helpers/process.js';
-import { createTestClient, createTestUser, startTestService, type TestClient, testEnv } from './helpers/service.js';
+import { logLines, serveOnFreePort, stopAll, waitForOutput } from './helpers/process.js';
+import { seedServedDatabase, type TestClient } from './helpers/service.js';
 import { waitFor } from './helpers/wait.js';
 
 // The drain a load balancer needs (DESIGN.md, "Running in production"), on the real binary: on
@@ -19,29 +18,14 @@ let user: { username: string; password: string };
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  settings = { PATH: process.env['PATH'], ...testEnv(database, { HOST: '127.0.0.1', KEY_ENCRYPTION_KEYS: randomBytes(32).toString('base64') }) };
-  const seeding = await startTestService(database, { env: settings });
-  client = await createTestClient(seeding);
-  user = await createTestUser(seeding);
-  await seeding.close();
+  ({ settings, client, user } = await seedServedDatabase(database));
 });
 afterAll(async () => {
   await stopAll();
   await database?.drop();
 });
 
-interface Serving {
-  readonly server: Spawned;
-  readonly base: string;
-}
-
-async function serve(env: NodeJS.ProcessEnv): Promise<Serving> {
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  const server = startTessera(['serve'], { ...settings, PORT: String(port), ISSUER: base, ...env });
-  await waitUntilReady(server, base);
-  return { server, base };
-}
+const serve = (env: NodeJS.ProcessEnv) => serveOnFreePort({ ...settings, ...env });
 
 interface Outcome {
   readonly status?: number;

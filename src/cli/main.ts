@@ -4,6 +4,8 @@ import { inspect } from 'node:util';
 import { superviseWorkers } from '../cluster.js';
 import { type Config, ConfigError, type Env, loadConfig } from '../config.js';
 import { createLogger } from '../logger.js';
+import { readPackageVersion } from '../package-root.js';
+import { startTelemetry } from '../telemetry/start.js';
 
 // The only module that touches process.env, process.argv and the standard streams.
 
@@ -50,6 +52,10 @@ function supervising(argv: readonly string[], env: Env): Config | undefined {
 try {
   const argv = process.argv.slice(2);
   const supervised = supervising(argv, process.env);
+  // Tracing starts before the service is imported (its instrumentations hook pg, ioredis and
+  // node:http as they load), and only in a process that serves: not in a supervising primary,
+  // not for one-shot commands.
+  const telemetry = !supervised && argv.length === 1 && argv[0] === 'serve' ? await startTelemetry(process.env, readPackageVersion()) : undefined;
   const code = supervised
     ? await superviseWorkers(supervised.webConcurrency, createLogger(supervised.logLevel), stopSignal, hurrySignal)
     : await (await import('./run.js')).runCli(argv, process.env, {
@@ -58,7 +64,9 @@ try {
         stderr: (text) => process.stderr.write(text),
         stopSignal,
         hurrySignal,
+        tracing: telemetry?.tracing ?? false,
       });
+  await telemetry?.shutdown();
   // Let stdout drain, then leave even if a library keeps a timer alive.
   process.stdout.write('', () => process.exit(code));
 } catch (error) {

@@ -31,6 +31,8 @@ export interface CliIo {
   stopSignal?: Promise<string>;
   /** Resolves when it is asked again: `serve` then stops without waiting out SHUTDOWN_DELAY. */
   hurrySignal?: Promise<string>;
+  /** True when OpenTelemetry tracing runs (src/telemetry/): log lines then name their trace and span. */
+  tracing?: boolean;
   /** Where `serve` logs (stdout by default); tests capture it. */
   logDestination?: import('pino').DestinationStream;
 }
@@ -54,7 +56,7 @@ export async function runCli(argv: readonly string[], env: Env, io: CliIo, clock
 
   try {
     if (command === 'serve') {
-      return await serve(config, createLogger(config.logLevel, io.logDestination), clock, io);
+      return await serve(config, createLogger(config.logLevel, io.logDestination, { traceIds: io.tracing === true }), clock, io);
     }
     // One-shot commands log warnings only, to stderr, unless LOG_LEVEL asks for more.
     const log = createLogger(env['LOG_LEVEL'] ? config.logLevel : 'warn', io.logDestination ?? stderrDestination(io));

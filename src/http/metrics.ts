@@ -24,7 +24,8 @@ export function httpMetrics(metrics: Metrics): RequestHandler {
 }
 
 const ROUTE = Symbol('route');
-const ROUTE_PATTERN = Symbol('route pattern');
+// A registered symbol: src/telemetry/tracing.ts names the HTTP span after it, without code on this path.
+const ROUTE_PATTERN = Symbol.for('tessera.http.route-pattern');
 const tracking = new WeakSet<object>();
 
 /**

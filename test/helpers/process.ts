@@ -163,6 +163,21 @@ export async function waitUntilReady(spawned: Spawned, url: string): Promise<voi
   throw new Error(`serve was not ready within ${PROCESS_TIMEOUT_MS} ms:\n${spawned.stderr()}${spawned.stdout()}`);
 }
 
+export interface Serving {
+  readonly server: Spawned;
+  /** `http://127.0.0.1:<port>`, also its ISSUER. */
+  readonly base: string;
+}
+
+/** `tessera serve` on a free loopback port with `env` (and ISSUER naming that port), once it is ready. */
+export async function serveOnFreePort(env: NodeJS.ProcessEnv): Promise<Serving> {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const server = startTessera(['serve'], { ...env, PORT: String(port), ISSUER: base });
+  await waitUntilReady(server, base);
+  return { server, base };
+}
+
 /** The pids of a process's children (Linux /proc). */
 export function childPids(pid: number): number[] {
   try {

@@ -179,6 +179,20 @@ export async function createTestClient(
   return { ...client, secret, basic: basicAuth(client.id, secret ?? '') };
 }
 
+/**
+ * For a `tessera serve` a test starts on `database` (test/helpers/process.ts, serveOnFreePort): its
+ * environment on loopback, and a user and a client made in-process on that database first.
+ */
+export async function seedServedDatabase(database: TestDatabase): Promise<{ settings: NodeJS.ProcessEnv; client: TestClient; user: User & { password: string } }> {
+  const settings = { PATH: process.env['PATH'], ...testEnv(database, { HOST: '127.0.0.1', KEY_ENCRYPTION_KEYS: randomBytes(32).toString('base64') }) };
+  const seeding = await startTestService(database, { env: settings });
+  try {
+    return { settings, client: await createTestClient(seeding), user: await createTestUser(seeding) };
+  } finally {
+    await seeding.close();
+  }
+}
+
 /** RFC 6749 §2.3.1 client_secret_basic: `Basic base64(urlencode(id) ":" urlencode(secret))`. */
 export function basicAuth(id: string, secret: string): string {
   return `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;

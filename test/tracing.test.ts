@@ -151,6 +151,28 @@ describe('tracing', () => {
     });
   }
 
+  it('traces in every worker with WEB_CONCURRENCY=2', { timeout: 90_000 }, async () => {
+    const receiver = await startOtlpReceiver();
+    try {
+      const serving = await serve({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY: '50', WEB_CONCURRENCY: '2' });
+      const workers = () => new Set(receiver.spans.filter((span) => span.name === 'POST /token').map((span) => span.resource['process.pid']));
+      // Each login on a connection of its own: the primary hands connections to the workers in turn.
+      await waitFor('token spans from both workers', async () => {
+        const res = await fetch(`${serving.base}/token`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: client.basic, connection: 'close' },
+          body: new URLSearchParams({ grant_type: 'password', username: user.username, password: user.password }),
+        });
+        expect(res.status).toBe(200);
+        noteSecret('access token (tracing)', ((await res.json()) as { access_token: string }).access_token);
+        return workers().size === 2;
+      }, { timeoutMs: 30_000, intervalMs: 100 });
+      expect(await stop(serving)).toBe(0);
+    } finally {
+      await receiver.close();
+    }
+  });
+
   it('serves and shuts down as usual when the receiver is down or never answers', { timeout: 90_000 }, async () => {
     const hanging = await startOtlpReceiver({ hang: true });
     try {

@@ -1,28 +1,37 @@
 #!/usr/bin/env node
 // `npm run bench [-- --quick] [-- --json FILE] [-- --compare FILE]`: Tessera under load over
-// loopback, beside the primitives that bound it, measured in the same run. See BENCHMARKS.md.
-import { execFileSync, spawn } from 'node:child_process';
+// loopback, beside the primitives that bound it, measured in the same run. `-- --peers`: Tessera
+// beside two real peers instead (bench/peers/). See BENCHMARKS.md.
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { closeSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import os, { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
 import pg from 'pg';
-import { Redis } from 'ioredis';
-import { createAccount } from '../dist/src/auth/accounts.js';
-import { registerClient } from '../dist/src/auth/client-registry.js';
-import { createPasswordHasher } from '../dist/src/auth/passwords.js';
-import { loadConfig } from '../dist/src/config.js';
-import { openPostgres } from '../dist/src/db/connect.js';
-import { createLogger } from '../dist/src/logger.js';
+import {
+  answers,
+  commit,
+  deleteRedisKeys,
+  form,
+  FORM,
+  freePort,
+  measure as measureWith,
+  memoryOf,
+  postForm,
+  round,
+  startProcess as startWith,
+  table,
+  throwawayDatabases,
+  withDatabase,
+} from './harness.mjs';
+import { PASSWORD, seedTessera, tesseraEnv, USERS } from './tessera.mjs';
 import { argon2VerifyThroughput, rs256SignThroughput } from './primitives.mjs';
 
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
+    peers: { type: 'boolean', default: false },
     json: { type: 'string' },
     compare: { type: 'string' },
     // Development aids: run some endpoints only; pass node flags (e.g. --cpu-prof) to the server.
@@ -38,8 +47,6 @@ const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? '64');
 /** The password grant is bounded by Argon2, not by connections: enough to keep its queue full. */
 const PASSWORD_CONNECTIONS = 16;
-const USERS = 64;
-const PASSWORD = 'bench-password-7f3a';
 
 const run = randomBytes(4).toString('hex');
 const databaseName = `tessera_bench_${run}`;
@@ -47,188 +54,11 @@ const databaseUrl = withDatabase(ADMIN_DATABASE_URL, databaseName);
 const redisPrefix = `tessera-bench:${run}:`;
 const serverFlags = args['server-flags']?.split(' ').filter(Boolean) ?? [];
 const processes = Number(process.env.WEB_CONCURRENCY ?? '0') || undefined;
-
-/** Production defaults, but: this run's database and Redis prefix, and limits that never reject. */
-function serverEnv(port) {
-  return {
-    PATH: process.env.PATH,
-    NODE_ENV: 'production',
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    ISSUER: `http://127.0.0.1:${port}`,
-    DATABASE_URL: databaseUrl,
-    REDIS_URL,
-    RATE_LIMIT_PREFIX: redisPrefix,
-    KEY_ENCRYPTION_KEYS: keyEncryptionKey,
-    LOGIN_IP_LIMIT: '1000000',
-    LOGIN_IP_ACCOUNT_FAILURE_LIMIT: '1000000',
-    CLIENT_RATE_LIMIT: '1000000',
-    ...(processes === undefined ? {} : { WEB_CONCURRENCY: String(processes) }),
-    // OTEL_* variables set for the run reach the server, to measure what tracing costs (BENCHMARKS.md).
-    ...Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('OTEL_'))),
-  };
-}
 const keyEncryptionKey = randomBytes(32).toString('base64');
-
-function withDatabase(url, name) {
-  const parsed = new URL(url);
-  parsed.pathname = `/${name}`;
-  return parsed.toString();
-}
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-// --- processes -----------------------------------------------------------------------------
-
-/** Starts `node script args` and resolves once `ready(url)` is true; `startup` is spawn-to-ready. */
-async function startProcess(script, argv, env, ready, flags = []) {
-  const started = performance.now();
-  // Logs go to a file, as a container runtime takes them: written at once, never waiting on a reader
-  // (a pipe read by this busy process would make the server's synchronous log writes wait on it).
-  const logs = openSync(join(tmpdir(), `tessera-bench-${run}.log`), 'a');
-  const child = spawn(process.execPath, [...flags, script, ...argv], { env, stdio: ['ignore', logs, 'pipe'] });
-  closeSync(logs);
-  let stderr = '';
-  child.stderr.on('data', (chunk) => (stderr = (stderr + chunk).slice(-4000)));
-  const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`${script} exited with ${child.exitCode}:\n${stderr}`);
-    if (await ready().catch(() => false)) break;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  return {
-    pid: child.pid,
-    startup: (performance.now() - started) / 1000,
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
-
-const answers = (url, status = 200) => async () => (await fetch(url)).status === status;
-
-/** RSS of a process and its children (cluster workers), in MB, now and at its peak (VmHWM, summed). */
-function memoryOf(pid) {
-  const pids = [pid, ...childrenOf(pid)];
-  let rss = 0;
-  let peak = 0;
-  for (const each of pids) {
-    const status = readFileSync(`/proc/${each}/status`, 'utf8');
-    rss += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    peak += Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  }
-  return { rssMb: round(rss / 1024), peakRssMb: round(peak / 1024), processes: pids.length };
-}
-
-function childrenOf(pid) {
-  try {
-    const direct = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-    return direct.flatMap((child) => [child, ...childrenOf(child)]);
-  } catch {
-    return [];
-  }
-}
-
-// --- load ----------------------------------------------------------------------------------
-
-/** One autocannon run; per-connection state goes through `setupClient`. */
-async function load(options, pid) {
-  const cpuBefore = cpuSecondsOf(pid);
-  const threadsBefore = args.threads ? threadTicks(pid) : undefined;
-  const result = await autocannon({ connections: CONNECTIONS, duration: MODE.seconds, ...options });
-  const cpu = cpuSecondsOf(pid) - cpuBefore;
-  if (threadsBefore) {
-    const after = threadTicks(pid);
-    const byName = {};
-    for (const [tid, { name, ticks }] of after) byName[name] = (byName[name] ?? 0) + ticks - (threadsBefore.get(tid)?.ticks ?? 0);
-    console.log(`server CPU by thread (ms per request): ${Object.entries(byName).filter(([, t]) => t > 0).map(([n, t]) => `${n} ${round((t * 10) / result.requests.total, 3)}`).join(', ')}`);
-  }
-  return {
-    requestsPerSecond: round(result.requests.total / result.duration),
-    p50Ms: result.latency.p50,
-    p99Ms: result.latency.p99,
-    errors: result.errors + result.timeouts + result.non2xx,
-    requests: result.requests.total,
-    // The server's own CPU (all its processes, every thread) per request: what a request costs,
-    // whatever else shares the machine.
-    serverCpuMsPerRequest: round((cpu * 1000) / Math.max(result.requests.total, 1), 3),
-  };
-}
-
-/** A warm-up run (JIT, pools, caches), then the measured one; `scenario` makes fresh options for each. */
-async function measure(scenario, pid) {
-  await autocannon({ connections: CONNECTIONS, ...scenario(), duration: MODE.warmup });
-  return load(scenario(), pid);
-}
-
-/** Development aid (--threads): CPU ticks of each thread of the server, by thread id. */
-function threadTicks(pid) {
-  const threads = new Map();
-  for (const each of [pid, ...childrenOf(pid)]) {
-    for (const tid of readdirSync(`/proc/${each}/task`)) {
-      const fields = readFileSync(`/proc/${each}/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ');
-      const name = `${readFileSync(`/proc/${each}/task/${tid}/comm`, 'utf8').trim()}${tid === String(each) ? '(main)' : `/${tid}`}`;
-      threads.set(`${each}/${tid}`, { name, ticks: Number(fields[11]) + Number(fields[12]) });
-    }
-  }
-  return threads;
-}
-
-/** User + system CPU seconds of a process and its children (Linux /proc, clock ticks of 1/100 s). */
-function cpuSecondsOf(pid) {
-  let ticks = 0;
-  for (const each of [pid, ...childrenOf(pid)]) {
-    const fields = readFileSync(`/proc/${each}/stat`, 'utf8').split(') ')[1].split(' ');
-    ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
-  }
-  return ticks / 100;
-}
-
-const form = (params) => new URLSearchParams(params).toString();
-const basic = (id, secret) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
-const FORM = 'application/x-www-form-urlencoded';
-
-async function postForm(url, authorization, params) {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': FORM, authorization }, body: form(params) });
-  const body = await res.json();
-  if (res.status !== 200) throw new Error(`${url}: ${res.status} ${JSON.stringify(body)}`);
-  return body;
-}
-
-// --- seeding -------------------------------------------------------------------------------
-
-/** Users with production-strength hashes, a gateway client and a service client, written directly. */
-async function seed() {
-  const config = loadConfig(serverEnv(0));
-  const handle = openPostgres(databaseUrl, createLogger('warn'), { poolSize: 4 });
-  try {
-    const hasher = createPasswordHasher(config.argon2, { maxConcurrent: 2, queueLimit: USERS });
-    const now = new Date();
-    const users = Array.from({ length: USERS }, (_, i) => `bench-user-${i}`);
-    await Promise.all(users.map((username) => createAccount(handle.db, hasher, { username, password: PASSWORD, scopes: ['profile', 'orders:read'] }, now)));
-    const gateway = await registerClient(handle.db, { id: 'bench-gateway', scopes: ['profile', 'orders:read'], grantTypes: ['password', 'refresh_token'] }, now);
-    const service = await registerClient(handle.db, { id: 'bench-service', scopes: ['orders:read'], grantTypes: ['client_credentials'] }, now);
-    return {
-      users,
-      gateway: basic('bench-gateway', gateway.generatedSecret),
-      service: basic('bench-service', service.generatedSecret),
-      argon2: config.argon2,
-      argon2Concurrency: config.argon2MaxConcurrency,
-    };
-  } finally {
-    await handle.close();
-  }
-}
+const logFile = join(tmpdir(), `tessera-bench-${run}.log`);
+const serverEnv = (port) => tesseraEnv({ port, databaseUrl, redisUrl: REDIS_URL, redisPrefix, keyEncryptionKey, processes });
+const startProcess = (script, argv, env, ready, flags = []) => startWith(script, argv, env, ready, { flags, logFile });
+const measure = (scenario, pid) => measureWith(scenario, pid, { connections: CONNECTIONS, ...MODE, threads: args.threads });
 
 // --- the floors ----------------------------------------------------------------------------
 
@@ -271,9 +101,7 @@ const BOUNDS = {
 // --- the run -------------------------------------------------------------------------------
 
 async function main() {
-  const admin = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
-  await admin.connect();
-  await admin.query(`create database ${databaseName}`);
+  const databases = await throwawayDatabases(ADMIN_DATABASE_URL, [databaseName]);
   let server;
   let floor;
   try {
@@ -281,7 +109,7 @@ async function main() {
     const port = await freePort();
     const first = await startProcess('dist/src/cli/main.js', ['serve'], serverEnv(port), answers(`http://127.0.0.1:${port}/readyz`));
     await first.stop(); // the first start migrated the database and made a key
-    const fixtures = await seed();
+    const fixtures = await seedTessera(serverEnv(0));
     const primitives = {
       argon2VerifyPerSecond: round(
         await argon2VerifyThroughput({ seconds: MODE.primitiveSeconds, concurrency: fixtures.argon2Concurrency, ...fixtures.argon2 }),
@@ -404,19 +232,9 @@ async function main() {
   } finally {
     await server?.stop();
     await floor?.stop();
-    await admin.query(`drop database if exists ${databaseName} with (force)`);
-    await admin.end();
-    await deleteRedisKeys();
-    rmSync(join(tmpdir(), `tessera-bench-${run}.log`), { force: true });
-  }
-}
-
-async function deleteRedisKeys() {
-  const redis = new Redis(REDIS_URL);
-  try {
-    for await (const keys of redis.scanStream({ match: `${redisPrefix}*`, count: 500 })) if (keys.length > 0) await redis.del(...keys);
-  } finally {
-    redis.disconnect();
+    await databases.drop();
+    await deleteRedisKeys(REDIS_URL, redisPrefix);
+    rmSync(logFile, { force: true });
   }
 }
 
@@ -470,22 +288,9 @@ function compare(before, after) {
   table(rows);
 }
 
-function table(rows) {
-  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => String(row[column]).length)));
-  for (const row of rows) console.log(row.map((cell, column) => String(cell).padEnd(widths[column])).join('  '));
+if (args.peers) {
+  const { runPeers } = await import('./peers/run.mjs');
+  await runPeers({ run, quick: args.quick, only: args.only?.split(','), json: args.json, threads: args.threads, adminDatabaseUrl: ADMIN_DATABASE_URL, redisUrl: REDIS_URL });
+} else {
+  await main();
 }
-
-function commit() {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
-}
-
-function round(value, digits = 1) {
-  const factor = 10 ** digits;
-  return Math.round(value * factor) / factor;
-}
-
-await main();

@@ -50,7 +50,7 @@ const OPERATIONS = {
 };
 
 export async function runPeers({ run, quick, only, json, threads, adminDatabaseUrl, redisUrl }) {
-  const mode = quick ? { name: 'quick', seconds: 3, warmup: 1, rounds: 2 } : { name: 'full', seconds: 15, warmup: 3, rounds: 2 };
+  const mode = quick ? { name: 'quick', seconds: 3, warmup: 1, rounds: 2 } : { name: 'full', seconds: 15, warmup: 3, rounds: 3 };
   const unknown = only?.filter((name) => !(name in OPERATIONS)) ?? [];
   if (unknown.length > 0) throw new Error(`--only: no operation ${unknown.join(', ')} (there are ${Object.keys(OPERATIONS).join(', ')})`);
   const operations = Object.keys(OPERATIONS).filter((name) => only === undefined || only.includes(name));

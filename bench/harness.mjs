@@ -135,6 +135,24 @@ export async function measure(scenario, pid, { connections, seconds, warmup, thr
   return load(scenario(), pid, { connections, seconds, threads });
 }
 
+/**
+ * Waits (at most `limitMs`) until the server has used no more than a tick of CPU in 200 ms: the
+ * requests autocannon abandoned when its last run stopped (a password grant's queued Argon2
+ * verifies: up to a connection's worth each) are finished, and do not spill into the next window.
+ * Returns the seconds waited.
+ */
+export async function settle(pid, limitMs = 5000) {
+  const started = performance.now();
+  let before = cpuSecondsOf(pid);
+  while (performance.now() - started < limitMs) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const now = cpuSecondsOf(pid);
+    if (now - before <= 0.01) break;
+    before = now;
+  }
+  return (performance.now() - started) / 1000;
+}
+
 /** Development aid (--threads): CPU ticks of each thread of the server, by thread id. */
 function threadTicks(pid) {
   const threads = new Map();

@@ -23,6 +23,7 @@ import {
   memoryOf,
   postForm,
   round,
+  settle,
   startProcess,
   table,
   throwawayDatabases,
@@ -117,8 +118,11 @@ export async function runPeers({ run, quick, only, json, threads, adminDatabaseU
         const row = {};
         for (const [key, side] of [['tessera', sides.tessera], ['peer', sides[operation.peer]]]) {
           const scenario = pair[key];
+          // Each window starts on a server that is idle: no requests left over from the one before.
+          await settle(side.pid);
           await load(scenario.options(), side.pid, { connections: CONNECTIONS, seconds: mode.warmup });
           await scenario.repair();
+          await settle(side.pid);
           row[key] = await load(scenario.options(), side.pid, { connections: CONNECTIONS, seconds: mode.seconds, threads });
           await scenario.repair();
         }

@@ -11,8 +11,12 @@ import { basic } from './harness.mjs';
 export const USERS = 64;
 export const PASSWORD = 'bench-password-7f3a';
 
-/** Production defaults, but: this run's database and Redis prefix, and limits that never reject. */
-export function tesseraEnv({ port, databaseUrl, redisUrl, redisPrefix, keyEncryptionKey, processes }) {
+/**
+ * Production defaults, but: this run's database and Redis prefix, and limits that never reject.
+ * `clientRateLimit: false` leaves the per-client limit at its default (off), as a deployment that
+ * has not sized one runs; the source check of client authentication (a Redis read) stays.
+ */
+export function tesseraEnv({ port, databaseUrl, redisUrl, redisPrefix, keyEncryptionKey, processes, clientRateLimit = true }) {
   return {
     PATH: process.env.PATH,
     NODE_ENV: 'production',
@@ -25,7 +29,7 @@ export function tesseraEnv({ port, databaseUrl, redisUrl, redisPrefix, keyEncryp
     KEY_ENCRYPTION_KEYS: keyEncryptionKey,
     LOGIN_IP_LIMIT: '1000000',
     LOGIN_IP_ACCOUNT_FAILURE_LIMIT: '1000000',
-    CLIENT_RATE_LIMIT: '1000000',
+    ...(clientRateLimit ? { CLIENT_RATE_LIMIT: '1000000' } : {}),
     ...(processes === undefined ? {} : { WEB_CONCURRENCY: String(processes) }),
     // OTEL_* variables set for the run reach the server, to measure what tracing costs (BENCHMARKS.md).
     ...Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('OTEL_'))),

@@ -34,15 +34,14 @@ export const REDACTED = '[redacted]';
  * JSON lines to stdout (or `destination`, as the tests capture it), every one with `hostname` and
  * `pid` (DESIGN.md, Observability). With `traceIds` (tracing on), each line written inside a span
  * also names its `trace_id` and `span_id`; without, no per-line work is added. Written
- * asynchronously: a line goes to the kernel at once when no write is in flight, and lines that come
- * while one is are joined into the next write, so that a busy server makes one write for many lines
- * rather than one per line (two per request: the request line and an audit line), and a log pipe
- * that is slow to drain never blocks the event loop. pino flushes what is pending when the process
- * exits.
+ * synchronously (pino's default): a line is with the kernel before the response it records is
+ * sent, so an exit, a crash or an OOM kill loses none (writing them asynchronously saved a few per
+ * cent of a refresh's CPU, but could lose the last lines of an exit: a drain test once missed its
+ * `stopped`).
  */
 export function createLogger(
   level: LogLevel,
-  destination: DestinationStream = pino.destination({ dest: 1, sync: false }),
+  destination?: DestinationStream,
   options: { readonly traceIds?: boolean } = {},
 ): Logger {
   return pino(

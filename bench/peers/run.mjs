@@ -71,7 +71,8 @@ export async function runPeers({ run, quick, only, json, threads, adminDatabaseU
 
     // Tessera, exactly as `npm run bench` runs it: a first start migrates and makes a key.
     const tesseraPort = await freePort();
-    const env = tesseraEnv({ port: tesseraPort, databaseUrl: url(names.tessera), redisUrl, redisPrefix, keyEncryptionKey: randomBytes(32).toString('base64') });
+    // At its defaults: the per-client limit off (CLIENT_RATE_LIMIT unset), as the peers have none.
+    const env = tesseraEnv({ port: tesseraPort, databaseUrl: url(names.tessera), redisUrl, redisPrefix, keyEncryptionKey: randomBytes(32).toString('base64'), clientRateLimit: false });
     const tesseraBase = `http://127.0.0.1:${tesseraPort}`;
     const first = await start('dist/src/cli/main.js', ['serve'], env, answers(`${tesseraBase}/readyz`));
     await first.stop();
@@ -96,6 +97,18 @@ export async function runPeers({ run, quick, only, json, threads, adminDatabaseU
     const oidcBase = `http://127.0.0.1:${oidcPort}`;
     const oidc = await start('bench/peers/oidc-provider.mjs', [], peerEnv(oidcPort, names.oidc, { PEER_CLIENTS: JSON.stringify(oidcClients), PEER_RESOURCE: RESOURCE }), answers(`${oidcBase}/.well-known/openid-configuration`));
 
+    // The floor (bench/floor.mjs): bare Express doing only the work an operation cannot avoid,
+    // the Redis counter of a shared limit included. Measured in the same rounds, it bounds what any
+    // implementation keeping that limit can reach against the peer (FLOOR_ROUTES).
+    await withClient(url(names.tessera), async (db) => {
+      await db.query('create table floor_rows (id integer primary key, n integer not null)');
+      await db.query('insert into floor_rows select i, 0 from generate_series(0, 63) as i');
+    });
+    const floorPort = await freePort();
+    const floorBase = `http://127.0.0.1:${floorPort}`;
+    const floorEnv = { PATH: process.env.PATH, PORT: String(floorPort), WEB_CONCURRENCY: '1', FLOOR_DATABASE_URL: url(names.tessera), FLOOR_REDIS_URL: redisUrl, FLOOR_REDIS_PREFIX: `${redisPrefix}floor:` };
+    const floor = await start('bench/floor.mjs', [], floorEnv, answers(`${floorBase}/`));
+
     const sides = {
       tessera: { name: 'Tessera', pid: tessera.pid, base: tesseraBase, token: '/token', jwks: '/.well-known/jwks.json', gateway: fixtures.gateway, service: fixtures.service, introspect: '/introspect', introspector: fixtures.gateway },
       'oauth2-server': { name: 'oauth2-server', pid: oauth2.pid, base: oauth2Base, token: '/token', jwks: '/.well-known/jwks.json', gateway: oauth2Secrets.gateway, service: oauth2Secrets.service },
@@ -113,10 +126,17 @@ export async function runPeers({ run, quick, only, json, threads, adminDatabaseU
     for (const name of operations) {
       const operation = OPERATIONS[name];
       const pair = { tessera: await scenarioFor(name, sides.tessera, fixtures.users), peer: await scenarioFor(name, sides[operation.peer], fixtures.users) };
+      const measured = [['tessera', sides.tessera], ['peer', sides[operation.peer]]];
+      const floorRoute = FLOOR_ROUTES[name];
+      if (floorRoute !== undefined) {
+        const body = form({ token: 'x'.repeat(43) });
+        pair.floor = { options: () => ({ url: `${floorBase}${floorRoute}`, method: 'POST', headers: { 'content-type': FORM }, body }), repair: async () => {} };
+        measured.push(['floor', { pid: floor.pid }]);
+      }
       const rounds = [];
       for (let round = 0; round < mode.rounds; round += 1) {
         const row = {};
-        for (const [key, side] of [['tessera', sides.tessera], ['peer', sides[operation.peer]]]) {
+        for (const [key, side] of measured) {
           const scenario = pair[key];
           // Each window starts on a server that is idle: no requests left over from the one before.
           await settle(side.pid);
@@ -129,7 +149,9 @@ export async function runPeers({ run, quick, only, json, threads, adminDatabaseU
         rounds.push(row);
         row.cpuRatio = ratio(row.tessera.serverCpuMsPerRequest, row.peer.serverCpuMsPerRequest);
         row.rateRatio = ratio(row.tessera.requestsPerSecond, row.peer.requestsPerSecond);
-        console.log(`${name} round ${round + 1}: Tessera ${row.tessera.requestsPerSecond}/s ${row.tessera.serverCpuMsPerRequest} ms CPU/req, ${operation.peer} ${row.peer.requestsPerSecond}/s ${row.peer.serverCpuMsPerRequest} ms CPU/req (T/peer CPU ${row.cpuRatio}, req/s ${row.rateRatio}), errors ${row.tessera.errors} + ${row.peer.errors}`);
+        if (row.floor) row.floorCpuRatio = ratio(row.floor.serverCpuMsPerRequest, row.peer.serverCpuMsPerRequest);
+        const floorPart = row.floor ? `, floor ${floorRoute} ${row.floor.requestsPerSecond}/s ${row.floor.serverCpuMsPerRequest} ms CPU/req` : '';
+        console.log(`${name} round ${round + 1}: Tessera ${row.tessera.requestsPerSecond}/s ${row.tessera.serverCpuMsPerRequest} ms CPU/req, ${operation.peer} ${row.peer.requestsPerSecond}/s ${row.peer.serverCpuMsPerRequest} ms CPU/req${floorPart} (T/peer CPU ${row.cpuRatio}, req/s ${row.rateRatio}), errors ${row.tessera.errors} + ${row.peer.errors}`);
       }
       results[name] = summarize(operation, rounds);
     }
@@ -268,6 +290,14 @@ async function scenarioFor(name, side, users) {
   }
 }
 
+/**
+ * The floor route doing each operation's unavoidable work (bench/floor.mjs): a form body, the Redis
+ * counter a shared limit needs, and then: a signature (client credentials); a read, an update and a
+ * signature (refresh); a verification and a read (introspection). The password grant's bound is
+ * Argon2id itself, the same on both sides.
+ */
+const FLOOR_ROUTES = { refresh: '/rotate', clientCredentials: '/sign', clientCredentialsOidc: '/sign', introspection: '/read-verify' };
+
 const ratio = (a, b) => round(a / b, 2);
 
 const median = (values) => {
@@ -284,7 +314,8 @@ function summarize(operation, rounds) {
   // two sides of a round ran back to back) is kept beside it as a check on the machine's drift.
   const cpuRatio = ratio(tessera.serverCpuMsPerRequest, peer.serverCpuMsPerRequest);
   const rateRatio = ratio(tessera.requestsPerSecond, peer.requestsPerSecond);
-  const errors = rounds.reduce((sum, row) => sum + row.tessera.errors + row.peer.errors, 0);
+  const errors = rounds.reduce((sum, row) => sum + row.tessera.errors + row.peer.errors + (row.floor?.errors ?? 0), 0);
+  const floor = rounds[0].floor ? { requestsPerSecond: round(of('floor', 'requestsPerSecond')), serverCpuMsPerRequest: round(of('floor', 'serverCpuMsPerRequest'), 3) } : undefined;
   // How much the machine moved: the spread of each side's req/s over its rounds (max / min).
   const spread = (key) => round(Math.max(...rounds.map((row) => row[key].requestsPerSecond)) / Math.min(...rounds.map((row) => row[key].requestsPerSecond)), 2);
   return {
@@ -296,6 +327,10 @@ function summarize(operation, rounds) {
     cpuRatioByRound: round(median(rounds.map((row) => row.cpuRatio)), 2),
     cpuTarget: operation.cpu,
     cpuMet: cpuRatio <= operation.cpu,
+    // What the floor costs against the peer: no implementation that keeps the shared limit's Redis
+    // round trip does better than this on this machine (a CPU target below it cannot be met).
+    floor,
+    floorCpuRatio: floor ? ratio(floor.serverCpuMsPerRequest, peer.serverCpuMsPerRequest) : undefined,
     rateRatio,
     rateRatioByRound: round(median(rounds.map((row) => row.rateRatio)), 2),
     rateTarget: operation.rate,
@@ -308,7 +343,7 @@ function summarize(operation, rounds) {
 
 function print({ operations, memory, machine, runSeconds }) {
   console.log('');
-  const rows = [['operation (medians over rounds)', 'Tessera req/s', 'peer req/s', 'Tessera CPU ms/req', 'peer CPU ms/req', 'CPU/req T/peer', 'by round', 'target', '', 'req/s T/peer', 'by round', 'target', '', 'errors', 'round spread T, peer']];
+  const rows = [['operation (medians over rounds)', 'Tessera req/s', 'peer req/s', 'Tessera CPU ms/req', 'peer CPU ms/req', 'CPU/req T/peer', 'by round', 'target', '', 'req/s T/peer', 'by round', 'target', '', 'floor CPU/req / peer', 'errors', 'round spread T, peer']];
   for (const each of Object.values(operations)) {
     rows.push([
       each.label,
@@ -324,6 +359,7 @@ function print({ operations, memory, machine, runSeconds }) {
       each.rateRatioByRound,
       `>= ${each.rateTarget}`,
       each.rateMet ? 'met' : 'MISSED',
+      each.floorCpuRatio ?? '-',
       each.errors,
       `${each.spread.tessera}, ${each.spread.peer}`,
     ]);

@@ -1,5 +1,7 @@
 import { isIP } from 'node:net';
-import type { TrustProxy } from './config.js';
+
+/** Express's trust-proxy setting: `false`, a hop count, or a list of addresses/CIDRs. Never `true`. */
+export type TrustProxy = false | number | readonly string[];
 
 // Checks of single configuration values, for src/config.ts: each returns what is wrong, never throws.
 

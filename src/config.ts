@@ -1,9 +1,9 @@
-import { checkIssuer, isOrigin, parseTrustProxy } from './config-checks.js';
+import { checkIssuer, isOrigin, parseTrustProxy, type TrustProxy } from './config-checks.js';
 import { parseDuration } from './duration.js';
+import { hashTagOf, parseRedisTarget, type RedisTarget } from './limits/redis-target.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-/** Express's trust-proxy setting: `false`, a hop count, or a list of addresses/CIDRs. Never `true`. */
-export type TrustProxy = false | number | readonly string[];
+export type { TrustProxy } from './config-checks.js';
 
 export interface Argon2Params {
   readonly memoryKib: number;
@@ -54,7 +54,8 @@ export interface Config {
   /** At start-up, how long (seconds) `serve` and `migrate` retry a PostgreSQL that does not answer yet. */
   readonly databaseConnectTimeout: number;
   readonly dataDir: string;
-  readonly redisUrl: string | undefined;
+  /** REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES; undefined: rate limits per process. */
+  readonly redis: RedisTarget | undefined;
   /** The key-encryption-key ring; the first encrypts, all decrypt. Undefined: generated into `dataDir` (embedded only). */
   readonly keyEncryptionKeys: readonly Buffer[] | undefined;
   /** Lifetimes in seconds. */
@@ -167,10 +168,19 @@ export function loadConfig(env: Env): Config {
   } else if (webConcurrency > 1 && databaseUrl === undefined) {
     problems.push('WEB_CONCURRENCY above 1 needs DATABASE_URL: the embedded database belongs to one process');
   }
-  const redisUrl = read('REDIS_URL');
-  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) {
-    problems.push('REDIS_URL must be a redis:// or rediss:// URL');
-  }
+  const redis = parseRedisTarget(
+    {
+      REDIS_URL: read('REDIS_URL'),
+      REDIS_SENTINELS: read('REDIS_SENTINELS'),
+      REDIS_SENTINEL_MASTER: read('REDIS_SENTINEL_MASTER'),
+      REDIS_CLUSTER_NODES: read('REDIS_CLUSTER_NODES'),
+      REDIS_USERNAME: read('REDIS_USERNAME'),
+      // Spaces in a password are kept.
+      REDIS_PASSWORD: env['REDIS_PASSWORD'] || undefined,
+      REDIS_SENTINEL_PASSWORD: env['REDIS_SENTINEL_PASSWORD'] || undefined,
+    },
+    problems,
+  );
 
   let keyEncryptionKeys: Buffer[] | undefined;
   const kekText = read('KEY_ENCRYPTION_KEYS');
@@ -223,6 +233,9 @@ export function loadConfig(env: Env): Config {
     },
     ipv6Subnet: integer('IPV6_SUBNET', 64, 32, 128),
   };
+  if (redis?.topology === 'cluster' && hashTagOf(rateLimits.prefix) !== undefined) {
+    problems.push(`RATE_LIMIT_PREFIX must not hold a hash tag ({...}) with REDIS_CLUSTER_NODES: every counter would land in one slot (got "${rateLimits.prefix}")`);
+  }
 
   const bootstrapUsername = read('BOOTSTRAP_ADMIN_USERNAME');
   const bootstrapPassword = env['BOOTSTRAP_ADMIN_PASSWORD'] || undefined; // spaces in a password are kept
@@ -260,7 +273,7 @@ export function loadConfig(env: Env): Config {
     databaseUrl,
     databaseConnectTimeout: duration('DATABASE_CONNECT_TIMEOUT', '30s', 0),
     dataDir: read('DATA_DIR') ?? './.tessera',
-    redisUrl,
+    redis,
     keyEncryptionKeys,
     accessTokenTtl: duration('ACCESS_TOKEN_TTL', '15m', 30),
     refreshTokenIdleTtl: duration('REFRESH_TOKEN_IDLE_TTL', '14d', 60),

@@ -102,17 +102,18 @@ export async function prepareDeps(config: Config, handle: DatabaseHandle, log: L
   void passwords.dummyHash(); // computed now, so the first unknown-user login costs what the others do
   await bootstrapAdmin({ config, db: handle.db, clock, log, passwords });
   // Last: nothing after it can fail and leave the Redis connection open.
-  const redis = config.redisUrl ? connectRedis(config.redisUrl, log) : undefined;
+  const redis = config.redis ? connectRedis(config.redis, log) : undefined;
   // Counting starts where it will go on: in Redis, unless it cannot be reached within 2 s.
   await redis?.ready(2_000);
   const limits = createRateLimits(config.rateLimits, redis, log, metrics.rateLimitRejected);
   metrics.watch({
     rateLimitBackend: limits.backend,
+    rateLimitTopology: limits.topology,
     argon2Load: () => passwords.load,
     databasePool: handle.poolUsage,
     signingKeyAgeSeconds: () => signingKeyAgeSeconds(keys.current()),
   });
-  if (config.redisUrl === undefined) log.info('no REDIS_URL: rate limits are kept per process, in memory');
+  if (config.redis === undefined) log.info('no REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES: rate limits are kept per process, in memory');
   const clients = createClientLookup(handle.db, handle.listen);
   return { config, db: handle.db, clients, clock, log, keys, keyRing: ring, passwords, limits, successorKeys: ring.derive(SUCCESSOR_SEAL_PURPOSE), metrics, drain: createDrainState() };
 }

@@ -35,7 +35,7 @@ describe('loadConfig: defaults', () => {
       audience: 'http://localhost:3000',
       databaseUrl: undefined,
       dataDir: './.tessera',
-      redisUrl: undefined,
+      redis: undefined,
       keyEncryptionKeys: undefined,
       accessTokenTtl: 900,
       refreshTokenIdleTtl: 1_209_600,
@@ -55,7 +55,7 @@ describe('loadConfig: defaults', () => {
     } satisfies Partial<Config>;
     const config = loadConfig({});
     expect(config).toMatchObject(expected);
-    for (const unset of ['databaseUrl', 'redisUrl', 'keyEncryptionKeys', 'bootstrapAdmin'] as const) {
+    for (const unset of ['databaseUrl', 'redis', 'keyEncryptionKeys', 'bootstrapAdmin'] as const) {
       expect(config[unset]).toBeUndefined();
     }
   });
@@ -325,6 +325,90 @@ describe('loadConfig: refusals', () => {
     expectProblems({ CORS_ORIGINS: 'https://app.example.com/' }, [
       'CORS_ORIGINS entries must be origins such as https://app.example.com (got "https://app.example.com/")',
     ]);
+  });
+});
+
+describe('loadConfig: Redis topologies', () => {
+  it('reads REDIS_URL, or REDIS_SENTINELS with REDIS_SENTINEL_MASTER, or REDIS_CLUSTER_NODES', () => {
+    expect(loadConfig({ REDIS_URL: 'redis://redis.internal:6379' }).redis).toEqual({ topology: 'single', url: 'redis://redis.internal:6379' });
+    expect(
+      loadConfig({
+        REDIS_SENTINELS: ' sentinel-0.internal:26379, 10.0.0.7:26379 ,[fd00::7]:26380',
+        REDIS_SENTINEL_MASTER: 'tessera',
+        REDIS_USERNAME: 'tessera',
+        REDIS_PASSWORD: ' spaces kept ',
+        REDIS_SENTINEL_PASSWORD: 'sentinel-secret',
+      }).redis,
+    ).toEqual({
+      topology: 'sentinel',
+      sentinels: [
+        { host: 'sentinel-0.internal', port: 26379 },
+        { host: '10.0.0.7', port: 26379 },
+        { host: 'fd00::7', port: 26380 },
+      ],
+      master: 'tessera',
+      username: 'tessera',
+      password: ' spaces kept ',
+      sentinelPassword: 'sentinel-secret',
+    });
+    expect(loadConfig({ REDIS_CLUSTER_NODES: 'redis-0:6379,redis-1:6379', REDIS_PASSWORD: 'p' }).redis).toEqual({
+      topology: 'cluster',
+      nodes: [
+        { host: 'redis-0', port: 6379 },
+        { host: 'redis-1', port: 6379 },
+      ],
+      username: undefined,
+      password: 'p',
+    });
+    // A blank variable is unset, so a deployment can blank out a REDIS_URL set elsewhere (docker-compose.yml).
+    expect(loadConfig({ REDIS_URL: ' ', REDIS_CLUSTER_NODES: 'redis-0:6379' }).redis?.topology).toBe('cluster');
+    // Credentials are for Sentinel and Cluster: REDIS_URL carries its own.
+    expect(loadConfig({ REDIS_URL: 'redis://redis:6379', REDIS_PASSWORD: 'elsewhere' }).redis).toEqual({ topology: 'single', url: 'redis://redis:6379' });
+  });
+
+  it('refuses more than one of the three, a missing master name and malformed lists, with the other problems and never a password', () => {
+    const error = configError({
+      REDIS_URL: 'redis://:hunter2-url@redis:6379',
+      REDIS_SENTINELS: 'sentinel:26379',
+      REDIS_CLUSTER_NODES: 'redis-0:6379',
+      PORT: 'abc',
+    });
+    expect([...error.problems].sort()).toEqual(
+      ['PORT must be a whole number from 0 to 65535 (got "abc")', 'set at most one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES (got REDIS_URL and REDIS_SENTINELS and REDIS_CLUSTER_NODES)'].sort(),
+    );
+    expectProblems({ REDIS_URL: 'redis://redis:6379', REDIS_CLUSTER_NODES: 'redis-0:6379' }, [
+      'set at most one of REDIS_URL, REDIS_SENTINELS and REDIS_CLUSTER_NODES (got REDIS_URL and REDIS_CLUSTER_NODES)',
+    ]);
+    expectProblems({ REDIS_SENTINELS: 'sentinel-0:26379' }, ['REDIS_SENTINELS needs REDIS_SENTINEL_MASTER, the master name the sentinels monitor']);
+    expectProblems({ REDIS_SENTINELS: 'sentinel-0:26379', REDIS_SENTINEL_MASTER: 'two names' }, [
+      'REDIS_SENTINEL_MASTER must be one name without spaces or commas (got "two names")',
+    ]);
+    expectProblems({ REDIS_SENTINEL_MASTER: 'tessera', REDIS_SENTINEL_PASSWORD: 'hunter2-sentinel', REDIS_URL: 'redis://redis:6379' }, [
+      'REDIS_SENTINEL_MASTER needs REDIS_SENTINELS',
+      'REDIS_SENTINEL_PASSWORD needs REDIS_SENTINELS',
+    ]);
+    const malformed = configError({
+      REDIS_SENTINELS: 'sentinel-0:26379,sentinel-1,sentinel-2:0,sentinel-3:65536,,bad_host:1,[not-v6]:1,redis://:hunter2-list@sentinel-4:26379',
+      REDIS_SENTINEL_MASTER: 'tessera',
+    });
+    expect(malformed.problems).toEqual([
+      'REDIS_SENTINELS must be a comma-separated list of host:port with ports from 1 to 65535 (bad: "sentinel-1", "sentinel-2:0", "sentinel-3:65536", entry 5, "bad_host:1", "[not-v6]:1", entry 8)',
+    ]);
+    expectProblems({ REDIS_CLUSTER_NODES: 'redis-0:6379,redis-1:port' }, [
+      'REDIS_CLUSTER_NODES must be a comma-separated list of host:port with ports from 1 to 65535 (bad: "redis-1:port")',
+    ]);
+    for (const secret of ['hunter2-url', 'hunter2-sentinel', 'hunter2-list']) {
+      expect(error.message + malformed.message).not.toContain(secret);
+    }
+  });
+
+  it('refuses a RATE_LIMIT_PREFIX with a hash tag on a cluster, where it would put every counter in one slot', () => {
+    expectProblems({ REDIS_CLUSTER_NODES: 'redis-0:6379', RATE_LIMIT_PREFIX: 'tessera:{rl}:' }, [
+      'RATE_LIMIT_PREFIX must not hold a hash tag ({...}) with REDIS_CLUSTER_NODES: every counter would land in one slot (got "tessera:{rl}:")',
+    ]);
+    // An empty {} is no hash tag (the Redis Cluster specification), and elsewhere a tag is harmless.
+    expect(loadConfig({ REDIS_CLUSTER_NODES: 'redis-0:6379', RATE_LIMIT_PREFIX: 'tessera:{}:' }).rateLimits.prefix).toBe('tessera:{}:');
+    expect(loadConfig({ REDIS_URL: 'redis://redis:6379', RATE_LIMIT_PREFIX: 'tessera:{rl}:' }).rateLimits.prefix).toBe('tessera:{rl}:');
   });
 });
 

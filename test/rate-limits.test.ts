@@ -271,7 +271,7 @@ describe('without Redis', () => {
     const service = await serviceWith({ LOGIN_IP_LIMIT: '2' }, { redisUrl: undefined });
     const client = await createTestClient(service);
     expect(await statuses([0, 1, 2].map(() => login(service, client, 'memory', 'wrong-password')))).toEqual([400, 400, 429]);
-    expect(service.logs.entries().some((e) => e['msg'] === 'no REDIS_URL: rate limits are kept per process, in memory')).toBe(true);
+    expect(service.logs.entries().some((e) => e['msg'] === 'no REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES: rate limits are kept per process, in memory')).toBe(true);
     expect((await request(service.app).get('/readyz')).body.checks.rate_limits).toBe('memory');
   });
 

@@ -177,7 +177,7 @@ async function serve(config: Config, processLog: Logger, clock: Clock, io: CliIo
     await handle.close();
   });
   log.info(
-    { url: running.url, metrics_url: running.metricsUrl, issuer: config.issuer, database: handle.kind, rate_limits: config.redisUrl ? 'redis' : 'memory' },
+    { url: running.url, metrics_url: running.metricsUrl, issuer: config.issuer, database: handle.kind, rate_limits: config.redis ? 'redis' : 'memory', rate_limit_topology: config.redis?.topology ?? 'none' },
     'tessera is serving',
   );
   if (handle.kind === 'embedded') {

@@ -27,7 +27,7 @@ export class FailoverStore implements Store {
     if (redis !== undefined) {
       this.redisStore = new RedisStore({
         prefix,
-        sendCommand: (command: string, ...args: string[]) => redis.client.call(command, ...args) as never,
+        sendCommand: (command: string, ...args: string[]) => redis.call(command, ...args) as never,
       });
       // Its Lua scripts must be (re)loaded whenever Redis comes back: it may have restarted empty.
       redis.onReady(() => void this.loadScripts());

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
+import type { RedisTarget } from '../../src/limits/redis-target.js';
 import { freePort, machineClockEnv } from './process.js';
 import { waitFor } from './wait.js';
 
@@ -78,5 +79,36 @@ async function answersPing(url: string): Promise<boolean> {
     return false;
   } finally {
     probe.disconnect();
+  }
+}
+
+/**
+ * Runs `use` on a connection to each primary of `target` (one server, the primary the sentinels
+ * name, or every primary of a cluster: each holds the keys of its own slots).
+ */
+export async function eachPrimary(target: RedisTarget, use: (redis: Redis) => Promise<void>): Promise<void> {
+  const once = { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null } as const;
+  const credentials = target.topology === 'single' ? {} : { username: target.username, password: target.password };
+  if (target.topology === 'cluster') {
+    const cluster = new Cluster([...target.nodes], { lazyConnect: true, clusterRetryStrategy: () => null, redisOptions: credentials });
+    cluster.on('error', () => undefined);
+    try {
+      await cluster.connect();
+      for (const node of cluster.nodes('master')) await use(node);
+    } finally {
+      cluster.disconnect();
+    }
+    return;
+  }
+  const redis =
+    target.topology === 'single'
+      ? new Redis(target.url, once)
+      : new Redis({ ...once, ...credentials, sentinels: [...target.sentinels], name: target.master, sentinelPassword: target.sentinelPassword, sentinelRetryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    await use(redis);
+  } finally {
+    redis.disconnect();
   }
 }

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import type { Express } from 'express';
-import { Redis } from 'ioredis';
 import request from 'supertest';
 import { createPasswordHasher, type PasswordHasher } from '../../src/auth/passwords.js';
 import { createAccount } from '../../src/auth/accounts.js';
@@ -20,6 +19,7 @@ import { recordResponses } from './openapi.js';
 import { noteSecret, watchSigningKeys } from './secrets.js';
 import { afterAll, beforeAll, onTestFinished } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './database.js';
+import { eachPrimary } from './redis-server.js';
 
 export const TEST_ISSUER = 'http://tessera.test';
 
@@ -93,21 +93,15 @@ export async function startTestService(
   };
 }
 
-/** Leaves nothing behind in the shared Redis. */
+/** Leaves nothing behind in the shared Redis (or the Sentinel set or cluster the test started). */
 async function deleteRedisKeys(config: Config): Promise<void> {
-  if (config.redisUrl === undefined) return;
-  const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
-  redis.on('error', () => undefined);
-  try {
-    await redis.connect();
+  if (config.redis === undefined) return;
+  await eachPrimary(config.redis, async (redis) => {
     for await (const keys of redis.scanStream({ match: `${config.rateLimits.prefix}*`, count: 500 })) {
-      if ((keys as string[]).length > 0) await redis.del(...(keys as string[]));
+      // One key per command: on a cluster node, keys of different slots cannot share a DEL.
+      if ((keys as string[]).length > 0) await (keys as string[]).reduce((pipeline, key) => pipeline.unlink(key), redis.pipeline()).exec();
     }
-  } catch {
-    // Redis stopped on purpose by a test: its keys went with it.
-  } finally {
-    redis.disconnect();
-  }
+  }).catch(() => undefined); // Redis stopped on purpose by a test: its keys went with it.
 }
 
 /** tessera_rate_limit_rejections_total for `layer`, from the service's /metrics: every refusal, unlike the audit event. */

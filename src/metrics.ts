@@ -3,7 +3,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { answerMetricsRequests, clusterMetrics } from './cluster.js';
 import type { Argon2Operation } from './auth/passwords.js';
 import type { GrantType } from './db/schema.js';
-import type { LimitBackend, LimitLayer } from './limits/layers.js';
+import type { LimitBackend, LimitLayer, LimitTopology } from './limits/layers.js';
 import { readPackageVersion } from './package-root.js';
 
 /** The grant of a token request; `unknown` when grant_type is missing or not one Tessera serves. */
@@ -36,6 +36,7 @@ export interface PoolUsage {
 /** What the state gauges read when Prometheus scrapes, so that nothing of theirs runs per request. */
 export interface MetricSources {
   readonly rateLimitBackend: () => LimitBackend;
+  readonly rateLimitTopology: LimitTopology;
   readonly argon2Load: () => { readonly active: number; readonly queued: number };
   /** Undefined on the embedded database, which has no pool. */
   readonly databasePool: (() => PoolUsage) | undefined;
@@ -96,6 +97,7 @@ const LAYERS = keys<LimitLayer>({
   admin: 1,
 });
 const BACKENDS = keys<LimitBackend>({ redis: 1, memory: 1, memory_fallback: 1 });
+const TOPOLOGIES = keys<LimitTopology>({ none: 1, single: 1, sentinel: 1, cluster: 1 });
 const ARGON2_OPERATIONS = keys<Argon2Operation>({ hash: 1, verify: 1 });
 
 function keys<T extends string>(members: Record<T, 1>): T[] {
@@ -158,7 +160,7 @@ export function createMetrics(): Metrics {
 
   new Gauge({
     name: 'tessera_rate_limit_backend',
-    help: 'Where rate-limit counters are kept (1 = now): redis, memory (no REDIS_URL), or memory_fallback (Redis unreachable).',
+    help: 'Where rate-limit counters are kept (1 = now): redis, memory (no Redis configured), or memory_fallback (Redis unreachable).',
     labelNames: ['backend'] as const,
     registers,
     aggregator: 'max', // across cluster workers: 1 if any worker counts there
@@ -166,6 +168,18 @@ export function createMetrics(): Metrics {
       if (sources === undefined) return;
       const current = sources.rateLimitBackend();
       for (const backend of BACKENDS) this.set({ backend }, backend === current ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'tessera_rate_limit_topology',
+    help: 'The Redis deployment rate-limit counters are shared through (1 = configured): single (REDIS_URL), sentinel (REDIS_SENTINELS), cluster (REDIS_CLUSTER_NODES), or none.',
+    labelNames: ['topology'] as const,
+    registers,
+    aggregator: 'max',
+    collect() {
+      if (sources === undefined) return;
+      const current = sources.rateLimitTopology;
+      for (const topology of TOPOLOGIES) this.set({ topology }, topology === current ? 1 : 0);
     },
   });
   new Gauge({

@@ -42,7 +42,7 @@ function expectTemporarilyUnavailable(res: request.Response): void {
 async function expectNotReady(): Promise<void> {
   const res = await request(service.app).get('/readyz');
   expect(res.status).toBe(503);
-  expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'unavailable', keys: 'ok', rate_limits: 'redis' } });
+  expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'unavailable', keys: 'ok', rate_limits: 'redis', rate_limit_topology: 'single' } });
   expect(res.headers['cache-control']).toBe('no-store');
 }
 
@@ -53,7 +53,7 @@ async function expectRecovered(): Promise<void> {
   expect(login.body).toMatchObject({ token_type: 'Bearer', expires_in: 900 });
   const ready = await request(service.app).get('/readyz');
   expect(ready.status).toBe(200);
-  expect(ready.body).toEqual({ status: 'ready', checks: { database: 'ok', keys: 'ok', rate_limits: 'redis' } });
+  expect(ready.body).toEqual({ status: 'ready', checks: { database: 'ok', keys: 'ok', rate_limits: 'redis', rate_limit_topology: 'single' } });
 }
 
 describe('database outage', () => {

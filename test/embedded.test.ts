@@ -103,7 +103,7 @@ describe('tessera serve on the embedded database', () => {
     const { server, port, base } = await running();
     const res = await fetch(`${base}/readyz`);
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ status: 'ready', checks: { database: 'ok', keys: 'ok', rate_limits: 'memory' } });
+    expect(await res.json()).toEqual({ status: 'ready', checks: { database: 'ok', keys: 'ok', rate_limits: 'memory', rate_limit_topology: 'none' } });
 
     expect((await stat(join(dataDir, 'key-encryption-key'))).mode & 0o777).toBe(0o600);
     expect(Buffer.from((await readFile(join(dataDir, 'key-encryption-key'), 'utf8')).trim(), 'base64')).toHaveLength(32);

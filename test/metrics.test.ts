@@ -104,6 +104,7 @@ describe('GET /metrics', () => {
       tessera_refresh_token_late_replays_total: 'counter',
       tessera_rate_limit_rejections_total: 'counter',
       tessera_rate_limit_backend: 'gauge',
+      tessera_rate_limit_topology: 'gauge',
       tessera_argon2_duration_seconds: 'histogram',
       tessera_argon2_queue_depth: 'gauge',
       tessera_argon2_active: 'gauge',
@@ -131,6 +132,8 @@ describe('GET /metrics', () => {
     expect(samples.get(seriesKey('tessera_rate_limit_backend', { backend: 'redis' }))).toBe(1);
     expect(samples.get(seriesKey('tessera_rate_limit_backend', { backend: 'memory' }))).toBe(0);
     expect(samples.get(seriesKey('tessera_rate_limit_backend', { backend: 'memory_fallback' }))).toBe(0);
+    expect(samples.get(seriesKey('tessera_rate_limit_topology', { topology: 'single' }))).toBe(1);
+    expect(samples.get(seriesKey('tessera_rate_limit_topology', { topology: 'none' }))).toBe(0);
     expect(samples.get('tessera_db_pool_max_connections')).toBe(4); // the test helper's pool size
     const inUse = samples.get(seriesKey('tessera_db_pool_connections', { state: 'in_use' }))!;
     const idle = samples.get(seriesKey('tessera_db_pool_connections', { state: 'idle' }))!;

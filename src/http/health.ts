@@ -35,8 +35,9 @@ export function healthRouter(deps: Deps): Router {
     const ready = database === 'ok' && keys === 'ok';
     if (!ready) res.set('Retry-After', '5');
     // Rate limits never make the service unready: without Redis they continue per process.
-    const rateLimits = deps.limits.backend();
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not_ready', checks: { database, keys, rate_limits: rateLimits } });
+    // Which mode this replica counts in now, and through which Redis deployment.
+    const rateLimits = { rate_limits: deps.limits.backend(), rate_limit_topology: deps.limits.topology };
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not_ready', checks: { database, keys, ...rateLimits } });
   });
   router.all('/readyz', methodNotAllowed('GET', 'HEAD'));
   return router;

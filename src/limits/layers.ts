@@ -1,4 +1,5 @@
 import { OAuthError } from '../oauth/errors.js';
+import type { RedisTopology } from './redis-target.js';
 
 /**
  * The brute-force layers (DESIGN.md, README "Brute-force defence"). Request layers count every
@@ -16,6 +17,8 @@ export type LimitLayer =
   | 'register'
   | 'admin';
 export type LimitBackend = 'redis' | 'memory' | 'memory_fallback';
+/** The Redis deployment the counters are shared through (src/limits/redis-target.ts); `none`: no Redis configured. */
+export type LimitTopology = 'none' | RedisTopology;
 
 /** The one answer to a rate-limited request (RFC 6585 §4), with how long to wait (RFC 9110 §10.2.3). */
 export function tooManyRequests(retryAfterSeconds: number): OAuthError {

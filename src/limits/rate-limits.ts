@@ -6,11 +6,11 @@ import { audit } from '../audit.js';
 import type { LimitSetting, RateLimitConfig } from '../config.js';
 import type { Client } from '../db/schema.js';
 import { FailoverStore } from './failover-store.js';
-import { type LimitBackend, type LimitLayer, secondsUntil, tooManyRequests } from './layers.js';
+import { type LimitBackend, type LimitLayer, type LimitTopology, secondsUntil, tooManyRequests } from './layers.js';
 import { createLoginAttempts, type LoginAttempts } from './login-attempts.js';
 import type { RedisLink } from './redis.js';
 
-export type { LimitBackend, LimitLayer } from './layers.js';
+export type { LimitBackend, LimitLayer, LimitTopology } from './layers.js';
 
 /**
  * The brute-force layers (DESIGN.md). The request layers are express-rate-limit middlewares that
@@ -48,6 +48,8 @@ export interface RateLimits {
   /** client_auth and client, around client authentication (src/http/client-authentication.ts). */
   readonly clients: ClientLayers;
   backend(): LimitBackend;
+  /** Which Redis deployment `redis` means: one server, Sentinel or Cluster (fixed at start-up). */
+  readonly topology: LimitTopology;
   /** Closes the Redis connection. */
   close(): Promise<void>;
 }
@@ -140,6 +142,7 @@ export function createRateLimits(
     logins: createLoginAttempts(config, redis, log, rejected),
     clients,
     backend: () => (redis === undefined ? 'memory' : redis.isUsable() ? 'redis' : 'memory_fallback'),
+    topology: redis?.topology ?? 'none',
     close: async () => redis?.close(),
   };
 }

@@ -1,0 +1,124 @@
+import { randomBytes } from 'node:crypto';
+import { expect } from 'vitest';
+import type { Env } from '../../src/config.js';
+import type { TestDatabase } from './database.js';
+import { freePort, logLines, type Spawned, startTessera, waitUntilReady } from './process.js';
+import { waitFor } from './wait.js';
+import { createTestClient, createTestUser, fetchPasswordGrant, startTestService, type TestClient, testEnv, uniqueName } from './service.js';
+
+/** A `tessera serve` the test started: one replica of a deployment. */
+export interface Replica {
+  readonly base: string;
+  readonly server: Spawned;
+}
+
+/** `tessera serve` on a free port with `settings`, once it is ready. */
+export async function startReplica(settings: NodeJS.ProcessEnv): Promise<Replica> {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const server = startTessera(['serve'], { PATH: process.env['PATH'], ...settings, HOST: '127.0.0.1', PORT: String(port) });
+  await waitUntilReady(server, base);
+  return { base, server };
+}
+
+/** GET /readyz's rate-limit checks: where this replica counts now, and through which Redis deployment. */
+export async function rateLimitMode(replica: Replica): Promise<{ rate_limits: string; rate_limit_topology: string }> {
+  const { checks } = (await (await fetch(`${replica.base}/readyz`)).json()) as { checks: { rate_limits: string; rate_limit_topology: string } };
+  return { rate_limits: checks.rate_limits, rate_limit_topology: checks.rate_limit_topology };
+}
+
+/** One value of a gauge or counter series from the replica's /metrics, e.g. `tessera_rate_limit_topology{topology="cluster"}`. */
+export async function metricValue(replica: Replica, series: string): Promise<number | undefined> {
+  const text = await (await fetch(`${replica.base}/metrics`)).text();
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+/** The replica's log lines that say Redis could not be used (a failed command, a lost connection). */
+export function redisWarnings(replica: Replica): Record<string, unknown>[] {
+  return logLines(replica.server.stdout()).filter((line) => typeof line['msg'] === 'string' && line['msg'].startsWith('redis is unreachable'));
+}
+
+/**
+ * The errors among those that only a cluster gives, and only to a client that does not route
+ * right: a key on another node (MOVED, ASK), keys of several slots in one command (CROSSSLOT), a
+ * script the node lacks (NOSCRIPT), slots nobody serves (CLUSTERDOWN, TRYAGAIN). A timeout on a
+ * busy machine is none of them.
+ */
+export function clusterErrors(replica: Replica): string[] {
+  return redisWarnings(replica)
+    .map((line) => String((line['err'] as { message?: unknown } | undefined)?.message ?? ''))
+    .filter((message) => /^(MOVED|ASK|CROSSSLOT|NOSCRIPT|CLUSTERDOWN|TRYAGAIN)\b/.test(message));
+}
+
+/**
+ * Wrong passwords for `username`, one after the other, taking turns over `replicas`: the status
+ * of each (400 while verified, 429 once a limit refuses).
+ */
+export async function wrongPasswords(replicas: readonly Replica[], client: { readonly basic: string }, username: string, count: number): Promise<number[]> {
+  const statuses: number[] = [];
+  for (let i = 0; i < count; i++) {
+    statuses.push((await fetchPasswordGrant(replicas[i % replicas.length]!.base, client, { username, password: `wrong-${i}` })).status);
+  }
+  return statuses;
+}
+
+/** Two replicas on one database and one Redis deployment, with what they serve. */
+export interface Deployment {
+  readonly replicas: readonly Replica[];
+  /** The Redis key prefix both replicas count under. */
+  readonly prefix: string;
+  readonly client: TestClient;
+  readonly users: readonly { readonly username: string; readonly password: string }[];
+}
+
+/**
+ * Two `tessera serve` replicas on `database` with `redisEnv` (REDIS_SENTINELS, REDIS_CLUSTER_NODES,
+ * ...; REDIS_URL blank, so that the test environment's shared Redis is not a second choice) and
+ * `env`, once both are ready. The client and `userCount` users are made in-process first.
+ */
+export async function startDeployment(database: TestDatabase, redisEnv: Env, env: Env = {}, userCount = 1): Promise<Deployment> {
+  const prefix = `tessera-test:${database.name}:`;
+  const settings = testEnv(database, {
+    KEY_ENCRYPTION_KEYS: randomBytes(32).toString('base64'),
+    REDIS_URL: '',
+    RATE_LIMIT_PREFIX: prefix,
+    ...redisEnv,
+    ...env,
+  }) as NodeJS.ProcessEnv;
+  const seeding = await startTestService(database, { env: settings });
+  const client = await createTestClient(seeding);
+  const users = await Promise.all(Array.from({ length: userCount }, () => createTestUser(seeding)));
+  await seeding.close();
+  const replicas = await Promise.all([startReplica(settings), startReplica(settings)]);
+  return { replicas, prefix, client, users };
+}
+
+/**
+ * Until every replica counts in Redis. A command that times out (250 ms) on a busy machine makes a
+ * replica count in memory for 5 s, by design: tests that need shared counts wait that out.
+ */
+export async function untilCountingInRedis(replicas: readonly Replica[]): Promise<void> {
+  await Promise.all(replicas.map((replica) => waitFor('the replica to count in Redis', async () => (await rateLimitMode(replica)).rate_limits === 'redis', { timeoutMs: 60_000 })));
+}
+
+/** Every replica counts in Redis, through `topology`, as /readyz and /metrics both say. */
+export async function expectCountingInRedis(replicas: readonly Replica[], topology: string): Promise<void> {
+  await untilCountingInRedis(replicas);
+  for (const replica of replicas) {
+    expect(await rateLimitMode(replica)).toEqual({ rate_limits: 'redis', rate_limit_topology: topology });
+    expect(await metricValue(replica, `tessera_rate_limit_topology{topology="${topology}"}`)).toBe(1);
+    expect(await metricValue(replica, 'tessera_rate_limit_backend{backend="redis"}')).toBe(1);
+  }
+}
+
+/**
+ * Wrong passwords for a fresh account, taking turns over the replicas: each verifies only part of
+ * `limit` (LOGIN_IP_ACCOUNT_FAILURE_LIMIT), so only a count they share refuses the next on both.
+ */
+export async function expectSharedLoginLimit(replicas: readonly Replica[], client: { readonly basic: string }, limit: number): Promise<void> {
+  const username = uniqueName('shared');
+  await untilCountingInRedis(replicas);
+  expect(await wrongPasswords(replicas, client, username, limit)).toEqual(Array(limit).fill(400));
+  expect(await wrongPasswords(replicas, client, username, replicas.length)).toEqual(replicas.map(() => 429));
+}

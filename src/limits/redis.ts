@@ -109,12 +109,14 @@ export function connectRedis(target: RedisTarget, log: Logger, now: () => number
     for (const listener of listeners) listener();
   });
 
-  const call = (command: string, ...args: string[]): Promise<unknown> => {
-    if (client instanceof Cluster && command.toUpperCase() === 'SCRIPT' && args[0]?.toUpperCase() === 'LOAD') {
-      return Promise.all(client.nodes('master').map((node) => node.call(command, ...args))).then((shas) => shas[0]);
-    }
-    return client.call(command, ...args);
-  };
+  // Chosen once: one server and Sentinel pass every command straight through.
+  const call =
+    client instanceof Cluster
+      ? (command: string, ...args: string[]): Promise<unknown> =>
+          command === 'SCRIPT' && args[0] === 'LOAD'
+            ? Promise.all(client.nodes('master').map((node) => node.call(command, ...args))).then((shas) => shas[0])
+            : client.call(command, ...args)
+      : (command: string, ...args: string[]): Promise<unknown> => client.call(command, ...args);
 
   return {
     client,

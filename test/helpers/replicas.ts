@@ -115,10 +115,21 @@ export async function expectCountingInRedis(replicas: readonly Replica[], topolo
 /**
  * Wrong passwords for a fresh account, taking turns over the replicas: each verifies only part of
  * `limit` (LOGIN_IP_ACCOUNT_FAILURE_LIMIT), so only a count they share refuses the next on both.
+ * A run during which a replica fell back to memory (a command timed out on a busy machine: it
+ * logs that, and says memory_fallback for the next 5 s) proves nothing either way: it is run again
+ * with another account, a few times at most. A run with both replicas in Redis throughout must pass.
  */
 export async function expectSharedLoginLimit(replicas: readonly Replica[], client: { readonly basic: string }, limit: number): Promise<void> {
-  const username = uniqueName('shared');
-  await untilCountingInRedis(replicas);
-  expect(await wrongPasswords(replicas, client, username, limit)).toEqual(Array(limit).fill(400));
-  expect(await wrongPasswords(replicas, client, username, replicas.length)).toEqual(replicas.map(() => 429));
+  for (let attempt = 1; ; attempt++) {
+    await untilCountingInRedis(replicas);
+    const warned = replicas.map((replica) => redisWarnings(replica).length);
+    const username = uniqueName('shared');
+    const statuses = [...(await wrongPasswords(replicas, client, username, limit)), ...(await wrongPasswords(replicas, client, username, replicas.length))];
+    const modes = await Promise.all(replicas.map(rateLimitMode));
+    const disturbed = modes.some((mode) => mode.rate_limits !== 'redis') || replicas.some((replica, i) => redisWarnings(replica).length > warned[i]!);
+    if (disturbed && attempt < 3) continue;
+    expect(disturbed, 'a replica fell back to memory during every attempt').toBe(false);
+    expect(statuses).toEqual([...Array(limit).fill(400), ...replicas.map(() => 429)]);
+    return;
+  }
 }

@@ -2,8 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { stopAll } from './helpers/process.js';
 import { flushScripts, keysByServer, type RedisClusterSet, slotsOf, startRedisClusterSet } from './helpers/redis-topologies.js';
-import { clusterErrors, expectCountingInRedis, expectSharedLoginLimit, type Replica, startDeployment, untilCountingInRedis, wrongPasswords } from './helpers/replicas.js';
+import { clusterErrors, expectCountingInRedis, expectSharedLoginLimit, type Replica, rateLimitMode, redisWarnings, startDeployment, untilCountingInRedis, wrongPasswords } from './helpers/replicas.js';
 import { basicAuth, fetchPasswordGrant, type TestClient, uniqueName } from './helpers/service.js';
+import { waitFor } from './helpers/wait.js';
 
 // Two `tessera serve` replicas on one database, their rate limits on a three-primary Redis Cluster
 // the file starts: every limiter operation works (no CROSSSLOT, MOVED or NOSCRIPT reaches a
@@ -52,6 +53,7 @@ describe('rate limits on Redis Cluster', () => {
 
   it('every limiter operation works on the cluster, with its counters over several slots and nodes', async () => {
     await untilCountingInRedis(replicas);
+    const since = replicas.map((replica) => redisWarnings(replica).length);
     const statuses: number[] = [];
     for (const [i, user] of users.entries()) {
       const { base } = replicas[i % 2]!;
@@ -73,7 +75,7 @@ describe('rate limits on Redis Cluster', () => {
     expect(statuses).toEqual(users.flatMap(() => [200, 200, 200, 400, 400, 401]));
 
     // No command was misrouted: a failure would have been logged (and made the replica count in memory for a while).
-    for (const replica of replicas) expect(clusterErrors(replica)).toEqual([]);
+    replicas.forEach((replica, i) => expect(clusterErrors(replica, since[i])).toEqual([]));
     const byNode = await keysByServer(cluster.ports, prefix);
     const keys = [...byNode.values()].flat();
     for (const layer of ['login_ip:', 'login_ip_account:', 'login_account:', 'known_source:', 'client:', 'client_auth:']) {
@@ -87,9 +89,34 @@ describe('rate limits on Redis Cluster', () => {
     // rate-limit-redis runs its scripts by SHA and reloads one that a node lacks: on a cluster the
     // reload must reach the node that holds the key, not any node.
     await untilCountingInRedis(replicas);
+    const since = replicas.map((replica) => redisWarnings(replica).length);
     await flushScripts(cluster.ports);
     const guessed = Array.from({ length: 6 }, () => uniqueName('flushed'));
     for (const username of guessed) expect(await wrongPasswords(replicas, client, username, 2)).toEqual([400, 400]);
-    for (const replica of replicas) expect(clusterErrors(replica)).toEqual([]);
+    replicas.forEach((replica, i) => expect(clusterErrors(replica, since[i])).toEqual([]));
+  });
+
+  it('a primary lost and back (empty): no 5xx, limits per process meanwhile, then shared again on both replicas without a restart', { timeout: 180_000 }, async () => {
+    await untilCountingInRedis(replicas);
+    const [lost] = cluster.ports;
+    await cluster.kill(lost!);
+    // Its slots have no primary: each replica limits from its own memory, and every request is answered.
+    const statuses: number[] = [];
+    await Promise.all(
+      replicas.map((replica) =>
+        waitFor(
+          'the replica to fall back to memory',
+          async () => {
+            statuses.push(...(await wrongPasswords([replica], client, uniqueName('while-down'), 1)));
+            return (await rateLimitMode(replica)).rate_limits === 'memory_fallback';
+          },
+          { timeoutMs: 60_000 },
+        ),
+      ),
+    );
+    await cluster.restart(lost!);
+    await untilCountingInRedis(replicas);
+    expect(statuses.filter((status) => status !== 400)).toEqual([]);
+    await expectSharedLoginLimit(replicas, client, LIMIT);
   });
 });

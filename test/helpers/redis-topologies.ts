@@ -35,6 +35,9 @@ export interface RedisClusterSet {
   /** REDIS_CLUSTER_NODES. */
   readonly nodes: string;
   readonly ports: readonly number[];
+  /** SIGKILL one primary; `restart` brings it back with its slots (its nodes file), and empty. */
+  kill(port: number): Promise<void>;
+  restart(port: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -139,7 +142,7 @@ export async function startRedisClusterSet(): Promise<RedisClusterSet> {
   try {
     const allPorts = await distinctFreePorts(6);
     const ports = allPorts.slice(0, 3);
-    ports.forEach((port, i) =>
+    const startNode = (port: number, i: number) =>
       group.start(port, [
         '--port', String(port),
         // The bus port is chosen too: port + 10000 (the default) may be taken, or ephemeral.
@@ -151,19 +154,30 @@ export async function startRedisClusterSet(): Promise<RedisClusterSet> {
         '--save', '',
         '--appendonly', 'no',
         '--dir', group.dir,
-      ]),
-    );
+      ]);
+    ports.forEach(startNode);
     await waitFor('the cluster nodes to answer PING', async () => (await Promise.all(ports.map(answersPing))).every(Boolean), { timeoutMs: SETTLE_MS, intervalMs: 100 });
     await run('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'], {
       env: machineClockEnv(),
       timeout: SETTLE_MS,
     });
-    await waitFor(
-      'every node to see the cluster as ok',
-      async () => (await Promise.all(ports.map((port) => withServer(port, (redis) => redis.call('CLUSTER', 'INFO')).catch(() => '')))).every((text) => /cluster_state:ok/.test(String(text))),
-      { timeoutMs: SETTLE_MS, intervalMs: 200 },
-    );
-    return { nodes: ports.map((port) => `127.0.0.1:${port}`).join(','), ports, stop: () => group.stop() };
+    const untilClusterOk = () =>
+      waitFor(
+        'every node to see the cluster as ok',
+        async () => (await Promise.all(ports.map((port) => withServer(port, (redis) => redis.call('CLUSTER', 'INFO')).catch(() => '')))).every((text) => /cluster_state:ok/.test(String(text))),
+        { timeoutMs: SETTLE_MS, intervalMs: 200 },
+      );
+    await untilClusterOk();
+    return {
+      nodes: ports.map((port) => `127.0.0.1:${port}`).join(','),
+      ports,
+      kill: (port) => group.kill(port),
+      async restart(port) {
+        startNode(port, ports.indexOf(port));
+        await untilClusterOk();
+      },
+      stop: () => group.stop(),
+    };
   } catch (error) {
     await group.stop();
     throw error;

@@ -43,10 +43,11 @@ export function redisWarnings(replica: Replica): Record<string, unknown>[] {
  * The errors among those that only a cluster gives, and only to a client that does not route
  * right: a key on another node (MOVED, ASK), keys of several slots in one command (CROSSSLOT), a
  * script the node lacks (NOSCRIPT), slots nobody serves (CLUSTERDOWN, TRYAGAIN). A timeout on a
- * busy machine is none of them.
+ * busy machine is none of them. `since`: how many warnings to pass over (those of an earlier test).
  */
-export function clusterErrors(replica: Replica): string[] {
+export function clusterErrors(replica: Replica, since = 0): string[] {
   return redisWarnings(replica)
+    .slice(since)
     .map((line) => String((line['err'] as { message?: unknown } | undefined)?.message ?? ''))
     .filter((message) => /^(MOVED|ASK|CROSSSLOT|NOSCRIPT|CLUSTERDOWN|TRYAGAIN)\b/.test(message));
 }

@@ -10,17 +10,28 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 files() {
-  local failed=()
-  local list
-  list=$(find src test -name '*.test.ts' -not -path 'test/fixtures/*' | sort)
-  for file in $list; do
-    echo "== $file alone"
-    npx vitest run "$file" --reporter=dot || failed+=("$file")
-  done
-  if [ ${#failed[@]} -gt 0 ]; then
-    printf 'failed alone: %s\n' "${failed[@]}" >&2
+  local out
+  out=$(mktemp -d)
+  # ISOLATION_JOBS files at a time (default 2, the suite's own parallelism on these machines), each
+  # still alone in a vitest run of its own: it shares nothing with the other but the PostgreSQL and
+  # Redis servers, as any two test files of a normal run do. Each file's output is shown when it
+  # fails; a pass is one line.
+  find src test -name '*.test.ts' -not -path 'test/fixtures/*' | sort |
+    xargs -P "${ISOLATION_JOBS:-2}" -I{} sh -c '
+      log="$2/$(printf %s "$1" | tr / _).log"
+      if npx vitest run "$1" --reporter=dot >"$log" 2>&1; then
+        echo "== $1 alone: passed"
+      else
+        echo "$1" >>"$2/failed"
+        echo "== $1 alone: FAILED"
+        cat "$log"
+      fi' _ {} "$out"
+  if [ -s "$out/failed" ]; then
+    printf 'failed alone: %s\n' $(cat "$out/failed") >&2
+    rm -rf "$out"
     return 1
   fi
+  rm -rf "$out"
 }
 
 shuffle() {

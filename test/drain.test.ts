@@ -1,9 +1,8 @@
 import { Agent, request as httpRequest } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { logLines, serveOnFreePort, stopAll, waitForOutput } from './helpers/process.js';
-import { seedServedDatabase, type TestClient } from './helpers/service.js';
+import { describe, expect, it } from 'vitest';
+import { logLines, waitForOutput } from './helpers/process.js';
+import { useServedDatabase } from './helpers/service.js';
 import { waitFor } from './helpers/wait.js';
 
 // The drain a load balancer needs (DESIGN.md, "Running in production"), on the real binary: on
@@ -11,21 +10,8 @@ import { waitFor } from './helpers/wait.js';
 // SHUTDOWN_DELAY while endpoint lists catch up, then the server stops accepting, finishes what is
 // in flight and exits 0. A second signal skips the delay.
 
-let database: TestDatabase;
-let settings: NodeJS.ProcessEnv;
-let client: TestClient;
-let user: { username: string; password: string };
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-  ({ settings, client, user } = await seedServedDatabase(database));
-});
-afterAll(async () => {
-  await stopAll();
-  await database?.drop();
-});
-
-const serve = (env: NodeJS.ProcessEnv) => serveOnFreePort({ ...settings, ...env });
+const served = useServedDatabase();
+const serve = served.serve;
 
 interface Outcome {
   readonly status?: number;
@@ -49,8 +35,8 @@ function send(base: string, method: string, path: string, options: { agent?: Age
 
 const login = (base: string) =>
   send(base, 'POST', '/token', {
-    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: client.basic },
-    body: new URLSearchParams({ grant_type: 'password', username: user.username, password: user.password }).toString(),
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: served.client.basic },
+    body: new URLSearchParams({ grant_type: 'password', username: served.user.username, password: served.user.password }).toString(),
   });
 
 /** Polls /readyz on new connections until it answers 503; the body it answered with. */

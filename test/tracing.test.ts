@@ -1,32 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readPackageVersion } from '../src/package-root.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { everyString, type ReceivedSpan, startOtlpReceiver } from './helpers/otlp-receiver.js';
-import { freePort, logLines, type Serving, serveOnFreePort, stopAll, waitForOutput } from './helpers/process.js';
+import { freePort, logLines, type Serving, waitForOutput } from './helpers/process.js';
 import { noteSecret } from './helpers/secrets.js';
-import { fetchPasswordGrant, seedServedDatabase, type TestClient } from './helpers/service.js';
+import { fetchPasswordGrant, useServedDatabase } from './helpers/service.js';
 import { waitFor } from './helpers/wait.js';
 
 // OpenTelemetry tracing on the real binary (DESIGN.md, Observability): `tessera serve` exports to
 // an OTLP receiver this file runs on loopback, in both OTLP/HTTP encodings.
 
-let database: TestDatabase;
-let settings: NodeJS.ProcessEnv;
-let client: TestClient;
-let user: { username: string; password: string };
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-  ({ settings, client, user } = await seedServedDatabase(database));
-});
-afterAll(async () => {
-  await stopAll();
-  await database?.drop();
-});
-
-/** `tessera serve` with `otel` added to its environment, once it is ready. */
-const serve = (otel: NodeJS.ProcessEnv) => serveOnFreePort({ ...settings, ...otel });
+const served = useServedDatabase();
+const serve = served.serve;
 
 /** SIGTERM, then the exit code, once the process has written its last lines. */
 async function stop({ server }: Serving): Promise<number | null> {
@@ -68,25 +53,25 @@ describe('tracing', () => {
           method: 'POST',
           headers: {
             'content-type': 'application/x-www-form-urlencoded',
-            authorization: client.basic,
+            authorization: served.client.basic,
             traceparent: `00-${traceId}-${callerSpanId}-01`,
           },
-          body: new URLSearchParams({ grant_type: 'password', username: user.username, password: user.password }),
+          body: new URLSearchParams({ grant_type: 'password', username: served.user.username, password: served.user.password }),
         });
         expect(login.status).toBe(200);
         const tokens = (await login.json()) as { access_token: string; refresh_token: string };
         noteSecret('access token (tracing)', tokens.access_token);
         noteSecret('refresh token (tracing)', tokens.refresh_token);
         // A careless client's query string, and a refresh: more secrets the trace must not hold.
-        const careless = await fetch(`${serving.base}/token?password=${encodeURIComponent(user.password)}`, {
+        const careless = await fetch(`${serving.base}/token?password=${encodeURIComponent(served.user.password)}`, {
           method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: client.basic },
+          headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: served.client.basic },
           body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token }),
         });
         expect(careless.status).toBe(400);
         const refresh = await fetch(`${serving.base}/refresh`, {
           method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: client.basic },
+          headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: served.client.basic },
           body: new URLSearchParams({ refresh_token: tokens.refresh_token }),
         });
         expect(refresh.status).toBe(200);
@@ -129,10 +114,10 @@ describe('tracing', () => {
 
         // Every value of every export request (names, attributes, events, resource) against every secret.
         const secrets = {
-          password: user.password,
-          'client secret': client.secret!,
-          'Authorization header': client.basic,
-          'Basic credentials': client.basic.slice('Basic '.length),
+          password: served.user.password,
+          'client secret': served.client.secret!,
+          'Authorization header': served.client.basic,
+          'Basic credentials': served.client.basic.slice('Basic '.length),
           'access token': tokens.access_token,
           'refresh token': tokens.refresh_token,
           'refreshed access token': refreshed.access_token,
@@ -160,8 +145,8 @@ describe('tracing', () => {
       await waitFor('token spans from both workers', async () => {
         const res = await fetch(`${serving.base}/token`, {
           method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: client.basic, connection: 'close' },
-          body: new URLSearchParams({ grant_type: 'password', username: user.username, password: user.password }),
+          headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: served.client.basic, connection: 'close' },
+          body: new URLSearchParams({ grant_type: 'password', username: served.user.username, password: served.user.password }),
         });
         expect(res.status).toBe(200);
         noteSecret('access token (tracing)', ((await res.json()) as { access_token: string }).access_token);
@@ -180,7 +165,7 @@ describe('tracing', () => {
       for (const endpoint of [down, hanging.endpoint]) {
         const serving = await serve({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_BSP_SCHEDULE_DELAY: '50' });
         for (let attempt = 0; attempt < 5; attempt++) {
-          const res = await fetchPasswordGrant(serving.base, client, user);
+          const res = await fetchPasswordGrant(serving.base, served.client, served.user);
           expect(res.status).toBe(200);
           noteSecret('access token (tracing)', ((await res.json()) as { access_token: string }).access_token);
         }
@@ -200,7 +185,7 @@ describe('tracing', () => {
     // packages load one another. The same run with an OTEL_ variable shows the probe sees them.
     const loaded = async (otel: NodeJS.ProcessEnv) => {
       const serving = await serve({ NODE_DEBUG: 'module', ...otel });
-      await fetchPasswordGrant(serving.base, client, user).then((res) => res.text());
+      await fetchPasswordGrant(serving.base, served.client, served.user).then((res) => res.text());
       expect(await stop(serving)).toBe(0);
       return new Set(serving.server.stderr().match(/@opentelemetry\/[a-z-]+/g) ?? []);
     };

@@ -15,6 +15,7 @@ import { createLogger } from '../../src/logger.js';
 import { prepareDeps } from '../../src/service.js';
 import { type FakeClock, createFakeClock } from './clock.js';
 import { type CapturedLogs, captureLogs } from './logs.js';
+import { type Serving, serveOnFreePort, stopAll } from './process.js';
 import { recordResponses } from './openapi.js';
 import { noteSecret, watchSigningKeys } from './secrets.js';
 import { afterAll, beforeAll, onTestFinished } from 'vitest';
@@ -177,7 +178,7 @@ export async function createTestClient(
  * For a `tessera serve` a test starts on `database` (test/helpers/process.ts, serveOnFreePort): its
  * environment on loopback, and a user and a client made in-process on that database first.
  */
-export async function seedServedDatabase(database: TestDatabase): Promise<{ settings: NodeJS.ProcessEnv; client: TestClient; user: User & { password: string } }> {
+async function seedServedDatabase(database: TestDatabase): Promise<{ settings: NodeJS.ProcessEnv; client: TestClient; user: User & { password: string } }> {
   const settings = { PATH: process.env['PATH'], ...testEnv(database, { HOST: '127.0.0.1', KEY_ENCRYPTION_KEYS: randomBytes(32).toString('base64') }) };
   const seeding = await startTestService(database, { env: settings });
   try {
@@ -185,6 +186,38 @@ export async function seedServedDatabase(database: TestDatabase): Promise<{ sett
   } finally {
     await seeding.close();
   }
+}
+
+/**
+ * The file-level set-up for files that run the real binary: a fresh database seeded with a client
+ * and a user before the file's tests, and every `tessera serve` they started stopped after them.
+ * `serve(env)` starts one with `env` over the seeded settings. Read `client` and `user` inside tests.
+ */
+export function useServedDatabase(): {
+  serve(env?: NodeJS.ProcessEnv): Promise<Serving>;
+  readonly client: TestClient;
+  readonly user: User & { password: string };
+} {
+  let database: TestDatabase | undefined;
+  let seeded: Awaited<ReturnType<typeof seedServedDatabase>> | undefined;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    seeded = await seedServedDatabase(database);
+  });
+  afterAll(async () => {
+    await stopAll();
+    await database?.drop();
+  });
+  const current = () => seeded ?? fail('the served database has not been seeded');
+  return {
+    serve: (env = {}) => serveOnFreePort({ ...current().settings, ...env }),
+    get client() {
+      return current().client;
+    },
+    get user() {
+      return current().user;
+    },
+  };
 }
 
 /** RFC 6749 §2.3.1 client_secret_basic: `Basic base64(urlencode(id) ":" urlencode(secret))`. */

@@ -5,12 +5,21 @@ import { findExistingRoles, replaceUserRoles } from '../db/roles.js';
 import type { Database, User } from '../db/schema.js';
 import { revokeUserFamilies } from '../db/refresh-families.js';
 import { inTransaction } from '../db/transaction.js';
-import { changePassword, grantUserScopes, insertUser, replaceUserScopes, setUserDisabled, touchUser } from '../db/users.js';
+import { changePassword, grantUserScopes, insertUser, replaceUserScopes, setUserDisabled, touchUser, updateUserProfile } from '../db/users.js';
 import { checkNewPassword, type PasswordHasher } from './passwords.js';
+import { checkAttributes, normaliseEmail, normaliseName, ProfileError } from './profile.js';
 import { checkScopeList } from './scopes.js';
 import { normaliseUsername, USERNAME_RULES } from './usernames.js';
 
-export type AccountErrorCode = 'invalid_username' | 'weak_password' | 'invalid_scope' | 'unknown_role' | 'username_taken' | 'not_found';
+export type AccountErrorCode =
+  | 'invalid_username'
+  | 'weak_password'
+  | 'invalid_scope'
+  | 'unknown_role'
+  | 'invalid_profile'
+  | 'username_taken'
+  | 'email_taken'
+  | 'not_found';
 
 /** A rule about accounts was broken; the message is safe to show to whoever asked. */
 export class AccountError extends Error {
@@ -28,6 +37,61 @@ export interface NewAccount {
   readonly password: string;
   readonly scopes?: readonly string[];
   readonly roles?: readonly string[];
+  readonly email?: string | null | undefined;
+  /** Only an operator (admin API, CLI) may say so; self-registration never does. */
+  readonly emailVerified?: boolean | undefined;
+  readonly name?: string | null | undefined;
+  readonly attributes?: unknown;
+}
+
+/** The profile part of a new account or of a change: each member undefined when not given. */
+export interface ProfileChanges {
+  readonly email?: string | null | undefined;
+  readonly emailVerified?: boolean | undefined;
+  readonly name?: string | null | undefined;
+  /** Replaces the attributes object as a whole. */
+  readonly attributes?: unknown;
+}
+
+interface CheckedProfile {
+  readonly email?: string | null;
+  readonly email_verified?: boolean;
+  readonly name?: string | null;
+  readonly attributes?: string;
+}
+
+/**
+ * The profile fields, checked and normalised (src/auth/profile.ts). A new or cleared email is
+ * unverified unless the same change says otherwise: verification belonged to the old address.
+ */
+function checkedProfile(changes: ProfileChanges): CheckedProfile {
+  try {
+    const email = changes.email === undefined || changes.email === null ? changes.email : normaliseEmail(changes.email);
+    const emailVerified = changes.emailVerified ?? (email === undefined ? undefined : false);
+    if (emailVerified === true && email === null) throw new ProfileError(NO_EMAIL_TO_VERIFY);
+    return {
+      ...(email === undefined ? {} : { email }),
+      ...(emailVerified === undefined ? {} : { email_verified: emailVerified }),
+      ...(changes.name === undefined ? {} : { name: changes.name === null ? null : normaliseName(changes.name) }),
+      ...(changes.attributes === undefined ? {} : { attributes: checkAttributes(changes.attributes).json }),
+    };
+  } catch (error) {
+    if (error instanceof ProfileError) throw new AccountError('invalid_profile', error.message);
+    throw error;
+  }
+}
+
+const NO_EMAIL_TO_VERIFY = 'an email can be verified only when there is one';
+
+/** What checkedProfile would refuse, or undefined: the CLI checks its command line with it before it opens a database. */
+export function checkProfile(changes: ProfileChanges): string | undefined {
+  try {
+    checkedProfile(changes);
+    return undefined;
+  } catch (error) {
+    if (error instanceof AccountError) return error.message;
+    throw error;
+  }
 }
 
 /**
@@ -47,6 +111,8 @@ export async function createAccount(
   if (weakness !== undefined) throw new AccountError('weak_password', weakness);
   const scopes = checkedScopes(input.scopes);
   const roles = unique(input.roles ?? []);
+  const profile = checkedProfile(input);
+  if (profile.email_verified === true && profile.email === undefined) throw new AccountError('invalid_profile', NO_EMAIL_TO_VERIFY);
   const passwordHash = await passwords.hash(input.password);
   return withAccountErrors(() =>
     inTransaction(db, async (trx) => {
@@ -58,6 +124,7 @@ export async function createAccount(
         created_at: now,
         updated_at: now,
         password_changed_at: now,
+        ...profile,
       });
       await grantUserScopes(trx, user.id, scopes);
       await replaceUserRoles(trx, user.id, roles);
@@ -75,17 +142,28 @@ export interface AccountChanges {
 }
 
 /**
- * Changes what a user may do, in one transaction. Disabling ends every refresh family of the user
+ * Changes what a user may do, and their profile, in one transaction. Disabling ends every refresh family of the user
  * too; enabling does not bring them back. Returns how many families ended.
  */
-export async function updateAccount(db: Kysely<Database>, userId: string, changes: AccountChanges, now: Date): Promise<number> {
+export async function updateAccount(
+  db: Kysely<Database>,
+  userId: string,
+  changes: AccountChanges & ProfileChanges,
+  now: Date,
+): Promise<number> {
   const scopes = changes.scopes === undefined ? undefined : checkedScopes(changes.scopes);
   const roles = changes.roles === undefined ? undefined : unique(changes.roles);
+  const profile = checkedProfile(changes);
   return withAccountErrors(() =>
     inTransaction(db, async (trx) => {
       const found =
         changes.disabled === undefined ? await touchUser(trx, userId, now) : await setUserDisabled(trx, userId, changes.disabled, now);
       if (!found) throw new AccountError('not_found', 'no such user');
+      if (Object.keys(profile).length > 0) {
+        const updated = await updateUserProfile(trx, userId, profile);
+        // Verifying the address the user already has, and they have none: rolled back.
+        if (updated?.email_verified === true && updated.email === null) throw new AccountError('invalid_profile', NO_EMAIL_TO_VERIFY);
+      }
       if (scopes !== undefined) await replaceUserScopes(trx, userId, scopes);
       if (roles !== undefined) {
         await requireRoles(trx, roles);
@@ -117,6 +195,7 @@ async function withAccountErrors<T>(write: () => Promise<T>): Promise<T> {
   try {
     return await write();
   } catch (error) {
+    if (isUniqueViolation(error, 'users_email_key')) throw new AccountError('email_taken', 'another user has this email');
     if (isUniqueViolation(error)) throw new AccountError('username_taken', 'a user with this username already exists');
     if (isForeignKeyViolation(error)) throw new AccountError('unknown_role', 'a role named there does not exist');
     throw error;

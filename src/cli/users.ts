@@ -1,5 +1,5 @@
 import { audit } from '../audit.js';
-import { createAccount, setAccountDisabled, setAccountPassword } from '../auth/accounts.js';
+import { checkProfile, createAccount, setAccountDisabled, setAccountPassword, updateAccount } from '../auth/accounts.js';
 import { generatePassword } from '../auth/passwords.js';
 import { normaliseUsername } from '../auth/usernames.js';
 import type { User } from '../db/schema.js';
@@ -14,6 +14,7 @@ import {
 } from '../db/users.js';
 import { revokeUserFamilies } from '../db/refresh-families.js';
 import { type Command, type CommandContext, command, CommandError, print, printTable, readSecretFromStdin, UsageError } from './command.js';
+import { checkProfileOptions, PROFILE_OPTIONS, PROFILE_UPDATE_OPTIONS, profileFromOptions, profileView } from './profile-options.js';
 import { scopeToken } from './syntax.js';
 
 // The account rules (src/auth/accounts.ts) are the admin API's too; this file only reads arguments and prints.
@@ -40,16 +41,60 @@ const create = command(
       'password-stdin': { help: 'read the password from standard input', stdin: true },
       scope: { value: 'S', repeatable: true, parse: scopeToken, help: 'grant scope S to the user directly (repeatable)' },
       role: { value: 'R', repeatable: true, help: 'give the user role R (repeatable)' },
+      ...PROFILE_OPTIONS,
     },
+    // A bad email, name or attributes is a usage error, found before stdin is read or a database opened.
+    check: ({ options }) => checkProfileOptions(options) ?? checkProfile(profileFromOptions(options)),
   },
   async ({ args, options }, ctx) => {
     const generated = options['password-stdin'] ? undefined : generatePassword();
     const password = generated ?? readSecretFromStdin(ctx, '--password-stdin');
     const scopes = [...new Set(options.scope ?? [])];
     const roles = [...new Set(options.role ?? [])];
-    const user = await createAccount(ctx.db, ctx.passwords, { username: args.username, password, scopes, roles }, now(ctx));
-    audit(ctx.log, 'user_created', { user_id: user.id, actor: 'cli', scopes, roles });
-    print(ctx, options.json, { id: user.id, username: user.username, ...(generated ? { password: generated } : {}) });
+    const profile = profileFromOptions(options);
+    const user = await createAccount(ctx.db, ctx.passwords, { username: args.username, password, scopes, roles, ...profile }, now(ctx));
+    audit(ctx.log, 'user_created', { user_id: user.id, actor: 'cli', scopes, roles, profile: changedFields(profile) });
+    print(ctx, options.json, {
+      id: user.id,
+      username: user.username,
+      ...(user.email === null && user.name === null ? {} : { email: user.email, email_verified: user.email_verified, name: user.name }),
+      ...(generated ? { password: generated } : {}),
+    });
+  },
+);
+
+/** Which profile fields a change names (the audit line says which, never the values: personal data). */
+function changedFields(profile: object): string[] {
+  const names: Record<string, string> = { email: 'email', emailVerified: 'email_verified', name: 'name', attributes: 'attributes' };
+  return Object.entries(profile)
+    .filter(([, value]) => value !== undefined)
+    .map(([key]) => names[key]!)
+    .sort();
+}
+
+const update = command(
+  {
+    summary: "change a user's email, name or attributes",
+    details:
+      'A new email is unverified unless --email-verified is given too. --attribute changes one attribute and keeps the others; ' +
+      '--attributes-json replaces them all.',
+    arguments: [{ name: 'username' }],
+    options: PROFILE_UPDATE_OPTIONS,
+    check: ({ options }) => {
+      const problem = checkProfileOptions(options);
+      if (problem !== undefined) return problem;
+      const profile = profileFromOptions(options);
+      if (changedFields(profile).length === 0) return 'nothing to change: give --email, --name, --attribute or another option';
+      return checkProfile(profile);
+    },
+  },
+  async ({ args, options }, ctx) => {
+    const user = await requireUser(ctx, args.username);
+    const profile = profileFromOptions(options, user.attributes);
+    await updateAccount(ctx.db, user.id, profile, now(ctx));
+    audit(ctx.log, 'user_updated', { user_id: user.id, actor: 'cli', profile_changed: changedFields(profile) });
+    const updated = await requireUser(ctx, args.username);
+    print(ctx, options.json, { id: user.id, username: user.username, ...profileView(updated, options.json) });
   },
 );
 
@@ -69,6 +114,7 @@ const list = command(
         id: user.id,
         username: user.username,
         disabled: user.disabled,
+        email: user.email,
         roles: await findUserRoles(ctx.db, user.id),
         scopes: await findDirectUserScopes(ctx.db, user.id),
         created_at: user.created_at,
@@ -150,6 +196,7 @@ const changeScopes = (grant: boolean): Command =>
 
 export const userCommands: Record<string, Command> = {
   create,
+  update,
   list,
   disable: setDisabled(true),
   enable: setDisabled(false),

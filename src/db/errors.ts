@@ -1,6 +1,7 @@
-/** PostgreSQL's SQLSTATE for a unique-constraint violation. */
-export function isUniqueViolation(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '23505';
+/** PostgreSQL's SQLSTATE for a unique-constraint violation; with `constraint`, of that constraint or unique index only. */
+export function isUniqueViolation(error: unknown, constraint?: string): boolean {
+  if (typeof error !== 'object' || error === null || (error as { code?: unknown }).code !== '23505') return false;
+  return constraint === undefined || (error as { constraint?: unknown }).constraint === constraint;
 }
 
 /** SQLSTATE 23503: a foreign key points at nothing (an unknown role, say). */

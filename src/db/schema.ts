@@ -15,7 +15,18 @@ export interface UsersTable {
   created_at: Timestamp;
   updated_at: Timestamp;
   password_changed_at: Timestamp;
+  /** Normalised (src/auth/profile.ts); unique case-insensitively when set. */
+  email: ColumnType<string | null, string | null | undefined, string | null>;
+  email_verified: Generated<boolean>;
+  name: ColumnType<string | null, string | null | undefined, string | null>;
+  /** A JSON object of at most 4 KiB serialised; written as its JSON text. */
+  attributes: ColumnType<Attributes, string | undefined, string>;
 }
+
+/** A user's attributes: a JSON object (src/auth/profile.ts bounds it). */
+export type Attributes = Record<string, unknown>;
+/** A client's claims from user attributes: claim name -> `attributes.<name>[.<name>]`. */
+export type TokenClaimMap = Record<string, string>;
 
 export interface RolesTable {
   name: string;
@@ -49,6 +60,10 @@ export interface ClientsTable {
   audience: Generated<string[]>;
   /** Requests per CLIENT_RATE_WINDOW once authenticated; null: CLIENT_RATE_LIMIT, if set. */
   rate_limit: number | null;
+  /** Put the user's role names in its access tokens as `roles` (RFC 9068 §2.2.3.1). */
+  roles_claim: Generated<boolean>;
+  /** Claims taken from user attributes (src/auth/token-claims.ts); written as its JSON text. */
+  token_claims: ColumnType<TokenClaimMap, string | undefined, string>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -101,6 +116,15 @@ export interface RefreshTokensTable {
   created_at: Date;
 }
 
+export interface PasswordResetTokensTable {
+  /** SHA-256 of the token (base64url): the token itself is only ever in the mail. */
+  token_hash: string;
+  user_id: string;
+  created_at: Date;
+  expires_at: Date;
+  used_at: Date | null;
+}
+
 export interface Database {
   users: UsersTable;
   roles: RolesTable;
@@ -112,6 +136,7 @@ export interface Database {
   replica_settings: ReplicaSettingsTable;
   refresh_families: RefreshFamiliesTable;
   refresh_tokens: RefreshTokensTable;
+  password_reset_tokens: PasswordResetTokensTable;
 }
 
 export type User = Selectable<UsersTable>;

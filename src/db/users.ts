@@ -1,6 +1,6 @@
 import { type Expression, type Kysely, sql } from 'kysely';
 import { compileOnce } from './compiled.js';
-import type { Database, NewUser, User } from './schema.js';
+import type { Database, NewUser, User, UserUpdate } from './schema.js';
 
 export async function findUserByUsername(db: Kysely<Database>, username: string): Promise<User | undefined> {
   return db.selectFrom('users').selectAll().where('username', '=', username).executeTakeFirst();
@@ -118,6 +118,15 @@ export async function changePassword(db: Kysely<Database>, id: string, hash: str
     .where('id', '=', id)
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
+}
+
+/** Email, email_verified, name and attributes (as JSON text), as given: src/auth/accounts.ts checks them. */
+export async function updateUserProfile(
+  db: Kysely<Database>,
+  id: string,
+  profile: Pick<UserUpdate, 'email' | 'email_verified' | 'name' | 'attributes'>,
+): Promise<Pick<User, 'email' | 'email_verified'> | undefined> {
+  return db.updateTable('users').set(profile).where('id', '=', id).returning(['email', 'email_verified']).executeTakeFirst();
 }
 
 export async function setUserDisabled(db: Kysely<Database>, id: string, disabled: boolean, now: Date): Promise<boolean> {

@@ -9,9 +9,10 @@ import { noStore, parseForm, parseJson, readParams, rejectQueryParameters, requi
 
 /**
  * POST /register, only with REGISTRATION=open (otherwise the endpoint does not exist): a new user
- * with no scopes, under the same username rules and password policy as everywhere. Rate-limited
- * per IP like logins. A taken username is a 409 that says only that this name cannot be
- * registered; nothing else about existing accounts is revealed.
+ * with no scopes, under the same username rules and password policy as everywhere, with an
+ * optional `email` (never verified: only an operator can say it is) and `name`. Rate-limited
+ * per IP like logins. A taken username or email is a 409 that says only that this account cannot
+ * be registered; nothing else about existing accounts is revealed.
  */
 export function registerRouter(deps: Deps): Router {
   const router = Router();
@@ -19,20 +20,21 @@ export function registerRouter(deps: Deps): Router {
   router.post('/register', noStore, requireFormOrJson, parseForm, parseJson, ...deps.limits.register, async (req, res) => {
     rejectQueryParameters(req);
     const params = readParams(req.body);
-    const username = params['username'];
-    const password = params['password'];
+    const { username, password, email, name } = params;
     if (!username || !password) throw invalidRequest('username and password are required');
     if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES || hasControlCharacters(password) || hasControlCharacters(username)) {
       throw invalidRequest('username and password must be short and free of control characters');
     }
     try {
-      const user = await createAccount(deps.db, deps.passwords, { username, password }, new Date(deps.clock.now()));
+      // An empty email or name is none.
+      const profile = { email: email || undefined, name: name || undefined, emailVerified: false };
+      const user = await createAccount(deps.db, deps.passwords, { username, password, ...profile }, new Date(deps.clock.now()));
       audit(deps.log, 'user_registered', { user_id: user.id, ip: req.ip });
       res.status(201).json({ sub: user.id, username: user.username });
     } catch (error) {
       if (!(error instanceof AccountError)) throw error;
-      if (error.code === 'username_taken') {
-        throw new OAuthError('invalid_request', 'this username cannot be registered', { status: 409 });
+      if (error.code === 'username_taken' || error.code === 'email_taken') {
+        throw new OAuthError('invalid_request', `this ${error.code === 'email_taken' ? 'email' : 'username'} cannot be registered`, { status: 409 });
       }
       throw invalidRequest(error.message);
     }

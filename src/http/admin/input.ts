@@ -7,13 +7,15 @@ import { safeName } from '../form.js';
  * `scope` for `scopes` must not silently change nothing), and every value has exactly one type
  * (`count`: a whole number from 1 up, or null for none).
  */
-type FieldType = 'string' | 'boolean' | 'strings' | 'count';
+type FieldType = 'string' | 'boolean' | 'strings' | 'count' | 'object';
 
 export interface Field {
   readonly type: FieldType;
   readonly required?: boolean;
   /** For a string: the only values it may take. */
   readonly oneOf?: readonly string[];
+  /** For a string: null is accepted too (clears the value). */
+  readonly nullable?: boolean;
 }
 
 export type Shape = Readonly<Record<string, Field>>;
@@ -21,7 +23,11 @@ export type Shape = Readonly<Record<string, Field>>;
 type ValueOf<F extends Field> = F['type'] extends 'string'
   ? F extends { readonly oneOf: readonly (infer T)[] }
     ? T
-    : string
+    : F extends { readonly nullable: true }
+      ? string | null
+      : string
+  : F['type'] extends 'object'
+    ? Record<string, unknown>
   : F['type'] extends 'boolean'
     ? boolean
     : F['type'] extends 'count'
@@ -60,8 +66,13 @@ function checkValue(name: string, field: Field, value: unknown): unknown {
     case 'boolean':
       if (typeof value !== 'boolean') throw invalidRequest(`the field ${name} must be true or false`);
       return value;
+    case 'object':
+      // Its members are the domain's to check (src/auth/profile.ts, src/auth/token-claims.ts).
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalidRequest(`the field ${name} must be a JSON object`);
+      return value;
     case 'string':
-      if (typeof value !== 'string') throw invalidRequest(`the field ${name} must be a string`);
+      if (value === null && field.nullable) return value;
+      if (typeof value !== 'string') throw invalidRequest(`the field ${name} must be a string${field.nullable ? ' or null' : ''}`);
       if (value.length > MAX_STRING_LENGTH) throw invalidRequest(`the field ${name} is too long`);
       if (field.oneOf !== undefined && !field.oneOf.includes(value)) {
         throw invalidRequest(`the field ${name} must be one of: ${field.oneOf.join(', ')}`);

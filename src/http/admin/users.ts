@@ -11,7 +11,7 @@ import { invalidRequest } from '../../oauth/errors.js';
 import { methodNotAllowed } from '../errors.js';
 import { actingAdmin, actorOf, auditAdmin } from './auth.js';
 import { asAdminAction, conflict, notFound } from './errors.js';
-import { page, readBody, readLimit, readQuery, requireSomeField } from './input.js';
+import { type Body, page, readBody, readLimit, readQuery, requireSomeField } from './input.js';
 
 /** What the admin API shows of a user: never the password hash. */
 export interface UserView {
@@ -24,6 +24,10 @@ export interface UserView {
   readonly created_at: Date;
   readonly updated_at: Date;
   readonly password_changed_at: Date;
+  readonly email: string | null;
+  readonly email_verified: boolean;
+  readonly name: string | null;
+  readonly attributes: Record<string, unknown>;
 }
 
 async function viewUsers(deps: Deps, users: readonly User[]): Promise<UserView[]> {
@@ -40,6 +44,10 @@ async function viewUsers(deps: Deps, users: readonly User[]): Promise<UserView[]
     created_at: user.created_at,
     updated_at: user.updated_at,
     password_changed_at: user.password_changed_at,
+    email: user.email,
+    email_verified: user.email_verified,
+    name: user.name,
+    attributes: user.attributes,
   }));
 }
 
@@ -52,8 +60,31 @@ export async function requireUser(deps: Deps, id: string): Promise<User> {
   return user;
 }
 
-const CREATE = { username: { type: 'string', required: true }, password: { type: 'string' }, scopes: { type: 'strings' }, roles: { type: 'strings' } } as const;
-const UPDATE = { scopes: { type: 'strings' }, roles: { type: 'strings' }, disabled: { type: 'boolean' } } as const;
+const PROFILE = {
+  email: { type: 'string', nullable: true },
+  email_verified: { type: 'boolean' },
+  name: { type: 'string', nullable: true },
+  attributes: { type: 'object' },
+} as const;
+const CREATE = {
+  username: { type: 'string', required: true },
+  password: { type: 'string' },
+  scopes: { type: 'strings' },
+  roles: { type: 'strings' },
+  ...PROFILE,
+} as const;
+const UPDATE = { scopes: { type: 'strings' }, roles: { type: 'strings' }, disabled: { type: 'boolean' }, ...PROFILE } as const;
+
+/** The profile members of a body, as src/auth/accounts.ts names them. */
+const profileOf = (body: Body<typeof PROFILE>) => ({
+  email: body.email,
+  emailVerified: body.email_verified,
+  name: body.name,
+  attributes: body.attributes,
+});
+
+/** What an audit line says of a profile change: which fields changed, never the values (personal data). */
+const profileChanged = (body: object) => Object.keys(body).filter((name) => Object.hasOwn(PROFILE, name)).sort();
 const RESET = { password: { type: 'string' } } as const;
 
 /**
@@ -69,10 +100,10 @@ export function usersRouter(deps: Deps): Router {
     const body = readBody(req.body, CREATE);
     const generated = body.password === undefined ? generatePassword() : undefined;
     const user = await asAdminAction('user', () =>
-      createAccount(deps.db, deps.passwords, { ...body, password: body.password ?? generated! }, now()),
+      createAccount(deps.db, deps.passwords, { ...body, ...profileOf(body), password: body.password ?? generated! }, now()),
     );
     const view = await viewUser(deps, user);
-    auditAdmin(deps, req, res, 'user_created', { user_id: user.id, scopes: view.scopes, roles: view.roles });
+    auditAdmin(deps, req, res, 'user_created', { user_id: user.id, scopes: view.scopes, roles: view.roles, profile: profileChanged(body) });
     res.status(201).location(`/admin/users/${user.id}`).json({ ...view, ...(generated ? { password: generated } : {}) });
   });
 
@@ -106,10 +137,17 @@ export function usersRouter(deps: Deps): Router {
     // so is any change that leaves them without the admin scope (keepAdminAccess).
     if (body.disabled === true && user.id === actorOf(res)) throw conflict('an admin cannot disable their own account');
     const sessionsEnded = await asAdminAction('user', () =>
-      keepAdminAccess(deps.db, actingAdmin(res), (db) => updateAccount(db, user.id, body, now())),
+      keepAdminAccess(deps.db, actingAdmin(res), (db) => updateAccount(db, user.id, { ...body, ...profileOf(body) }, now())),
     );
     const view = await viewUser(deps, (await findUserById(deps.db, user.id)) ?? user);
-    auditAdmin(deps, req, res, 'user_updated', { user_id: user.id, ...body, ...(body.disabled ? { sessions_ended: sessionsEnded } : {}) });
+    const { email: _email, email_verified: _verified, name: _name, attributes: _attributes, ...access } = body;
+    const profile = profileChanged(body);
+    auditAdmin(deps, req, res, 'user_updated', {
+      user_id: user.id,
+      ...access,
+      ...(profile.length > 0 ? { profile_changed: profile } : {}),
+      ...(body.disabled ? { sessions_ended: sessionsEnded } : {}),
+    });
     res.json(view);
   });
 

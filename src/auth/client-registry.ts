@@ -3,12 +3,13 @@ import type { Kysely } from 'kysely';
 import { MAX_CLIENT_RATE_LIMIT } from '../config.js';
 import { deleteClient, findClientById, insertClient, lockClient, updateClient, updateClientSecretHash } from '../db/clients.js';
 import { isUniqueViolation } from '../db/errors.js';
-import type { Client, ClientType, Database, GrantType } from '../db/schema.js';
+import type { Client, ClientType, Database, GrantType, TokenClaimMap } from '../db/schema.js';
 import { inTransaction } from '../db/transaction.js';
 import { isValidClientId } from '../oauth/client-auth.js';
 import { generateClientSecret, hashClientSecret, isSendableSecret, MIN_SUPPLIED_SECRET_LENGTH } from './client-secrets.js';
 import { hasControlCharacters } from './passwords.js';
 import { checkScopeList } from './scopes.js';
+import { checkTokenClaims, TokenClaimsError } from './token-claims.js';
 
 /**
  * `invalid_client_metadata` (the RFC 7591 §3.2.2 name): the input is malformed, a usage error in
@@ -48,6 +49,10 @@ export interface ClientSettings {
    * null for a new client.
    */
   readonly rateLimit?: number | null | undefined;
+  /** Put the user's role names in its access tokens as `roles` (RFC 9068 §2.2.3.1). Absent: unchanged, or false. */
+  readonly rolesClaim?: boolean | undefined;
+  /** Claims from user attributes, `{"tenant": "attributes.tenant"}` (src/auth/token-claims.ts); replaces the map. Absent: unchanged, or none. */
+  readonly tokenClaims?: unknown;
 }
 
 export interface NewClientInput extends ClientSettings {
@@ -117,6 +122,8 @@ function checkedNewClient(input: Omit<NewClientInput, 'secret'>, secretSupplied:
     defaultScopes: input.defaultScopes ?? input.scopes ?? [],
     audience: input.audience ?? [],
     rateLimit: input.rateLimit ?? null,
+    rolesClaim: input.rolesClaim ?? false,
+    tokenClaims: input.tokenClaims ?? {},
   });
   if (type === 'public' && secretSupplied) throw invalid('a public client has no secret');
   return { id, type, settings };
@@ -137,6 +144,8 @@ export async function updateClientSettings(db: Kysely<Database>, id: string, cha
       defaultScopes: changes.defaultScopes ?? current.default_scopes,
       audience: changes.audience ?? current.audience,
       rateLimit: changes.rateLimit === undefined ? current.rate_limit : changes.rateLimit,
+      rolesClaim: changes.rolesClaim ?? current.roles_claim,
+      tokenClaims: changes.tokenClaims ?? current.token_claims,
     });
     return (await updateClient(trx, id, { ...settings, updated_at: now }))!;
   });
@@ -183,6 +192,9 @@ interface CheckedSettings {
   readonly default_scopes: string[];
   readonly audience: string[];
   readonly rate_limit: number | null;
+  readonly roles_claim: boolean;
+  /** As JSON text, as the column is written. */
+  readonly token_claims: string;
 }
 
 function checkSettings(
@@ -194,6 +206,8 @@ function checkSettings(
     defaultScopes: readonly string[];
     audience: readonly string[];
     rateLimit: number | null;
+    rolesClaim: boolean;
+    tokenClaims: unknown;
   },
 ): CheckedSettings {
   const grantTypes = unique(settings.grantTypes);
@@ -217,6 +231,13 @@ function checkSettings(
   const rateLimit = settings.rateLimit;
   const badRateLimit = checkRateLimit(rateLimit);
   if (badRateLimit !== undefined) throw invalid(badRateLimit);
+  let tokenClaims: TokenClaimMap;
+  try {
+    tokenClaims = checkTokenClaims(settings.tokenClaims);
+  } catch (error) {
+    if (error instanceof TokenClaimsError) throw invalid(error.message);
+    throw error;
+  }
   return {
     name: settings.name,
     grant_types: grantTypes as GrantType[],
@@ -224,6 +245,8 @@ function checkSettings(
     default_scopes: defaults,
     audience,
     rate_limit: rateLimit,
+    roles_claim: settings.rolesClaim,
+    token_claims: JSON.stringify(tokenClaims),
   };
 }
 
@@ -261,6 +284,8 @@ export function clientView(client: Client) {
     default_scopes: client.default_scopes,
     audience: client.audience,
     rate_limit: client.rate_limit,
+    roles_claim: client.roles_claim,
+    token_claims: client.token_claims,
     created_at: client.created_at,
     updated_at: client.updated_at,
   };

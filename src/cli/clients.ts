@@ -6,12 +6,14 @@ import {
   type NewClientInput,
   registerClient,
   removeClient,
+  requireClient,
   rotateClientSecret,
   updateClientSettings,
 } from '../auth/client-registry.js';
 import { listClients } from '../db/clients.js';
 import { type Command, type CommandContext, command, print, printTable, readSecretFromStdin, UsageError } from './command.js';
 
+const CLAIM_HELP = 'put claim NAME, taken from the user attribute at PATH (attributes.tenant), in its access tokens (repeatable)';
 const RATE_LIMIT_HELP = 'requests per CLIENT_RATE_WINDOW once authenticated, or off for none of its own';
 
 /** The rules (src/auth/client-registry.ts) are the admin API's too; this file only reads options and prints. */
@@ -33,6 +35,8 @@ const create = command(
       audience: { value: 'AUD', repeatable: true, help: 'an audience of its access tokens, besides AUDIENCE (repeatable)' },
       'secret-stdin': { help: 'read the secret from standard input', stdin: true },
       'rate-limit': { value: 'N', parse: rateLimitOption, help: RATE_LIMIT_HELP },
+      'roles-claim': { help: "put the user's role names in its access tokens as `roles`" },
+      claim: { value: 'NAME=PATH', repeatable: true, parse: claimOption, help: CLAIM_HELP },
     },
     // Every rule of registration but the secret's own and a taken id, before the secret is read or a database opened.
     check: ({ options }) => checkNewClient(newClient(options), options['secret-stdin']),
@@ -47,6 +51,8 @@ const create = command(
       grant_types: client.grant_types,
       scopes: client.allowed_scopes,
       ...(client.rate_limit === null ? {} : { rate_limit: client.rate_limit }),
+      ...(client.roles_claim ? { roles_claim: true } : {}),
+      ...(Object.keys(client.token_claims).length === 0 ? {} : { token_claims: claimsView(client.token_claims, options.json) }),
       ...(generatedSecret ? { client_secret: generatedSecret } : {}),
     });
   },
@@ -83,19 +89,76 @@ const rotateSecret = command(
 
 const update = command(
   {
-    summary: "change a client's own rate limit",
+    summary: "change a client's own rate limit or the claims in its access tokens",
     details:
-      'N requests per CLIENT_RATE_WINDOW once the client is authenticated (refresh, revoke, introspection, client credentials). ' +
-      'off: none of its own, so CLIENT_RATE_LIMIT applies when it is set, and no limit otherwise. Every replica applies the change at once.',
+      '--rate-limit: N requests per CLIENT_RATE_WINDOW once the client is authenticated (refresh, revoke, introspection, client credentials); ' +
+      'off: none of its own, so CLIENT_RATE_LIMIT applies when it is set, and no limit otherwise. ' +
+      "--roles-claim on puts the user's role names in the client's access tokens as `roles`; --claim NAME=PATH adds a claim taken " +
+      'from user attributes (PATH is attributes.<name> or attributes.<name>.<name>), --remove-claim NAME takes one away. ' +
+      'Every replica applies the change at once.',
     arguments: [{ name: 'client_id' }],
-    options: { 'rate-limit': { value: 'N|off', required: true, parse: rateLimitOption, help: RATE_LIMIT_HELP } },
+    options: {
+      'rate-limit': { value: 'N|off', parse: rateLimitOption, help: RATE_LIMIT_HELP },
+      'roles-claim': { value: 'on|off', parse: onOff('--roles-claim'), help: "whether its access tokens carry the user's role names as `roles`" },
+      claim: { value: 'NAME=PATH', repeatable: true, parse: claimOption, help: CLAIM_HELP },
+      'remove-claim': { value: 'NAME', repeatable: true, help: 'stop putting claim NAME in its access tokens (repeatable)' },
+    },
+    check: ({ options }) =>
+      options['rate-limit'] === undefined && options['roles-claim'] === undefined && options.claim === undefined && options['remove-claim'] === undefined
+        ? 'nothing to change: give --rate-limit, --roles-claim, --claim or --remove-claim'
+        : undefined,
   },
   async ({ args: { client_id: id }, options }, ctx) => {
-    const client = await updateClientSettings(ctx.db, id, { rateLimit: options['rate-limit'] }, new Date(ctx.clock.now()));
-    audit(ctx.log, 'client_updated', { client_id: id, actor: 'cli', changed: ['rate_limit'], rate_limit: client.rate_limit });
-    print(ctx, options.json, { client_id: id, rate_limit: client.rate_limit ?? 'off' });
+    const mapsClaims = options.claim !== undefined || options['remove-claim'] !== undefined;
+    // --claim and --remove-claim change the current map member by member.
+    const current = mapsClaims ? (await requireClient(ctx.db, id)).token_claims : {};
+    const removed = new Set(options['remove-claim'] ?? []);
+    const tokenClaims = mapsClaims
+      ? Object.fromEntries([...Object.entries(current), ...(options.claim ?? [])].filter(([name]) => !removed.has(name)))
+      : undefined;
+    const changes = { rateLimit: options['rate-limit'], rolesClaim: options['roles-claim'], tokenClaims };
+    const client = await updateClientSettings(ctx.db, id, changes, new Date(ctx.clock.now()));
+    const changed = [
+      ...(options['rate-limit'] === undefined ? [] : ['rate_limit']),
+      ...(options['roles-claim'] === undefined ? [] : ['roles_claim']),
+      ...(mapsClaims ? ['token_claims'] : []),
+    ];
+    audit(ctx.log, 'client_updated', {
+      client_id: id,
+      actor: 'cli',
+      changed,
+      rate_limit: client.rate_limit,
+      roles_claim: client.roles_claim,
+      token_claims: Object.keys(client.token_claims),
+    });
+    print(ctx, options.json, {
+      client_id: id,
+      rate_limit: client.rate_limit ?? 'off',
+      roles_claim: client.roles_claim,
+      token_claims: claimsView(client.token_claims, options.json),
+    });
   },
 );
+
+
+/** `--claim NAME=PATH`: the rules of the map (reserved names, paths) are the registry's, checked with the whole map. */
+function claimOption(value: string): [string, string] {
+  const at = value.indexOf('=');
+  if (at < 1) throw new UsageError('--claim takes NAME=PATH, such as tenant=attributes.tenant');
+  return [value.slice(0, at), value.slice(at + 1)];
+}
+
+function onOff(flag: string): (value: string) => boolean {
+  return (value) => {
+    if (value !== 'on' && value !== 'off') throw new UsageError(`${flag} takes on or off`);
+    return value === 'on';
+  };
+}
+
+/** The claim map: an object with --json, `name=path` words otherwise. */
+function claimsView(claims: Record<string, string>, json: boolean | undefined): Record<string, string> | string[] {
+  return json ? claims : Object.entries(claims).map(([name, path]) => `${name}=${path}`);
+}
 
 /** The client `clients create` describes, but its secret. */
 function newClient(options: {
@@ -107,6 +170,8 @@ function newClient(options: {
   readonly 'default-scope'?: readonly string[] | undefined;
   readonly audience?: readonly string[] | undefined;
   readonly 'rate-limit'?: number | null | undefined;
+  readonly 'roles-claim': boolean;
+  readonly claim?: readonly [string, string][] | undefined;
 }): Omit<NewClientInput, 'secret'> {
   return {
     id: options.id,
@@ -117,6 +182,8 @@ function newClient(options: {
     defaultScopes: options['default-scope'],
     audience: options.audience,
     rateLimit: options['rate-limit'],
+    rolesClaim: options['roles-claim'],
+    tokenClaims: options.claim === undefined ? undefined : Object.fromEntries(options.claim),
   };
 }
 

@@ -165,6 +165,21 @@ export async function findUserRoles(db: Kysely<Database>, userId: string): Promi
   return rows.map((row) => row.role_name);
 }
 
+/** What the claims a client maps are read from (src/auth/token-claims.ts): attributes and role names, in one query. */
+export async function findUserClaimSource(
+  db: Kysely<Database>,
+  userId: string,
+): Promise<{ attributes: User['attributes']; roles: string[] } | undefined> {
+  return db
+    .selectFrom('users')
+    .select((eb) => [
+      'attributes',
+      sql<string[]>`array(select role_name from user_roles where user_id = ${eb.ref('users.id')} order by role_name)`.as('roles'),
+    ])
+    .where('id', '=', userId)
+    .executeTakeFirst();
+}
+
 export async function findDirectUserScopes(db: Kysely<Database>, userId: string): Promise<string[]> {
   const rows = await db.selectFrom('user_scopes').select('scope').where('user_id', '=', userId).orderBy('scope').execute();
   return rows.map((row) => row.scope);

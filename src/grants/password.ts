@@ -7,6 +7,7 @@ import type { Deps } from '../deps.js';
 import { invalidRequest, OAuthError } from '../oauth/errors.js';
 import { startSession } from '../refresh/rotation.js';
 import { signAccessToken } from '../tokens/access-token.js';
+import { readUserClaims } from '../tokens/user-claims.js';
 import type { Grant, TokenRequest, TokenResponse } from './grant.js';
 
 const MAX_USERNAME_INPUT_BYTES = 256;
@@ -22,11 +23,12 @@ export const passwordGrant: Grant = {
     const requestedScope = parseScope(request.params['scope']);
     const user = await authenticateUser(deps, username, password, request);
 
+    const [subjectAllowed, userClaims] = await Promise.all([findUserScopes(deps.db, user.id), readUserClaims(deps, request.client, user.id)]);
     const scope = resolveScope({
       requested: requestedScope,
       clientDefault: request.client.default_scopes,
       clientAllowed: request.client.allowed_scopes,
-      subjectAllowed: await findUserScopes(deps.db, user.id),
+      subjectAllowed,
     });
     const authTime = new Date(deps.clock.now());
     // Every login starts a session (its `sid`); a client allowed the refresh grant also gets the
@@ -48,6 +50,7 @@ export const passwordGrant: Grant = {
       audience: request.client.audience,
       authTime: Math.floor(authTime.getTime() / 1000),
       sid: session.familyId,
+      ...(userClaims === undefined ? {} : { userClaims }),
     });
     audit(deps.log, 'login_succeeded', { user_id: user.id, client_id: request.client.id, ip: request.ip, family_id: session.familyId });
     return {

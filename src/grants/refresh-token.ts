@@ -4,6 +4,7 @@ import { invalidRequest, OAuthError } from '../oauth/errors.js';
 import { rotateRefreshToken } from '../refresh/rotation.js';
 import { isWellFormedRefreshToken } from '../refresh/tokens.js';
 import { signAccessToken } from '../tokens/access-token.js';
+import { readUserClaims } from '../tokens/user-claims.js';
 import type { Grant, TokenRequest, TokenResponse } from './grant.js';
 
 /**
@@ -35,6 +36,8 @@ export const refreshTokenGrant: Grant = {
         });
       },
     });
+    // The user's roles and attributes as they are now (not as at login), for a client that maps them.
+    const userClaims = await readUserClaims(deps, request.client, rotation.family.user_id);
     const accessToken = await signAccessToken(deps, {
       sub: rotation.family.user_id,
       clientId: request.client.id,
@@ -42,6 +45,7 @@ export const refreshTokenGrant: Grant = {
       audience: request.client.audience,
       authTime: Math.floor(rotation.family.auth_time.getTime() / 1000),
       sid: rotation.family.id,
+      ...(userClaims === undefined ? {} : { userClaims }),
     });
     return {
       access_token: accessToken.token,

@@ -22,6 +22,8 @@ export interface AccessTokenSubject {
   readonly authTime?: number;
   /** The session (a refresh family, with or without refresh tokens): every user token has one, client tokens none. */
   readonly sid?: string;
+  /** Claims about the user the client asked for (src/auth/token-claims.ts); never one of those set here. */
+  readonly userClaims?: Readonly<Record<string, unknown>>;
 }
 
 export interface IssuedAccessToken {
@@ -52,7 +54,14 @@ export async function signAccessToken(
   // token at Tessera's own endpoints (/userinfo, password change). RFC 9068 §2.2 allows a list.
   const audience = [...new Set([...subject.audience, deps.config.audience])];
   // auth_time and sid only when there are some: a member whose value is undefined is left out of the JSON.
-  const claims = { client_id: subject.clientId, scope: subject.scope.join(' '), auth_time: subject.authTime, sid: subject.sid };
+  // The user claims first, so that even a reserved name that got past checkTokenClaims is overwritten.
+  const claims = {
+    ...subject.userClaims,
+    client_id: subject.clientId,
+    scope: subject.scope.join(' '),
+    auth_time: subject.authTime,
+    sid: subject.sid,
+  };
   const token = await new SignJWT(claims)
     .setProtectedHeader({ alg: SIGNING_ALGORITHM, typ: ACCESS_TOKEN_TYPE, kid })
     .setIssuer(deps.config.issuer)

@@ -16,6 +16,8 @@ const SETTINGS = {
   default_scopes: { type: 'strings' },
   audience: { type: 'strings' },
   rate_limit: { type: 'count' },
+  roles_claim: { type: 'boolean' },
+  token_claims: { type: 'object' },
 } as const;
 const CREATE = { ...SETTINGS, id: { type: 'string' }, type: { type: 'string', oneOf: ['confidential', 'public'] } } as const;
 
@@ -26,6 +28,8 @@ const settingsFrom = (body: Body<typeof SETTINGS>) => ({
   defaultScopes: body.default_scopes,
   audience: body.audience,
   rateLimit: body.rate_limit,
+  rolesClaim: body.roles_claim,
+  tokenClaims: body.token_claims,
 });
 
 /**
@@ -50,6 +54,8 @@ export function clientsRouter(deps: Deps): Router {
       default_scopes: client.default_scopes,
       audience: client.audience,
       rate_limit: client.rate_limit,
+      roles_claim: client.roles_claim,
+      token_claims: Object.keys(client.token_claims),
     });
     res
       .status(201)

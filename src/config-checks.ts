@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { parseAddress } from './mail/address.js';
 
 /** Express's trust-proxy setting: `false`, a hop count, or a list of addresses/CIDRs. Never `true`. */
 export type TrustProxy = false | number | readonly string[];
@@ -61,4 +62,42 @@ function isCidr(text: string): boolean {
   if (prefix === undefined) return true;
   const bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : -1;
   return bits >= 0 && bits <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * SMTP_URL, MAIL_FROM and PASSWORD_RESET_URL: all three set (password reset by email is on), or
+ * none. A bad value is named without its own text where that may hold a password (SMTP_URL).
+ */
+export function readPasswordReset(
+  env: { SMTP_URL: string | undefined; MAIL_FROM: string | undefined; PASSWORD_RESET_URL: string | undefined },
+  problems: string[],
+): { smtpUrl: string; mailFrom: string; resetUrl: string } | undefined {
+  const set = Object.entries(env).filter(([, value]) => value !== undefined);
+  if (set.length === 0) return undefined;
+  if (set.length < 3) {
+    problems.push('SMTP_URL, MAIL_FROM and PASSWORD_RESET_URL must be set together (password reset by email), or none of them');
+    return undefined;
+  }
+  const { SMTP_URL: smtpUrl = '', MAIL_FROM: mailFrom = '', PASSWORD_RESET_URL: resetUrl = '' } = env;
+  const before = problems.length;
+  const smtp = parseUrl(smtpUrl);
+  if (smtp === undefined || !['smtp:', 'smtps:'].includes(smtp.protocol) || smtp.hostname === '') {
+    problems.push('SMTP_URL must be an smtp:// or smtps:// URL such as smtps://user:password@mail.example.com:465');
+  }
+  if (parseAddress(mailFrom) === undefined) {
+    problems.push(`MAIL_FROM must be an email address or "Name <address>" (got "${mailFrom}")`);
+  }
+  const reset = parseUrl(resetUrl);
+  if (reset === undefined || !['http:', 'https:'].includes(reset.protocol) || reset.hash !== '' || reset.searchParams.has('token')) {
+    problems.push(`PASSWORD_RESET_URL must be an http(s) URL without a fragment or a token parameter: the mail adds ?token=... (got "${resetUrl}")`);
+  }
+  return problems.length === before ? { smtpUrl, mailFrom, resetUrl } : undefined;
+}
+
+function parseUrl(text: string): URL | undefined {
+  try {
+    return new URL(text);
+  } catch {
+    return undefined;
+  }
 }

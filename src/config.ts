@@ -1,4 +1,4 @@
-import { checkIssuer, isOrigin, parseTrustProxy, type TrustProxy } from './config-checks.js';
+import { checkIssuer, isOrigin, parseTrustProxy, readPasswordReset, type TrustProxy } from './config-checks.js';
 import { parseDuration } from './duration.js';
 import { hashTagOf, parseRedisTarget, type RedisTarget } from './limits/redis-target.js';
 
@@ -36,8 +36,20 @@ export interface RateLimitConfig {
   readonly client: { readonly limit: number | undefined; readonly window: number };
   /** Admin API requests per client IP. */
   readonly admin: LimitSetting;
+  /** Password-reset requests per account (by the username or email asked for, whether or not it exists). */
+  readonly passwordResetAccount: LimitSetting;
   /** IPv6 addresses are counted per prefix of this length, so a host cannot rotate through its /64. */
   readonly ipv6Subnet: number;
+}
+
+/** Password reset by email (SMTP_URL, MAIL_FROM, PASSWORD_RESET_URL): all three, or the feature is off. */
+export interface PasswordResetConfig {
+  /** smtp:// or smtps:// with credentials if the server needs them: a secret, never logged. */
+  readonly smtpUrl: string;
+  /** The From of the mail: an address, or `Name <address>`. */
+  readonly mailFrom: string;
+  /** The page that takes the token: the mail links to it with `?token=...` added. */
+  readonly resetUrl: string;
 }
 
 export interface Config {
@@ -77,6 +89,8 @@ export interface Config {
   readonly bootstrapAdmin: { readonly username: string; readonly password: string } | undefined;
   readonly corsOrigins: readonly string[];
   readonly registration: 'open' | 'closed';
+  /** Undefined: no SMTP_URL, and POST /password-reset and /password-reset/confirm do not exist. */
+  readonly passwordReset: PasswordResetConfig | undefined;
   readonly logLevel: LogLevel;
   /** After the stop signal: seconds the server goes on accepting, not ready, while load balancers catch up. */
   readonly shutdownDelay: number;
@@ -231,6 +245,7 @@ export function loadConfig(env: Env): Config {
       limit: integer('ADMIN_RATE_LIMIT', client.limit ?? 6000, 1, MAX_CLIENT_RATE_LIMIT),
       window: read('ADMIN_RATE_WINDOW') === undefined ? client.window : duration('ADMIN_RATE_WINDOW', '1m', 1),
     },
+    passwordResetAccount: limitSetting('PASSWORD_RESET_ACCOUNT', 5, '1h'),
     ipv6Subnet: integer('IPV6_SUBNET', 64, 32, 128),
   };
   if (redis?.topology === 'cluster' && hashTagOf(rateLimits.prefix) !== undefined) {
@@ -257,6 +272,11 @@ export function loadConfig(env: Env): Config {
   if (registration !== 'open' && registration !== 'closed') {
     problems.push(`REGISTRATION must be "open" or "closed" (got "${registration}")`);
   }
+
+  const passwordReset = readPasswordReset(
+    { SMTP_URL: read('SMTP_URL'), MAIL_FROM: read('MAIL_FROM'), PASSWORD_RESET_URL: read('PASSWORD_RESET_URL') },
+    problems,
+  );
 
   const logLevel = (read('LOG_LEVEL') ?? 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -296,6 +316,7 @@ export function loadConfig(env: Env): Config {
         : undefined,
     corsOrigins,
     registration: registration === 'open' ? 'open' : 'closed',
+    passwordReset,
     logLevel,
     shutdownDelay: duration('SHUTDOWN_DELAY', '5s', 0),
     shutdownTimeout: duration('SHUTDOWN_TIMEOUT', '10s', 0),

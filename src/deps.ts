@@ -9,6 +9,7 @@ import type { DrainState } from './drain.js';
 import type { KeyRing } from './keys/key-encryption.js';
 import type { KeyStore } from './keys/key-store.js';
 import type { RateLimits } from './limits/rate-limits.js';
+import type { Mailer } from './mail/mailer.js';
 import type { Metrics } from './metrics.js';
 
 /** Everything the HTTP layer, the grants and the CLI need, passed in (never imported as singletons). */
@@ -30,4 +31,6 @@ export interface Deps {
   readonly metrics: Metrics;
   /** Whether the server is draining before it stops (src/drain.ts): listen() gives its app one of its own. */
   readonly drain: DrainState;
+  /** SMTP for password-reset mail; undefined when SMTP_URL is unset (the feature is off). */
+  readonly mailer?: Mailer | undefined;
 }

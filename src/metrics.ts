@@ -95,6 +95,8 @@ const LAYERS = keys<LimitLayer>({
   password_change: 1,
   register: 1,
   admin: 1,
+  password_reset: 1,
+  password_reset_account: 1,
 });
 const BACKENDS = keys<LimitBackend>({ redis: 1, memory: 1, memory_fallback: 1 });
 const TOPOLOGIES = keys<LimitTopology>({ none: 1, single: 1, sentinel: 1, cluster: 1 });

@@ -12,6 +12,7 @@ import { type DatabaseHandle, openEmbedded, openPostgres } from './db/connect.js
 import { type MigrationOutcome, migrateToLatest } from './db/migrate.js';
 import { countUsers } from './db/users.js';
 import type { Deps } from './deps.js';
+import { createMailer } from './mail/mailer.js';
 import { createDrainState } from './drain.js';
 import { lockDataDir } from './embedded/lock.js';
 import { createApp } from './http/app.js';
@@ -115,7 +116,8 @@ export async function prepareDeps(config: Config, handle: DatabaseHandle, log: L
   });
   if (config.redis === undefined) log.info('no REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES: rate limits are kept per process, in memory');
   const clients = createClientLookup(handle.db, handle.listen);
-  return { config, db: handle.db, clients, clock, log, keys, keyRing: ring, passwords, limits, successorKeys: ring.derive(SUCCESSOR_SEAL_PURPOSE), metrics, drain: createDrainState() };
+  const mailer = config.passwordReset === undefined ? undefined : createMailer(config.passwordReset, log);
+  return { config, db: handle.db, clients, clock, log, keys, keyRing: ring, passwords, limits, successorKeys: ring.derive(SUCCESSOR_SEAL_PURPOSE), metrics, drain: createDrainState(), mailer };
 }
 
 /** BOOTSTRAP_ADMIN_*: an admin (direct scope `admin`) on a database that has no user yet. */

@@ -213,11 +213,14 @@ export async function setAccountPassword(
   user: Pick<User, 'id' | 'username'>,
   password: string,
   now: Date,
+  /** Runs first in the same transaction (a password reset uses its token there); throwing leaves everything as it was. */
+  before?: (trx: Kysely<Database>) => Promise<void>,
 ): Promise<number> {
   const weakness = checkNewPassword(password, user.username);
   if (weakness !== undefined) throw new AccountError('weak_password', weakness);
   const hash = await passwords.hash(password);
   return inTransaction(db, async (trx) => {
+    await before?.(trx);
     if (!(await changePassword(trx, user.id, hash, now))) throw new AccountError('not_found', 'no such user');
     return revokeUserFamilies(trx, user.id, 'password_changed', now);
   });

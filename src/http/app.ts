@@ -7,6 +7,7 @@ import { healthRouter } from './health.js';
 import { introspectRouter } from './introspect.js';
 import { httpMetrics, metricsRouter } from './metrics.js';
 import { passwordChangeRouter } from './password-change.js';
+import { passwordResetRouter } from './password-reset.js';
 import { registerRouter } from './register.js';
 import { requestLogger } from './request-log.js';
 import { revokeRouter } from './revoke.js';
@@ -36,6 +37,7 @@ export function createApp(deps: Deps): Express {
   app.use(userinfoRouter(deps));
   app.use(passwordChangeRouter(deps));
   app.use(registerRouter(deps));
+  app.use(passwordResetRouter(deps));
   app.use(healthRouter(deps));
   app.use(adminRouter(deps));
   // With METRICS_PORT set, /metrics is on that listener only (src/service.ts), not on the public port.

@@ -15,7 +15,9 @@ export type LimitLayer =
   | 'client'
   | 'password_change'
   | 'register'
-  | 'admin';
+  | 'admin'
+  | 'password_reset'
+  | 'password_reset_account';
 export type LimitBackend = 'redis' | 'memory' | 'memory_fallback';
 /** The Redis deployment the counters are shared through (src/limits/redis-target.ts); `none`: no Redis configured. */
 export type LimitTopology = 'none' | RedisTopology;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Options } from 'express-rate-limit';
 import type { Request, RequestHandler, Response } from 'express';
 import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
@@ -20,6 +21,10 @@ export type { LimitBackend, LimitLayer, LimitTopology } from './layers.js';
  * - login_ip: password-grant requests per client IP (IPv6 by prefix): stops username spraying.
  *   It counts the source's own requests only, so it can limit no one but that source.
  * - password_change, register, admin: the same, per IP, for those endpoints.
+ * - password_reset: POST /password-reset and /password-reset/confirm per IP (LOGIN_IP_*).
+ * - password_reset_account: reset requests per account named (username or email, as a hash, the
+ *   same key whether or not it exists), PASSWORD_RESET_ACCOUNT_* (default 5 an hour): a
+ *   mailbox cannot be flooded with reset mail, whoever asks.
  *
  * The others count only what failed for the right reason, at the point where that is known:
  *
@@ -43,6 +48,10 @@ export interface RateLimits {
   readonly register: RequestHandler[];
   /** For /admin/...: per IP, before the token is checked. */
   readonly admin: RequestHandler[];
+  /** For POST /password-reset and /password-reset/confirm, per IP. */
+  readonly passwordReset: RequestHandler[];
+  /** Counts a reset request for the account `key` names (any string; hashed here): 429 beyond the limit. */
+  countResetRequest(ip: string, key: string): Promise<void>;
   /** The account layers, around every verification of a user's password. */
   readonly logins: LoginAttempts;
   /** client_auth and client, around client authentication (src/http/client-authentication.ts). */
@@ -103,6 +112,10 @@ export function createRateLimits(
   const register = perIp('register', config.loginIp);
   // The admin API: per IP, counted apart so admin work and gateway traffic never starve each other.
   const admin = perIp('admin', config.admin);
+  // Password reset: per IP like logins, and per account below.
+  const passwordReset = perIp('password_reset', config.loginIp);
+  const resetRequests = new FailoverStore(redis, `${config.prefix}password_reset_account:`);
+  resetRequests.init({ windowMs: config.passwordResetAccount.window * 1000 } as Options);
 
   const limitOf = (client: Client) => client.rate_limit ?? config.client.limit;
   const clientOf = (res: Response) => res.locals[CLIENT] as Client;
@@ -139,6 +152,16 @@ export function createRateLimits(
     passwordChange: [passwordChange],
     register: [register],
     admin: [admin],
+    passwordReset: [passwordReset],
+    async countResetRequest(ip, key) {
+      const account = createHash('sha256').update(key).digest('base64url').slice(0, 22);
+      const { totalHits, resetTime } = await resetRequests.increment(account);
+      const { limit, window } = config.passwordResetAccount;
+      if (totalHits <= limit) return;
+      if (totalHits === limit + 1) audit(log, 'rate_limit_tripped', { layer: 'password_reset_account', ip, account }, 'warn');
+      rejected('password_reset_account');
+      throw tooManyRequests(secondsUntil(resetTime, window));
+    },
     logins: createLoginAttempts(config, redis, log, rejected),
     clients,
     backend: () => (redis === undefined ? 'memory' : redis.isUsable() ? 'redis' : 'memory_fallback'),

@@ -1,5 +1,9 @@
 import { join } from 'node:path';
 import { runCli } from '../../src/cli/run.js';
+import type { Clock } from '../../src/clock.js';
+import type { Env } from '../../src/config.js';
+import { watchLogOutput } from './logs.js';
+import { noteSecret } from './secrets.js';
 
 export interface CliResult {
   readonly code: number;
@@ -19,5 +23,35 @@ export async function runCliWithoutDatabase(dir: string, argv: readonly string[]
     stdout: (text) => (stdout += text),
     stderr: (text) => (stderr += text),
   });
+  return { code, stdout, stderr };
+}
+
+/**
+ * `tessera <argv>` in-process against `env` (a test database), on `clock` (the service's, so that
+ * both read one host's time). Without `stdin` the command must not read standard input. Stderr
+ * joins the file's logs for the secrets check (test/logs.setup.ts).
+ */
+export async function runCliOn(
+  env: Env,
+  argv: readonly string[],
+  options: { stdin?: string; clock?: Clock } = {},
+): Promise<CliResult> {
+  let stdout = '';
+  let stderr = '';
+  watchLogOutput(`tessera ${argv.join(' ')}`, () => stderr);
+  noteSecret('stdin of a tessera command', options.stdin?.trim());
+  const code = await runCli(
+    argv,
+    env,
+    {
+      readStdin: async () => {
+        if (options.stdin === undefined) throw new Error(`tessera ${argv.join(' ')} read stdin unasked`);
+        return options.stdin;
+      },
+      stdout: (text) => (stdout += text),
+      stderr: (text) => (stderr += text),
+    },
+    options.clock,
+  );
   return { code, stdout, stderr };
 }

@@ -1,0 +1,36 @@
+import { createTransport } from 'nodemailer';
+import type { Logger } from 'pino';
+import type { PasswordResetConfig } from '../config.js';
+
+export interface MailMessage {
+  readonly to: string;
+  readonly subject: string;
+  readonly text: string;
+}
+
+/** Sends mail through SMTP_URL from MAIL_FROM; rejects when the server cannot be reached or refuses. */
+export interface Mailer {
+  send(message: MailMessage): Promise<void>;
+  close(): void;
+}
+
+/**
+ * An SMTP server that does not answer must not hold mail work for minutes (nodemailer's defaults
+ * are 2 min to connect and 10 min idle): a reset mail is tried once, and a failure is logged.
+ */
+const TIMEOUTS = { connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 30_000 } as const;
+
+/** nodemailer over SMTP_URL (smtp:// uses STARTTLS when the server offers it; smtps:// is TLS from the start). */
+export function createMailer(config: Pick<PasswordResetConfig, 'smtpUrl' | 'mailFrom'>, log: Logger): Mailer {
+  // logger: false: nodemailer's own log would print the message, and a reset link is a secret.
+  const transport = createTransport({ url: config.smtpUrl, ...TIMEOUTS, logger: false, debug: false }, { from: config.mailFrom });
+  return {
+    async send(message) {
+      await transport.sendMail({ to: message.to, subject: message.subject, text: message.text });
+    },
+    close() {
+      transport.close();
+      log.debug('mail transport closed');
+    },
+  };
+}

@@ -1,0 +1,319 @@
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
+import { hashResetToken } from '../src/password-reset/tokens.js';
+import { noteSecret } from './helpers/secrets.js';
+import {
+  createTestClient,
+  createTestUser,
+  passwordGrant,
+  type TestClient,
+  type TestService,
+  uniqueName,
+  useServicesPerTest,
+} from './helpers/service.js';
+import { type SmtpSink, startSmtpSink } from './helpers/smtp-sink.js';
+
+// Issue 21 item 3: password reset by email, through a real SMTP server this file starts.
+
+const services = useServicesPerTest('reset');
+let sink: SmtpSink;
+let service: TestService;
+let client: TestClient;
+
+const RESET_URL = 'https://app.example.com/account/reset?lang=en';
+const mailEnv = () => ({ SMTP_URL: sink.url, MAIL_FROM: 'Tessera <no-reply@tessera.test>', PASSWORD_RESET_URL: RESET_URL });
+const ACCEPTED = { message: 'if the account exists and has a verified email, a reset link is on its way there' };
+const BAD_TOKEN = { error: 'invalid_grant', error_description: 'the password reset token is invalid, expired or already used' };
+
+beforeAll(async () => {
+  sink = await startSmtpSink();
+  service = await services.start(mailEnv());
+  client = await createTestClient(service, { scopes: ['profile'] });
+});
+afterAll(async () => {
+  await service?.close();
+  await sink?.close();
+});
+
+/** A user with an email; verified unless said otherwise. */
+async function userWithEmail(target: TestService = service, options: { verified?: boolean; disabled?: boolean } = {}) {
+  const user = await createTestUser(target, { scopes: ['profile'] });
+  const email = `${user.username}@Example.com`;
+  await target.deps.db
+    .updateTable('users')
+    .set({ email: `${user.username}@example.com`, email_verified: options.verified ?? true, disabled: options.disabled ?? false })
+    .where('id', '=', user.id)
+    .execute();
+  return { ...user, email };
+}
+
+const ask = (body: object, target: TestService = service) => request(target.app).post('/password-reset').send(body);
+const confirm = (body: object, target: TestService = service) => request(target.app).post('/password-reset/confirm').send(body);
+
+/** The link of the next mail, its token noted as a secret for the log check. */
+async function nextLink(): Promise<{ to: string[]; token: string; text: string; from: string; subject: string }> {
+  const mail = await sink.next();
+  const text = mail.parsed.text ?? '';
+  const link = /https:\/\/app\.example\.com\/\S+/.exec(text)?.[0];
+  expect(link).toBeDefined();
+  const url = new URL(link!);
+  const token = url.searchParams.get('token')!;
+  noteSecret('password reset token', token);
+  noteSecret('password reset link', link);
+  expect(`${url.origin}${url.pathname}`).toBe('https://app.example.com/account/reset');
+  expect(url.searchParams.get('lang')).toBe('en');
+  return { to: mail.envelopeTo, token, text, from: mail.parsed.from?.text ?? '', subject: mail.parsed.subject ?? '' };
+}
+
+describe('the whole way: ask, receive the mail, follow the link, confirm, log in', () => {
+  it('resets the password, ends every session and makes the token single-use', async () => {
+    const user = await userWithEmail();
+    const login = await passwordGrant(service.app, client, user);
+    expect(login.status).toBe(200);
+    const { access_token: accessToken, refresh_token: refreshToken } = login.body as { access_token: string; refresh_token: string };
+
+    const asked = await ask({ email: `  ${user.email.toUpperCase().replace('EXAMPLE.COM', 'example.com')} ` });
+    expect(asked.status).toBe(202);
+    expect(asked.body).toEqual(ACCEPTED);
+    const mail = await nextLink();
+    expect(mail.to).toEqual([`${user.username}@example.com`]);
+    expect(mail.from).toBe('"Tessera" <no-reply@tessera.test>');
+    expect(mail.subject).toBe('Reset your password');
+    expect(mail.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    // Only the hash is stored.
+    const rows = await service.deps.db.selectFrom('password_reset_tokens').selectAll().where('user_id', '=', user.id).execute();
+    expect(rows.map((row) => row.token_hash)).toEqual([hashResetToken(mail.token)]);
+    expect(rows[0]!.expires_at.getTime() - rows[0]!.created_at.getTime()).toBe(30 * 60 * 1000);
+
+    const newPassword = `Fresh-${uniqueName('pw')}-horse`;
+    noteSecret('new password', newPassword);
+    const confirmed = await request(service.app).post('/password-reset/confirm').type('form').send({ token: mail.token, password: newPassword });
+    expect(confirmed.status).toBe(204);
+
+    // Every session ended: the refresh token is dead, the access token stops working at Tessera.
+    const refreshed = await request(service.app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'refresh_token', refresh_token: refreshToken });
+    expect(refreshed.status).toBe(400);
+    expect(refreshed.body).toEqual({ error: 'invalid_grant', error_description: 'the refresh token is invalid, expired or revoked' });
+    const userinfo = await request(service.app).get('/userinfo').set('Authorization', `Bearer ${accessToken}`);
+    expect(userinfo.status).toBe(401);
+    expect(userinfo.body).toEqual({ error: 'invalid_token', error_description: 'the access token is not valid' });
+
+    // The new password works, the old one does not.
+    expect((await passwordGrant(service.app, client, { username: user.username, password: newPassword })).status).toBe(200);
+    const old = await passwordGrant(service.app, client, user);
+    expect(old.status).toBe(400);
+    expect(old.body).toEqual({ error: 'invalid_grant', error_description: 'the username or password is incorrect' });
+
+    // The token worked once.
+    const again = await confirm({ token: mail.token, password: `Other-${uniqueName('pw')}-tree` });
+    expect(again.status).toBe(400);
+    expect(again.body).toEqual(BAD_TOKEN);
+    expect(service.logs.entries('password_reset_completed')).toEqual([expect.objectContaining({ user_id: user.id, sessions_ended: 1 })]);
+  });
+
+  it('asks by username in a form too; a newer link and an older one: using one ends the other', async () => {
+    const user = await userWithEmail();
+    expect((await request(service.app).post('/password-reset').type('form').send({ username: user.username.toUpperCase() })).status).toBe(202);
+    const first = await nextLink();
+    expect((await ask({ username: user.username })).status).toBe(202);
+    const second = await nextLink();
+    expect(second.token).not.toBe(first.token);
+    expect((await confirm({ token: second.token, password: `Second-${uniqueName('pw')}-lamp` })).status).toBe(204);
+    const older = await confirm({ token: first.token, password: `First-${uniqueName('pw')}-lamp` });
+    expect(older.status).toBe(400);
+    expect(older.body).toEqual(BAD_TOKEN);
+  });
+});
+
+describe('no mail, and the same answer', () => {
+  it('for an unknown name, an unverified or missing email, or a disabled user', async () => {
+    const unverified = await userWithEmail(service, { verified: false });
+    const disabled = await userWithEmail(service, { disabled: true });
+    const noEmail = await createTestUser(service);
+    const before = sink.received.length;
+    for (const body of [
+      { username: uniqueName('nobody') },
+      { email: `${uniqueName('nobody')}@example.com` },
+      { email: 'not an email at all' },
+      { username: unverified.username },
+      { email: unverified.email },
+      { username: disabled.username },
+      { username: noEmail.username },
+    ]) {
+      const res = await ask(body);
+      expect(res.status, JSON.stringify(body)).toBe(202);
+      expect(res.body).toEqual(ACCEPTED);
+    }
+    // A known user's mail, asked after all of those, is the only one to arrive.
+    const known = await userWithEmail();
+    await ask({ username: known.username });
+    const mail = await nextLink();
+    expect(mail.to).toEqual([`${known.username}@example.com`]);
+    expect(sink.received.length).toBe(before + 1);
+    const stored = await service.deps.db.selectFrom('password_reset_tokens').select('user_id').where('user_id', 'in', [unverified.id, disabled.id, noEmail.id]).execute();
+    expect(stored).toEqual([]);
+  });
+
+  it('answers as fast for a known user as for an unknown one, even with a slow mail server', async () => {
+    sink.delayAcceptance(400);
+    try {
+      const known = await userWithEmail();
+      const time = async (body: object) => {
+        const started = performance.now();
+        expect((await ask(body)).status).toBe(202);
+        return performance.now() - started;
+      };
+      const knownTimes: number[] = [];
+      const unknownTimes: number[] = [];
+      for (let i = 0; i < 4; i += 1) {
+        knownTimes.push(await time({ username: known.username }));
+        unknownTimes.push(await time({ username: uniqueName('nobody') }));
+      }
+      const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+      // Sending on the response path would add the server's 400 ms to every known answer.
+      expect(median(knownTimes) - median(unknownTimes)).toBeLessThan(200);
+      for (let i = 0; i < 4; i += 1) await nextLink();
+    } finally {
+      sink.delayAcceptance(0);
+    }
+  });
+});
+
+describe('bad input', () => {
+  it('refuses a request that names nobody or both, or too much', async () => {
+    const cases: [object, string][] = [
+      [{}, 'give either username or email'],
+      [{ username: 'a', email: 'a@example.com' }, 'give either username or email'],
+      [{ username: '  ' }, 'username must be 1 to 256 bytes without control characters'],
+      [{ email: `${'x'.repeat(300)}@example.com` }, 'email must be 1 to 256 bytes without control characters'],
+    ];
+    for (const [body, description] of cases) {
+      const res = await ask(body);
+      expect(res.status, description).toBe(400);
+      expect(res.body).toEqual({ error: 'invalid_request', error_description: description });
+    }
+  });
+
+  it('refuses an unknown, malformed, used or expired token with invalid_grant, changing nothing', async () => {
+    const user = await userWithEmail();
+    const password = `Never-${uniqueName('pw')}-set`;
+    for (const token of ['x'.repeat(43), 'short', `${'A'.repeat(42)}!`]) {
+      const res = await confirm({ token, password });
+      expect(res.status).toBe(400);
+      expect(res.body).toEqual(BAD_TOKEN);
+    }
+    await ask({ username: user.username });
+    const { token } = await nextLink();
+    service.clock.advance(30 * 60 * 1000);
+    try {
+      const expired = await confirm({ token, password });
+      expect(expired.status).toBe(400);
+      expect(expired.body).toEqual(BAD_TOKEN);
+    } finally {
+      service.clock.advance(-30 * 60 * 1000);
+    }
+    // The old password still works: nothing was written.
+    expect((await passwordGrant(service.app, client, user)).status).toBe(200);
+    const row = await service.deps.db.selectFrom('password_reset_tokens').select('used_at').where('token_hash', '=', hashResetToken(token)).executeTakeFirstOrThrow();
+    expect(row.used_at).toBeNull();
+  });
+
+  it('refuses a password the policy refuses, and the token stays usable', async () => {
+    const user = await userWithEmail();
+    await ask({ username: user.username });
+    const { token } = await nextLink();
+    const weak = await confirm({ token, password: 'short' });
+    expect(weak.status).toBe(400);
+    expect(weak.body).toEqual({ error: 'invalid_request', error_description: 'the password must have at least 8 characters' });
+    const missing = await confirm({ token });
+    expect(missing.body).toEqual({ error: 'invalid_request', error_description: 'token and password are required' });
+    expect((await passwordGrant(service.app, client, user)).status).toBe(200);
+    expect((await confirm({ token, password: `Strong-${uniqueName('pw')}-enough` })).status).toBe(204);
+  });
+});
+
+describe('limits', () => {
+  it('limits requests per account named, whether or not it exists (429)', async () => {
+    const limited = await services.forTest({ ...mailEnv(), PASSWORD_RESET_ACCOUNT_LIMIT: '2' });
+    const name = uniqueName('nobody');
+    expect((await ask({ username: name }, limited)).status).toBe(202);
+    expect((await ask({ username: name.toUpperCase() }, limited)).status).toBe(202);
+    const third = await ask({ username: name }, limited);
+    expect(third.status).toBe(429);
+    expect(third.body).toEqual({ error: 'temporarily_unavailable', error_description: 'too many requests; retry later' });
+    expect(Number(third.headers['retry-after'])).toBeGreaterThan(0);
+    // Another account from the same IP is not affected.
+    expect((await ask({ username: uniqueName('other') }, limited)).status).toBe(202);
+  });
+
+  it('limits requests per IP, for both endpoints together (429 with RateLimit headers)', async () => {
+    const limited = await services.forTest({ ...mailEnv(), LOGIN_IP_LIMIT: '2' });
+    const first = await ask({ username: uniqueName('a') }, limited);
+    expect(first.headers['ratelimit']).toMatch(/^"password_reset"; r=1; t=\d+$/);
+    expect((await confirm({ token: 'x'.repeat(43), password: 'whatever-it-is' }, limited)).status).toBe(400);
+    const third = await ask({ username: uniqueName('b') }, limited);
+    expect(third.status).toBe(429);
+    expect(third.body).toEqual({ error: 'temporarily_unavailable', error_description: 'too many requests; retry later' });
+  });
+});
+
+describe('the mail server down', () => {
+  it('is still a 202, and an error in the log without the link', async () => {
+    const closed = await freePort();
+    const down = await services.forTest({ ...mailEnv(), SMTP_URL: `smtp://127.0.0.1:${closed}` });
+    const user = await userWithEmail(down);
+    const res = await ask({ username: user.username }, down);
+    expect(res.status).toBe(202);
+    expect(res.body).toEqual(ACCEPTED);
+    await waitFor(() => down.logs.entries().some((line) => line['msg'] === 'the password reset mail could not be sent'));
+    const line = down.logs.entries().find((entry) => entry['msg'] === 'the password reset mail could not be sent')!;
+    expect(line).toMatchObject({ level: 'error', user_id: user.id, code: 'ESOCKET' });
+    expect(JSON.stringify(down.logs.entries())).not.toContain('token=');
+  });
+});
+
+describe('off without SMTP_URL', () => {
+  it('is 404 for both paths', async () => {
+    const off = await services.forTest({});
+    for (const path of ['/password-reset', '/password-reset/confirm']) {
+      const res = await request(off.app).post(path).send({ username: 'alice' });
+      expect(res.status).toBe(404);
+    }
+  });
+
+  it('wants SMTP_URL, MAIL_FROM and PASSWORD_RESET_URL together, and valid', () => {
+    const base = { DATABASE_URL: 'postgres://x/y', KEY_ENCRYPTION_KEYS: Buffer.alloc(32).toString('base64') };
+    expect(() => loadConfig({ ...base, SMTP_URL: 'smtp://127.0.0.1:25' })).toThrow(
+      'Invalid configuration: SMTP_URL, MAIL_FROM and PASSWORD_RESET_URL must be set together (password reset by email), or none of them',
+    );
+    expect(() => loadConfig({ ...base, SMTP_URL: 'http://mail:secret@x', MAIL_FROM: 'nobody', PASSWORD_RESET_URL: 'https://a.example/#x' })).toThrow(
+      [
+        'Invalid configuration:',
+        '  - SMTP_URL must be an smtp:// or smtps:// URL such as smtps://user:password@mail.example.com:465',
+        '  - MAIL_FROM must be an email address or "Name <address>" (got "nobody")',
+        '  - PASSWORD_RESET_URL must be an http(s) URL without a fragment or a token parameter: the mail adds ?token=... (got "https://a.example/#x")',
+      ].join('\n'),
+    );
+    const config = loadConfig({ ...base, SMTP_URL: 'smtps://u:p@mail.example.com:465', MAIL_FROM: 'Tessera <auth@example.com>', PASSWORD_RESET_URL: 'https://app.example.com/reset' });
+    expect(config.passwordReset).toEqual({ smtpUrl: 'smtps://u:p@mail.example.com:465', mailFrom: 'Tessera <auth@example.com>', resetUrl: 'https://app.example.com/reset' });
+  });
+});
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

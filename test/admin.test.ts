@@ -297,6 +297,10 @@ describe('users', () => {
       created_at: NOW,
       updated_at: NOW,
       password_changed_at: NOW,
+      email: null,
+      email_verified: false,
+      name: null,
+      attributes: {},
     });
     expect(res.headers['location']).toBe(`/admin/users/${res.body.id}`);
     const tokens = await login({ username: 'ZOË', password: 'a perfectly fine passphrase' }, 'profile orders:read');
@@ -310,7 +314,7 @@ describe('users', () => {
     const res = await call('post', '/admin/users', { body: { username: 'generated1' } });
     expect(res.status).toBe(201);
     expect(res.body.password).toMatch(/^[A-Za-z0-9_-]{22}$/);
-    expect(Object.keys(res.body).sort()).toEqual(['created_at', 'disabled', 'id', 'password', 'password_changed_at', 'roles', 'scopes', 'updated_at', 'username']);
+    expect(Object.keys(res.body).sort()).toEqual(['attributes', 'created_at', 'disabled', 'email', 'email_verified', 'id', 'name', 'password', 'password_changed_at', 'roles', 'scopes', 'updated_at', 'username']);
     await login({ username: 'generated1', password: res.body.password });
     const again = await call('get', `/admin/users/${res.body.id}`);
     expect(again.body.password).toBeUndefined();
@@ -353,6 +357,10 @@ describe('users', () => {
       created_at: NOW,
       updated_at: NOW,
       password_changed_at: NOW,
+      email: null,
+      email_verified: false,
+      name: null,
+      attributes: {},
     });
     expect((await call('get', `/admin/users/${randomUUID()}`)).body).toEqual(NO_SUCH_USER);
   });
@@ -681,6 +689,8 @@ describe('clients', () => {
       default_scopes: ['invoices:read'],
       audience: ['https://billing.example'],
       rate_limit: null,
+      roles_claim: false,
+      token_claims: {},
       created_at: NOW,
       updated_at: NOW,
       client_secret: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
@@ -747,6 +757,8 @@ describe('clients', () => {
       default_scopes: ['profile'],
       audience: [],
       rate_limit: null,
+      roles_claim: false,
+      token_claims: {},
       created_at: NOW,
       updated_at: NOW,
     });
@@ -769,6 +781,8 @@ describe('clients', () => {
       default_scopes: ['a'],
       audience: ['api'],
       rate_limit: null,
+      roles_claim: false,
+      token_claims: {},
       created_at: NOW,
       updated_at: NOW_PLUS_1S,
     });

@@ -261,6 +261,7 @@ describe('tessera users list', () => {
       id: kate.id,
       username: 'kate',
       disabled: false,
+      email: null,
       roles: [],
       scopes: ['orders:read', 'profile'],
       created_at: kate.created_at.toISOString(),
@@ -275,9 +276,9 @@ describe('tessera users list', () => {
 
     expect(result.code).toBe(0);
     const lines = result.stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^ID +USERNAME +DISABLED +ROLES +SCOPES +CREATED_AT$/);
+    expect(lines[0]).toMatch(/^ID +USERNAME +DISABLED +EMAIL +ROLES +SCOPES +CREATED_AT$/);
     const row = lines.find((line) => line.includes(kent.id));
-    expect(row?.split(/ {2,}/)).toEqual([kent.id, 'kent', 'false', '-', 'orders:read,profile', kent.created_at.toISOString()]);
+    expect(row?.split(/ {2,}/)).toEqual([kent.id, 'kent', 'false', '-', '-', 'orders:read,profile', kent.created_at.toISOString()]);
   });
 
   it('pages with --limit and --after', async () => {
@@ -643,14 +644,16 @@ describe('tessera clients list|rotate-secret|delete', () => {
       default_scopes: ['profile', 'orders:read'],
       audience: [],
       rate_limit: null,
+      roles_claim: false,
+      token_claims: {},
     });
     expect(rows).toContainEqual(expect.objectContaining({ id: 'listed-spa', type: 'public' }));
     expect(result.stdout).not.toContain('sha256');
     expect(result.stdout).not.toContain('secret');
 
     const table = await cli(['clients', 'list']);
-    expect(table.stdout.split('\n')[0]).toMatch(/^ID +NAME +TYPE +GRANT_TYPES +SCOPES +DEFAULT_SCOPES +AUDIENCE +RATE_LIMIT$/);
-    expect(table.stdout).toMatch(/^listed-spa +listed-spa +public +password,refresh_token +profile +profile +- +-$/m);
+    expect(table.stdout.split('\n')[0]).toMatch(/^ID +NAME +TYPE +GRANT_TYPES +SCOPES +DEFAULT_SCOPES +AUDIENCE +RATE_LIMIT +ROLES_CLAIM +TOKEN_CLAIMS$/);
+    expect(table.stdout).toMatch(/^listed-spa +listed-spa +public +password,refresh_token +profile +profile +- +- +false +-$/m);
   });
 
   it('rotates a secret: the new one works at /token and the old one no longer does', async () => {

@@ -89,6 +89,10 @@ describe('the openapi.yaml response check', () => {
       created_at: '2026-03-02T09:15:00.000Z',
       updated_at: '2026-03-02T09:15:00.000Z',
       password_changed_at: '2026-03-02T09:15:00.000Z',
+      email: 'alice@example.com',
+      email_verified: true,
+      name: null,
+      attributes: { tenant: 'acme' },
     };
     expect(await findMismatches(response('GET', `/admin/users/${user.id}`, 200, { ...admin, ...JSON_TYPE }, user))).toEqual([]);
     // A hash must never be shown: the document lists every member a user has.

@@ -63,7 +63,9 @@ const list = command({ summary: 'list clients with their grants and scopes' }, a
   printTable(
     ctx,
     options.json,
-    clients.map(clientView).map(({ created_at: _created, updated_at: _updated, ...columns }) => columns),
+    clients
+      .map(clientView)
+      .map(({ created_at: _created, updated_at: _updated, ...columns }) => ({ ...columns, token_claims: claimsView(columns.token_claims, options.json) })),
   );
 });
 
@@ -89,7 +91,7 @@ const rotateSecret = command(
 
 const update = command(
   {
-    summary: "change a client's own rate limit or the claims in its access tokens",
+    summary: "change a client's rate limit or token claims",
     details:
       '--rate-limit: N requests per CLIENT_RATE_WINDOW once the client is authenticated (refresh, revoke, introspection, client credentials); ' +
       'off: none of its own, so CLIENT_RATE_LIMIT applies when it is set, and no limit otherwise. ' +

@@ -26,7 +26,7 @@ import { announceKeySettings, maintainSigningKeys } from './keys/lifecycle.js';
 import { createRateLimits } from './limits/rate-limits.js';
 import { createMetrics } from './metrics.js';
 import { connectRedis } from './limits/redis.js';
-import { purgeRefreshFamilies } from './refresh/housekeeping.js';
+import { purgePasswordResetTokens, purgeRefreshFamilies } from './refresh/housekeeping.js';
 import { SUCCESSOR_SEAL_PURPOSE } from './refresh/tokens.js';
 
 /** How often each replica purges dead refresh families (batched, SKIP LOCKED: replicas do not collide). */
@@ -202,6 +202,7 @@ export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<
     purgeRefreshFamilies(deps)
       .then((deleted) => deleted > 0 && deps.log.info({ families_deleted: deleted }, 'purged dead refresh families'))
       .catch((error: unknown) => deps.log.warn({ err: error }, 'could not purge refresh families'));
+    purgePasswordResetTokens(deps).catch((error: unknown) => deps.log.warn({ err: error }, 'could not purge password reset tokens'));
   }, PURGE_INTERVAL_MS);
   purge.unref();
 

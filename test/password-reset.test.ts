@@ -4,6 +4,8 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { hashResetToken } from '../src/password-reset/tokens.js';
+import { runCliOn } from './helpers/cli.js';
+import { createFakeClock, type FakeClock } from './helpers/clock.js';
 import { noteSecret } from './helpers/secrets.js';
 import {
   createTestClient,
@@ -232,6 +234,25 @@ describe('bad input', () => {
     expect(missing.body).toEqual({ error: 'invalid_request', error_description: 'token and password are required' });
     expect((await passwordGrant(service.app, client, user)).status).toBe(200);
     expect((await confirm({ token, password: `Strong-${uniqueName('pw')}-enough` })).status).toBe(204);
+  });
+});
+
+describe('tessera purge', () => {
+  it('deletes tokens a day after they expired, and keeps live ones', async () => {
+    const user = await userWithEmail();
+    await ask({ username: user.username });
+    const { token } = await nextLink();
+    const env = { DATABASE_URL: services.database().url, KEY_ENCRYPTION_KEYS: services.kek };
+    const purge = (clock: FakeClock) => runCliOn(env, ['purge', '--json'], { clock });
+    const exists = async () => (await service.deps.db.selectFrom('password_reset_tokens').select('token_hash').where('token_hash', '=', hashResetToken(token)).execute()).length;
+    expect((await purge(service.clock)).code).toBe(0);
+    expect(await exists()).toBe(1);
+    const later = createFakeClock(service.clock.now() + 30 * 60 * 1000 + 86_400_000);
+    const purged = await purge(later);
+    expect(purged.code).toBe(0);
+    expect(JSON.parse(purged.stdout)).toMatchObject({ reset_tokens_deleted: expect.any(Number) });
+    expect(JSON.parse(purged.stdout).reset_tokens_deleted).toBeGreaterThanOrEqual(1);
+    expect(await exists()).toBe(0);
   });
 });
 

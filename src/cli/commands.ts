@@ -5,7 +5,7 @@ import { isForeignKeyViolation } from '../db/errors.js';
 import { clientCommands } from './clients.js';
 import { keyCommands } from './keys.js';
 import { migrateStatus } from './migrations.js';
-import { purgeRefreshFamilies } from '../refresh/housekeeping.js';
+import { purgePasswordResetTokens, purgeRefreshFamilies } from '../refresh/housekeeping.js';
 import { type Command, type CommandContext, command, CommandError, type Entry, EXIT, formatUsageError, print, UsageError } from './command.js';
 import { roleCommands } from './roles.js';
 import { parseArguments } from './syntax.js';
@@ -13,9 +13,9 @@ import { userCommands } from './users.js';
 
 /** `tessera purge`: delete expired refresh families now (the server also does it periodically). */
 const purge = command(
-  { summary: 'delete expired refresh-token families now', details: 'The server also does it periodically.' },
+  { summary: 'delete expired refresh-token families now', details: 'The server also does it periodically, with spent password-reset tokens.' },
   async ({ options }, ctx) => {
-    print(ctx, options.json, { families_deleted: await purgeRefreshFamilies(ctx) });
+    print(ctx, options.json, { families_deleted: await purgeRefreshFamilies(ctx), reset_tokens_deleted: await purgePasswordResetTokens(ctx) });
   },
 );
 

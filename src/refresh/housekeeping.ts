@@ -1,3 +1,4 @@
+import { purgeResetTokens } from '../db/password-reset-tokens.js';
 import { purgeDeadFamilies } from '../db/refresh-families.js';
 import type { Deps } from '../deps.js';
 
@@ -29,4 +30,9 @@ async function inBatches(batches: PurgeBatches, batch: () => Promise<number>): P
     if (done < batches.size) break;
   }
   return total;
+}
+
+/** Password-reset tokens that can never be used again (expired or used, a day on): one statement, they are few. */
+export async function purgePasswordResetTokens(deps: Pick<Deps, 'db' | 'clock'>): Promise<number> {
+  return purgeResetTokens(deps.db, new Date(deps.clock.now()));
 }

@@ -27,11 +27,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('token_claims', 'jsonb', (col) => col.notNull().defaultTo(sql`'{}'::jsonb`))
     .execute();
 
-  // Password-reset tokens: only the SHA-256 of the 256-bit token is kept; one use (used_at), 30 minutes.
+  // Password-reset tokens: only the SHA-256 of the 256-bit token is kept; one use (used_at), 30
+  // minutes. user_id is null only on the row a request for nobody writes and deletes again in its
+  // own transaction (src/db/password-reset-tokens.ts): never committed, there for the timing.
   await db.schema
     .createTable('password_reset_tokens')
     .addColumn('token_hash', 'text', (col) => col.primaryKey())
-    .addColumn('user_id', 'uuid', (col) => col.notNull().references('users.id').onDelete('cascade'))
+    .addColumn('user_id', 'uuid', (col) => col.references('users.id').onDelete('cascade'))
     .addColumn('created_at', 'timestamptz', (col) => col.notNull())
     .addColumn('expires_at', 'timestamptz', (col) => col.notNull())
     .addColumn('used_at', 'timestamptz')

@@ -1,14 +1,18 @@
 import { type Kysely, sql } from 'kysely';
 import type { Database } from './schema.js';
+import { inTransaction } from './transaction.js';
 
 /** Who a reset request names: a normalised username, or an email compared as the unique index does (lower). */
 export type ResetLookup = { readonly username: string } | { readonly emailKey: string };
 
 /**
  * Stores a reset token for the user `lookup` names, if that user exists, is enabled and has a
- * verified email; returns where to send it, or undefined. One statement whatever the answer (an
- * INSERT ... SELECT that inserts nothing for anyone else), so that an unknown name costs the
- * database what a known one does.
+ * verified email; returns where to send it, or undefined. The same work whatever the answer, so
+ * that an unknown name costs what a known one does: one transaction with the same two
+ * statements, an INSERT that writes the token for the user or, for nobody, a row without a user,
+ * and a DELETE of that row without a user. Either way a row is written and the commit waits for
+ * the write-ahead log, which a transaction that wrote nothing would not (about a millisecond:
+ * enough to tell the two apart over many requests).
  */
 export async function insertResetToken(
   db: Kysely<Database>,
@@ -16,27 +20,36 @@ export async function insertResetToken(
   token: { readonly tokenHash: string; readonly now: Date; readonly expiresAt: Date },
 ): Promise<{ user_id: string; email: string; username: string } | undefined> {
   const match = 'username' in lookup ? sql`u.username = ${lookup.username}` : sql`lower(u.email) = ${lookup.emailKey}`;
-  const { rows } = await sql<{ user_id: string; email: string; username: string }>`
-    with inserted as (
-      insert into password_reset_tokens (token_hash, user_id, created_at, expires_at)
-      select ${token.tokenHash}, u.id, ${token.now}::timestamptz, ${token.expiresAt}::timestamptz
-      from users u
-      where ${match} and not u.disabled and u.email is not null and u.email_verified
-      returning user_id
-    )
-    select i.user_id, u.email, u.username from inserted i join users u on u.id = i.user_id`.execute(db);
-  return rows[0];
+  return inTransaction(db, async (trx) => {
+    const { rows } = await sql<{ user_id: string | null; email: string | null; username: string | null }>`
+      with target as (
+        select u.id, u.email, u.username from users u
+        where ${match} and not u.disabled and u.email is not null and u.email_verified
+      ), inserted as (
+        insert into password_reset_tokens (token_hash, user_id, created_at, expires_at)
+        select ${token.tokenHash}, t.id, ${token.now}::timestamptz, ${token.expiresAt}::timestamptz
+        from (select 1) one left join target t on true
+        returning user_id
+      )
+      select i.user_id, t.email, t.username from inserted i left join target t on t.id = i.user_id`.execute(trx);
+    await trx.deleteFrom('password_reset_tokens').where('token_hash', '=', token.tokenHash).where('user_id', 'is', null).execute();
+    const row = rows[0];
+    return row?.user_id == null || row.email === null || row.username === null
+      ? undefined
+      : { user_id: row.user_id, email: row.email, username: row.username };
+  });
 }
 
 /** The unused, unexpired token with this hash: which user it is for, or undefined. Reads only. */
 export async function findLiveResetToken(db: Kysely<Database>, tokenHash: string, now: Date): Promise<{ user_id: string } | undefined> {
-  return db
+  const row = await db
     .selectFrom('password_reset_tokens')
     .select('user_id')
     .where('token_hash', '=', tokenHash)
     .where('used_at', 'is', null)
     .where('expires_at', '>', now)
     .executeTakeFirst();
+  return row?.user_id == null ? undefined : { user_id: row.user_id };
 }
 
 /**
@@ -51,16 +64,17 @@ export async function useResetToken(db: Kysely<Database>, tokenHash: string, now
     .where('token_hash', '=', tokenHash)
     .where('used_at', 'is', null)
     .where('expires_at', '>', now)
+    .where('user_id', 'is not', null)
     .returning('user_id')
     .executeTakeFirst();
-  if (used === undefined) return undefined;
+  if (used?.user_id == null) return undefined;
   await db
     .updateTable('password_reset_tokens')
     .set({ used_at: now })
     .where('user_id', '=', used.user_id)
     .where('used_at', 'is', null)
     .execute();
-  return used;
+  return { user_id: used.user_id };
 }
 
 /** Tokens that can never be used again (expired, or used, a day after): for the purge. */

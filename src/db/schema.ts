@@ -119,7 +119,8 @@ export interface RefreshTokensTable {
 export interface PasswordResetTokensTable {
   /** SHA-256 of the token (base64url): the token itself is only ever in the mail. */
   token_hash: string;
-  user_id: string;
+  /** Null only inside the transaction of a request for nobody, which deletes the row again. */
+  user_id: string | null;
   created_at: Date;
   expires_at: Date;
   used_at: Date | null;

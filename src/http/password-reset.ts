@@ -30,7 +30,8 @@ export function passwordResetRouter(deps: Deps): Router {
     const delivery = await requestPasswordReset(deps, request);
     audit(deps.log, 'password_reset_requested', { ip: req.ip, user_id: delivery?.userId, mail: delivery !== undefined });
     res.status(202).json({ message: 'if the account exists and has a verified email, a reset link is on its way there' });
-    if (delivery !== undefined) void sendResetMail(deps, mailer, delivery);
+    // After the answer has gone out: composing and sending the mail is no part of its time.
+    if (delivery !== undefined) setImmediate(() => void sendResetMail(deps, mailer, delivery));
   });
   router.all('/password-reset', methodNotAllowed('POST'));
 

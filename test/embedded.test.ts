@@ -241,7 +241,7 @@ describe('tessera serve on the embedded database', () => {
     const listed = await run(['users', 'list', '--json'], cliEnv);
     expect(listed.stderr).toBe('');
     expect(listed.code).toBe(0);
-    expect(JSON.parse(listed.stdout)).toContainEqual({ id: aliceId, username: 'alice', disabled: false, roles: [], scopes: ['profile'], created_at: expect.any(String) });
+    expect(JSON.parse(listed.stdout)).toContainEqual({ id: aliceId, username: 'alice', disabled: false, email: null, roles: [], scopes: ['profile'], created_at: expect.any(String) });
     expect(await exists(join(dataDir, 'tessera.lock'))).toBe(false);
   }, 2 * PROCESS_TIMEOUT_MS);
 });

@@ -245,6 +245,8 @@ describe('tessera users create and update', () => {
     const big = await cli(['users', 'create', username, '--attribute', `big=${'x'.repeat(5000)}`]);
     expect(big.code).toBe(2);
     expect(big.stderr).toBe('error: attributes take at most 4096 bytes as JSON\n(see tessera users create --help)\n');
+    const verified = await cli(['users', 'create', username, '--email-verified']);
+    expect(verified.stderr).toBe('error: --email-verified needs --email\n(see tessera users create --help)\n');
     const json = await cli(['users', 'update', username, '--attributes-json', '[1]']);
     expect(json.stderr).toBe('error: --attributes-json takes a JSON object\n(see tessera users update --help)\n');
     const both = await cli(['users', 'update', username, '--attributes-json', '{}', '--attribute', 'a=b']);

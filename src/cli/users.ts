@@ -44,7 +44,9 @@ const create = command(
       ...PROFILE_OPTIONS,
     },
     // A bad email, name or attributes is a usage error, found before stdin is read or a database opened.
-    check: ({ options }) => checkProfileOptions(options) ?? checkProfile(profileFromOptions(options)),
+    check: ({ options }) =>
+      checkProfileOptions(options) ??
+      (options['email-verified'] && options.email === undefined ? '--email-verified needs --email' : checkProfile(profileFromOptions(options))),
   },
   async ({ args, options }, ctx) => {
     const generated = options['password-stdin'] ? undefined : generatePassword();

@@ -73,7 +73,7 @@ export interface Metrics {
 }
 
 // Records over every member of a union, so that adding a member without its label fails to compile.
-const GRANTS = keys<GrantLabel>({ password: 1, refresh_token: 1, client_credentials: 1, unknown: 1 });
+const GRANTS = keys<GrantLabel>({ password: 1, refresh_token: 1, client_credentials: 1, authorization_code: 1, unknown: 1 });
 const OUTCOMES = keys<TokenOutcome>({
   success: 1,
   invalid_request: 1,

@@ -691,6 +691,8 @@ describe('clients', () => {
       rate_limit: null,
       roles_claim: false,
       token_claims: {},
+      redirect_uris: [],
+      post_logout_redirect_uris: [],
       created_at: NOW,
       updated_at: NOW,
       client_secret: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
@@ -715,11 +717,39 @@ describe('clients', () => {
     expect(generated.body).toMatchObject({ id: expect.stringMatching(/^[A-Za-z0-9_-]{16}$/), type: 'confidential', grant_types: ['password', 'refresh_token'], scopes: [] });
   });
 
+  it('registers a browser client with its redirect URIs, and a PATCH replaces them', async () => {
+    const web = await call('post', '/admin/clients', {
+      body: {
+        id: 'web-app',
+        grant_types: ['authorization_code', 'refresh_token'],
+        redirect_uris: ['https://app.example.com/callback', 'http://127.0.0.1:8080/cb'],
+        post_logout_redirect_uris: ['https://app.example.com/'],
+      },
+    });
+    expect(web.status).toBe(201);
+    expect(web.body).toMatchObject({
+      grant_types: ['authorization_code', 'refresh_token'],
+      redirect_uris: ['https://app.example.com/callback', 'http://127.0.0.1:8080/cb'],
+      post_logout_redirect_uris: ['https://app.example.com/'],
+    });
+    const spa = await call('post', '/admin/clients', {
+      body: { id: 'native', type: 'public', grant_types: ['authorization_code'], redirect_uris: ['com.example.app:/oauth2redirect'] },
+    });
+    expect(spa.status).toBe(201);
+    expect(spa.body).toMatchObject({ type: 'public', redirect_uris: ['com.example.app:/oauth2redirect'], post_logout_redirect_uris: [] });
+    const patched = await call('patch', '/admin/clients/web-app', { body: { redirect_uris: ['https://app.example.com/new'] } });
+    expect(patched.status).toBe(200);
+    expect(patched.body).toMatchObject({ redirect_uris: ['https://app.example.com/new'], post_logout_redirect_uris: ['https://app.example.com/'] });
+    const emptied = await call('patch', '/admin/clients/web-app', { body: { redirect_uris: [] } });
+    expect(emptied.status).toBe(400);
+    expect(emptied.body).toEqual(invalid('the authorization_code grant needs at least one redirect URI'));
+  });
+
   it.each<[Record<string, unknown>, number, string]>([
-    [{ grant_types: ['implicit'] }, 400, 'unknown grant type: implicit (known: password, refresh_token, client_credentials)'],
+    [{ grant_types: ['implicit'] }, 400, 'unknown grant type: implicit (known: password, refresh_token, client_credentials, authorization_code)'],
     [{ grant_types: [] }, 400, 'a client needs at least one grant type'],
     [{ type: 'public', grant_types: ['client_credentials'] }, 400, 'a public client cannot use client_credentials: it has no secret'],
-    [{ type: 'public' }, 400, 'a public client needs its grant types named explicitly (password, refresh_token)'],
+    [{ type: 'public' }, 400, 'a public client needs its grant types named explicitly (authorization_code, refresh_token, password)'],
     [{ type: 'other' }, 400, 'the field type must be one of: confidential, public'],
     [{ scopes: ['profile'], default_scopes: ['orders:read'] }, 400, 'default scopes must be allowed scopes too: orders:read'],
     [{ scopes: ['bad"scope'] }, 400, 'not a valid scope: bad?scope'],
@@ -729,6 +759,10 @@ describe('clients', () => {
     // A client id shaped like a user id would make its client_credentials tokens pass for that user's.
     [{ id: randomUUID() }, 400, 'a client id has 1 to 64 letters, digits or . _ ~ - and is not shaped like a uuid'],
     [{ client_secret: 'x'.repeat(40) }, 400, 'unknown field: client_secret'],
+    [{ grant_types: ['authorization_code'] }, 400, 'the authorization_code grant needs at least one redirect URI'],
+    [{ redirect_uris: ['http://app.example.com/cb'] }, 400, 'an http redirect URI must be on a loopback host (127.0.0.1, [::1], localhost); use https: http://app.example.com/cb'],
+    [{ redirect_uris: ['https://app.example.com/cb#top'] }, 400, 'a redirect URI has no fragment (RFC 6749 section 3.1.2): https://app.example.com/cb#top'],
+    [{ post_logout_redirect_uris: ['javascript:alert(1)'] }, 400, 'a redirect URI is https, http on a loopback host, or a native app\'s reverse-domain scheme such as com.example.app:/callback (RFC 8252 section 7.1): javascript:alert(1)'],
   ])('refuses %j under the client rules', async (body, status, description) => {
     const before = await service.deps.db.selectFrom('clients').select('id').execute();
     const res = await call('post', '/admin/clients', { body: { id: 'refused', ...body } });
@@ -759,6 +793,8 @@ describe('clients', () => {
       rate_limit: null,
       roles_claim: false,
       token_claims: {},
+      redirect_uris: [],
+      post_logout_redirect_uris: [],
       created_at: NOW,
       updated_at: NOW,
     });
@@ -783,6 +819,8 @@ describe('clients', () => {
       rate_limit: null,
       roles_claim: false,
       token_claims: {},
+      redirect_uris: [],
+      post_logout_redirect_uris: [],
       created_at: NOW,
       updated_at: NOW_PLUS_1S,
     });

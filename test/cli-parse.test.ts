@@ -38,6 +38,7 @@ const VALID: Readonly<Record<string, string>> = {
   TEXT: 'Support desk',
   N: '10',
   'N|off': 'off',
+  URI: 'https://app.example.com/callback',
 };
 
 function valid(name: string): string {
@@ -188,14 +189,14 @@ describe('values checked before anything runs', () => {
     [['clients', 'create', '--rate-limit', '-5'], 'unknown or malformed option --rate-limit'],
     [['clients', 'create', '--rate-limit', '0'], 'a rate limit is a whole number of requests from 1 to 1000000000, or none'],
     [['clients', 'create', '--secret-stdin', '--id', 'has space'], 'a client id has 1 to 64 letters, digits or . _ ~ - and is not shaped like a uuid'],
-    [['clients', 'create', '--grant', 'implicit'], 'unknown grant type: implicit (known: password, refresh_token, client_credentials)'],
+    [['clients', 'create', '--grant', 'implicit'], 'unknown grant type: implicit (known: password, refresh_token, client_credentials, authorization_code)'],
     [['clients', 'create', '--audience', 'two words'], 'an audience is 1 to 255 printable characters without spaces'],
     [['clients', 'create', '--name', 'two\nlines'], 'a client name has at most 200 characters and no control characters'],
     [['clients', 'create', '--default-scope', 'a"b'], 'not a valid scope: a"b'],
-    [['clients', 'create', '--public'], 'a public client needs its grant types named explicitly (password, refresh_token)'],
+    [['clients', 'create', '--public'], 'a public client needs its grant types named explicitly (authorization_code, refresh_token, password)'],
     [['clients', 'create', '--public', '--grant', 'refresh_token', '--secret-stdin'], 'a public client has no secret'],
     [['clients', 'create', '--scope', 'profile', '--default-scope', 'orders:read'], 'default scopes must be allowed scopes too: orders:read'],
-    [['clients', 'update', 'web'], 'missing --rate-limit N|off'],
+    [['clients', 'update', 'web'], 'name something to change: --rate-limit, --redirect-uri or --post-logout-redirect-uri'],
     [['clients', 'update', '--rate-limit', 'off'], 'missing <client_id>'],
     [['clients', 'update', 'web', '--rate-limit', 'none'], '--rate-limit takes a whole number of requests per CLIENT_RATE_WINDOW, or off'],
     [['clients', 'rotate-secret', '--secret-stdin'], 'missing <client_id>'],

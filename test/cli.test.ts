@@ -579,10 +579,10 @@ describe('tessera clients create', () => {
   });
 
   it.each([
-    [['--grant', 'implicit'], 'unknown grant type: implicit (known: password, refresh_token, client_credentials)'],
+    [['--grant', 'implicit'], 'unknown grant type: implicit (known: password, refresh_token, client_credentials, authorization_code)'],
     [['--public', '--grant', 'client_credentials'], 'a public client cannot use client_credentials: it has no secret'],
     // DESIGN.md: the password grant is for confidential clients unless the operator says otherwise.
-    [['--public'], 'a public client needs its grant types named explicitly (password, refresh_token)'],
+    [['--public'], 'a public client needs its grant types named explicitly (authorization_code, refresh_token, password)'],
     [['--scope', 'bad"scope'], 'not a valid scope: bad"scope'],
     [['--scope', 'profile', '--default-scope', 'orders:read'], 'default scopes must be allowed scopes too: orders:read'],
     [['--default-scope', 'profile'], 'default scopes must be allowed scopes too: profile'],

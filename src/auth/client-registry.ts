@@ -8,6 +8,7 @@ import { inTransaction } from '../db/transaction.js';
 import { isValidClientId } from '../oauth/client-auth.js';
 import { generateClientSecret, hashClientSecret, isSendableSecret, MIN_SUPPLIED_SECRET_LENGTH } from './client-secrets.js';
 import { hasControlCharacters } from './passwords.js';
+import { checkRedirectUris } from './redirect-uris.js';
 import { checkScopeList } from './scopes.js';
 import { checkTokenClaims, TokenClaimsError } from './token-claims.js';
 
@@ -28,7 +29,7 @@ export class ClientError extends Error {
   }
 }
 
-const GRANT_TYPES: readonly GrantType[] = ['password', 'refresh_token', 'client_credentials'];
+const GRANT_TYPES: readonly GrantType[] = ['password', 'refresh_token', 'client_credentials', 'authorization_code'];
 /** Grants a confidential client gets when none are named. */
 const DEFAULT_GRANT_TYPES: readonly GrantType[] = ['password', 'refresh_token'];
 const MAX_NAME_LENGTH = 200;
@@ -53,6 +54,10 @@ export interface ClientSettings {
   readonly rolesClaim?: boolean | undefined;
   /** Claims from user attributes, `{"tenant": "attributes.tenant"}` (src/auth/token-claims.ts); replaces the map. Absent: unchanged, or none. */
   readonly tokenClaims?: unknown;
+  /** Where /authorize may send codes (src/auth/redirect-uris.ts); the authorization_code grant needs one. */
+  readonly redirectUris?: readonly string[] | undefined;
+  /** Where /logout may send the browser back to. */
+  readonly postLogoutRedirectUris?: readonly string[] | undefined;
 }
 
 export interface NewClientInput extends ClientSettings {
@@ -113,7 +118,7 @@ function checkedNewClient(input: Omit<NewClientInput, 'secret'>, secretSupplied:
   const type = input.type ?? 'confidential';
   // DESIGN.md: the password grant is for confidential clients unless an operator says otherwise.
   if (type === 'public' && input.grantTypes === undefined) {
-    throw invalid('a public client needs its grant types named explicitly (password, refresh_token)');
+    throw invalid('a public client needs its grant types named explicitly (authorization_code, refresh_token, password)');
   }
   const settings = checkSettings(type, {
     name: input.name ?? id,
@@ -124,6 +129,8 @@ function checkedNewClient(input: Omit<NewClientInput, 'secret'>, secretSupplied:
     rateLimit: input.rateLimit ?? null,
     rolesClaim: input.rolesClaim ?? false,
     tokenClaims: input.tokenClaims ?? {},
+    redirectUris: input.redirectUris ?? [],
+    postLogoutRedirectUris: input.postLogoutRedirectUris ?? [],
   });
   if (type === 'public' && secretSupplied) throw invalid('a public client has no secret');
   return { id, type, settings };
@@ -146,6 +153,8 @@ export async function updateClientSettings(db: Kysely<Database>, id: string, cha
       rateLimit: changes.rateLimit === undefined ? current.rate_limit : changes.rateLimit,
       rolesClaim: changes.rolesClaim ?? current.roles_claim,
       tokenClaims: changes.tokenClaims ?? current.token_claims,
+      redirectUris: changes.redirectUris ?? current.redirect_uris ?? [],
+      postLogoutRedirectUris: changes.postLogoutRedirectUris ?? current.post_logout_redirect_uris ?? [],
     });
     return (await updateClient(trx, id, { ...settings, updated_at: now }))!;
   });
@@ -195,6 +204,8 @@ interface CheckedSettings {
   readonly roles_claim: boolean;
   /** As JSON text, as the column is written. */
   readonly token_claims: string;
+  readonly redirect_uris: string[];
+  readonly post_logout_redirect_uris: string[];
 }
 
 function checkSettings(
@@ -208,6 +219,8 @@ function checkSettings(
     rateLimit: number | null;
     rolesClaim: boolean;
     tokenClaims: unknown;
+    redirectUris: readonly string[];
+    postLogoutRedirectUris: readonly string[];
   },
 ): CheckedSettings {
   const grantTypes = unique(settings.grantTypes);
@@ -238,6 +251,13 @@ function checkSettings(
     if (error instanceof TokenClaimsError) throw invalid(error.message);
     throw error;
   }
+  const redirectUris = unique(settings.redirectUris);
+  const postLogoutRedirectUris = unique(settings.postLogoutRedirectUris);
+  const badUri = checkRedirectUris(redirectUris) ?? checkRedirectUris(postLogoutRedirectUris);
+  if (badUri !== undefined) throw invalid(badUri);
+  if (grantTypes.includes('authorization_code') && redirectUris.length === 0) {
+    throw invalid('the authorization_code grant needs at least one redirect URI');
+  }
   return {
     name: settings.name,
     grant_types: grantTypes as GrantType[],
@@ -247,6 +267,8 @@ function checkSettings(
     rate_limit: rateLimit,
     roles_claim: settings.rolesClaim,
     token_claims: JSON.stringify(tokenClaims),
+    redirect_uris: redirectUris,
+    post_logout_redirect_uris: postLogoutRedirectUris,
   };
 }
 
@@ -286,6 +308,8 @@ export function clientView(client: Client) {
     rate_limit: client.rate_limit,
     roles_claim: client.roles_claim,
     token_claims: client.token_claims,
+    redirect_uris: client.redirect_uris ?? [],
+    post_logout_redirect_uris: client.post_logout_redirect_uris ?? [],
     created_at: client.created_at,
     updated_at: client.updated_at,
   };

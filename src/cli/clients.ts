@@ -15,6 +15,14 @@ import { type Command, type CommandContext, command, print, printTable, readSecr
 
 const CLAIM_HELP = 'put claim NAME, taken from the user attribute at PATH (attributes.tenant), in its access tokens (repeatable)';
 const RATE_LIMIT_HELP = 'requests per CLIENT_RATE_WINDOW once authenticated, or off for none of its own';
+const URI_OPTIONS = {
+  'redirect-uri': {
+    value: 'URI',
+    repeatable: true,
+    help: 'where /authorize may send codes: https, http on 127.0.0.1/[::1]/localhost, or com.example.app:/path (repeatable)',
+  },
+  'post-logout-redirect-uri': { value: 'URI', repeatable: true, help: 'where /logout may send the browser back to (repeatable)' },
+} as const;
 
 /** The rules (src/auth/client-registry.ts) are the admin API's too; this file only reads options and prints. */
 const suppliedSecret = (ctx: CommandContext, wanted: boolean | undefined) => (wanted ? readSecretFromStdin(ctx, '--secret-stdin') : undefined);
@@ -29,7 +37,7 @@ const create = command(
       id: { value: 'ID', help: 'the client_id (default: a random one)' },
       name: { value: 'NAME', help: 'a name to show (default: the client_id)' },
       public: { help: 'a public client: no secret; name its grants with --grant' },
-      grant: { value: 'TYPE', repeatable: true, help: 'password, refresh_token or client_credentials (repeatable)' },
+      grant: { value: 'TYPE', repeatable: true, help: 'authorization_code, password, refresh_token or client_credentials (repeatable)' },
       scope: { value: 'S', repeatable: true, help: 'a scope the client may ask for (repeatable)' },
       'default-scope': { value: 'S', repeatable: true, help: 'a scope it gets when it asks for none (repeatable; default: the --scope ones)' },
       audience: { value: 'AUD', repeatable: true, help: 'an audience of its access tokens, besides AUDIENCE (repeatable)' },
@@ -37,6 +45,7 @@ const create = command(
       'rate-limit': { value: 'N', parse: rateLimitOption, help: RATE_LIMIT_HELP },
       'roles-claim': { help: "put the user's role names in its access tokens as `roles`" },
       claim: { value: 'NAME=PATH', repeatable: true, parse: claimOption, help: CLAIM_HELP },
+      ...URI_OPTIONS,
     },
     // Every rule of registration but the secret's own and a taken id, before the secret is read or a database opened.
     check: ({ options }) => checkNewClient(newClient(options), options['secret-stdin']),
@@ -53,6 +62,8 @@ const create = command(
       ...(client.rate_limit === null ? {} : { rate_limit: client.rate_limit }),
       ...(client.roles_claim ? { roles_claim: true } : {}),
       ...(Object.keys(client.token_claims).length === 0 ? {} : { token_claims: claimsView(client.token_claims, options.json) }),
+      ...(client.redirect_uris?.length ? { redirect_uris: client.redirect_uris } : {}),
+      ...(client.post_logout_redirect_uris?.length ? { post_logout_redirect_uris: client.post_logout_redirect_uris } : {}),
       ...(generatedSecret ? { client_secret: generatedSecret } : {}),
     });
   },
@@ -91,12 +102,13 @@ const rotateSecret = command(
 
 const update = command(
   {
-    summary: "change a client's rate limit or token claims",
+    summary: "change a client's limit, claims or URIs",
     details:
       '--rate-limit: N requests per CLIENT_RATE_WINDOW once the client is authenticated (refresh, revoke, introspection, client credentials); ' +
       'off: none of its own, so CLIENT_RATE_LIMIT applies when it is set, and no limit otherwise. ' +
       "--roles-claim on puts the user's role names in the client's access tokens as `roles`; --claim NAME=PATH adds a claim taken " +
       'from user attributes (PATH is attributes.<name> or attributes.<name>.<name>), --remove-claim NAME takes one away. ' +
+      'Each --redirect-uri or --post-logout-redirect-uri list given replaces the registered one. ' +
       'Every replica applies the change at once.',
     arguments: [{ name: 'client_id' }],
     options: {
@@ -104,10 +116,16 @@ const update = command(
       'roles-claim': { value: 'on|off', parse: onOff('--roles-claim'), help: "whether its access tokens carry the user's role names as `roles`" },
       claim: { value: 'NAME=PATH', repeatable: true, parse: claimOption, help: CLAIM_HELP },
       'remove-claim': { value: 'NAME', repeatable: true, help: 'stop putting claim NAME in its access tokens (repeatable)' },
+      ...URI_OPTIONS,
     },
     check: ({ options }) =>
-      options['rate-limit'] === undefined && options['roles-claim'] === undefined && options.claim === undefined && options['remove-claim'] === undefined
-        ? 'nothing to change: give --rate-limit, --roles-claim, --claim or --remove-claim'
+      options['rate-limit'] === undefined &&
+      options['roles-claim'] === undefined &&
+      options.claim === undefined &&
+      options['remove-claim'] === undefined &&
+      options['redirect-uri'] === undefined &&
+      options['post-logout-redirect-uri'] === undefined
+        ? 'nothing to change: give --rate-limit, --roles-claim, --claim, --remove-claim, --redirect-uri or --post-logout-redirect-uri'
         : undefined,
   },
   async ({ args: { client_id: id }, options }, ctx) => {
@@ -118,12 +136,20 @@ const update = command(
     const tokenClaims = mapsClaims
       ? Object.fromEntries([...Object.entries(current), ...(options.claim ?? [])].filter(([name]) => !removed.has(name)))
       : undefined;
-    const changes = { rateLimit: options['rate-limit'], rolesClaim: options['roles-claim'], tokenClaims };
+    const changes = {
+      rateLimit: options['rate-limit'],
+      rolesClaim: options['roles-claim'],
+      tokenClaims,
+      redirectUris: options['redirect-uri'],
+      postLogoutRedirectUris: options['post-logout-redirect-uri'],
+    };
     const client = await updateClientSettings(ctx.db, id, changes, new Date(ctx.clock.now()));
     const changed = [
       ...(options['rate-limit'] === undefined ? [] : ['rate_limit']),
       ...(options['roles-claim'] === undefined ? [] : ['roles_claim']),
       ...(mapsClaims ? ['token_claims'] : []),
+      ...(changes.redirectUris === undefined ? [] : ['redirect_uris']),
+      ...(changes.postLogoutRedirectUris === undefined ? [] : ['post_logout_redirect_uris']),
     ];
     audit(ctx.log, 'client_updated', {
       client_id: id,
@@ -132,12 +158,16 @@ const update = command(
       rate_limit: client.rate_limit,
       roles_claim: client.roles_claim,
       token_claims: Object.keys(client.token_claims),
+      redirect_uris: client.redirect_uris,
+      post_logout_redirect_uris: client.post_logout_redirect_uris,
     });
     print(ctx, options.json, {
       client_id: id,
       rate_limit: client.rate_limit ?? 'off',
       roles_claim: client.roles_claim,
       token_claims: claimsView(client.token_claims, options.json),
+      redirect_uris: client.redirect_uris ?? [],
+      post_logout_redirect_uris: client.post_logout_redirect_uris ?? [],
     });
   },
 );
@@ -174,6 +204,8 @@ function newClient(options: {
   readonly 'rate-limit'?: number | null | undefined;
   readonly 'roles-claim': boolean;
   readonly claim?: readonly [string, string][] | undefined;
+  readonly 'redirect-uri'?: readonly string[] | undefined;
+  readonly 'post-logout-redirect-uri'?: readonly string[] | undefined;
 }): Omit<NewClientInput, 'secret'> {
   return {
     id: options.id,
@@ -186,6 +218,8 @@ function newClient(options: {
     rateLimit: options['rate-limit'],
     rolesClaim: options['roles-claim'],
     tokenClaims: options.claim === undefined ? undefined : Object.fromEntries(options.claim),
+    redirectUris: options['redirect-uri'],
+    postLogoutRedirectUris: options['post-logout-redirect-uri'],
   };
 }
 

@@ -15,7 +15,7 @@ import { userScopesOf } from './users.js';
  */
 export async function insertFamily(
   db: Kysely<Database>,
-  family: Omit<RefreshFamily, 'rotated_at' | 'successor_ciphertext' | 'revoked_at' | 'revoked_reason'>,
+  family: Omit<RefreshFamily, 'rotated_at' | 'successor_ciphertext' | 'revoked_at' | 'revoked_reason' | 'browser_session_id'> & { browser_session_id?: string },
   firstTokenHash: string | undefined,
   passwordChangedAt: Date,
 ): Promise<boolean> {

@@ -4,7 +4,7 @@ import type { ColumnType, Generated, Insertable, Selectable, Updateable } from '
 type Timestamp = ColumnType<Date, Date | undefined, Date>;
 
 export type ClientType = 'confidential' | 'public';
-export type GrantType = 'password' | 'refresh_token' | 'client_credentials';
+export type GrantType = 'password' | 'refresh_token' | 'client_credentials' | 'authorization_code';
 export type KeyState = 'next' | 'active' | 'retired';
 
 export interface UsersTable {
@@ -64,6 +64,12 @@ export interface ClientsTable {
   roles_claim: Generated<boolean>;
   /** Claims taken from user attributes (src/auth/token-claims.ts); written as its JSON text. */
   token_claims: ColumnType<TokenClaimMap, string | undefined, string>;
+  /** Where /authorize may send a code (exact match); null: none (a client of the previous release). */
+  redirect_uris: ColumnType<string[] | null, string[] | undefined, string[]>;
+  /** Where /logout may send the browser back to (exact match); null: none. */
+  post_logout_redirect_uris: ColumnType<string[] | null, string[] | undefined, string[]>;
+  /** Null or true: first-party, no consent screen (room for one for third-party clients). */
+  first_party: ColumnType<boolean | null, boolean | undefined, boolean>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -107,6 +113,36 @@ export interface RefreshFamiliesTable {
   successor_ciphertext: string | null;
   revoked_at: Date | null;
   revoked_reason: FamilyRevocationReason | null;
+  /** The browser session (hosted sign-in) whose code started the family; null for other logins. */
+  browser_session_id: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+export interface BrowserSessionsTable {
+  id: string;
+  token_hash: string;
+  user_id: string;
+  password_changed_at: Date;
+  auth_time: Date;
+  created_at: Date;
+  expires_at: Date;
+  ended_at: Date | null;
+}
+
+export interface AuthorizationCodesTable {
+  code_hash: string;
+  client_id: string;
+  user_id: string;
+  browser_session_id: string;
+  redirect_uri: string;
+  code_challenge: string;
+  scope: string[];
+  nonce: string | null;
+  password_changed_at: Date;
+  auth_time: Date;
+  created_at: Date;
+  expires_at: Date;
+  used_at: Date | null;
+  family_id: string | null;
 }
 
 export interface RefreshTokensTable {
@@ -138,6 +174,8 @@ export interface Database {
   refresh_families: RefreshFamiliesTable;
   refresh_tokens: RefreshTokensTable;
   password_reset_tokens: PasswordResetTokensTable;
+  browser_sessions: BrowserSessionsTable;
+  authorization_codes: AuthorizationCodesTable;
 }
 
 export type User = Selectable<UsersTable>;
@@ -148,3 +186,5 @@ export type NewClient = Insertable<ClientsTable>;
 export type ClientUpdate = Updateable<ClientsTable>;
 export type SigningKeyRow = Selectable<SigningKeysTable>;
 export type RefreshFamily = Selectable<RefreshFamiliesTable>;
+export type BrowserSession = Selectable<BrowserSessionsTable>;
+export type AuthorizationCode = Selectable<AuthorizationCodesTable>;

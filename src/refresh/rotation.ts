@@ -16,6 +16,10 @@ export interface NewSession {
   readonly authTime: Date;
   /** The client may use the refresh grant: the session gets its first refresh token. */
   readonly refreshable: boolean;
+  /** Chosen beforehand (an authorization code records it before the family exists); absent: a new one. */
+  readonly familyId?: string;
+  /** The browser session (hosted sign-in) this login came from, which its logout ends too. */
+  readonly browserSessionId?: string;
 }
 
 /**
@@ -32,7 +36,7 @@ export async function startSession(
   start: NewSession,
 ): Promise<{ familyId: string; token: string | undefined } | undefined> {
   const token = start.refreshable ? generateRefreshToken() : undefined;
-  const familyId = randomUUID();
+  const familyId = start.familyId ?? randomUUID();
   const now = new Date(deps.clock.now());
   const lifetime = start.refreshable ? deps.config.refreshTokenAbsoluteTtl : deps.config.accessTokenTtl;
   const started = await insertFamily(
@@ -47,6 +51,7 @@ export async function startSession(
       expires_at: new Date(now.getTime() + lifetime * 1000),
       last_used_at: now,
       generation: 1,
+      ...(start.browserSessionId === undefined ? {} : { browser_session_id: start.browserSessionId }),
     },
     token === undefined ? undefined : hashRefreshToken(token),
     start.passwordChangedAt,

@@ -18,6 +18,8 @@ const SETTINGS = {
   rate_limit: { type: 'count' },
   roles_claim: { type: 'boolean' },
   token_claims: { type: 'object' },
+  redirect_uris: { type: 'strings' },
+  post_logout_redirect_uris: { type: 'strings' },
 } as const;
 const CREATE = { ...SETTINGS, id: { type: 'string' }, type: { type: 'string', oneOf: ['confidential', 'public'] } } as const;
 
@@ -30,6 +32,8 @@ const settingsFrom = (body: Body<typeof SETTINGS>) => ({
   rateLimit: body.rate_limit,
   rolesClaim: body.roles_claim,
   tokenClaims: body.token_claims,
+  redirectUris: body.redirect_uris,
+  postLogoutRedirectUris: body.post_logout_redirect_uris,
 });
 
 /**
@@ -56,6 +60,8 @@ export function clientsRouter(deps: Deps): Router {
       rate_limit: client.rate_limit,
       roles_claim: client.roles_claim,
       token_claims: Object.keys(client.token_claims),
+      redirect_uris: client.redirect_uris,
+      post_logout_redirect_uris: client.post_logout_redirect_uris,
     });
     res
       .status(201)

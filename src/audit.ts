@@ -36,7 +36,13 @@ export type AuditEvent =
   | 'keys_reencrypted'
   | 'client_token_issued'
   | 'user_registered'
-  | 'admin_access_denied';
+  | 'admin_access_denied'
+  | 'browser_session_started'
+  | 'browser_session_ended'
+  | 'authorization_code_issued'
+  | 'authorization_code_exchanged'
+  | 'authorization_code_refused'
+  | 'authorization_code_reuse_detected';
 
 /** Security events that need a human (reuse of a refresh token, a late replay) are logged at `warn`. */
 export function audit(log: Logger, event: AuditEvent, fields: Readonly<Record<string, unknown>>, level: 'info' | 'warn' = 'info'): void {

@@ -26,7 +26,7 @@ import { announceKeySettings, maintainSigningKeys } from './keys/lifecycle.js';
 import { createRateLimits } from './limits/rate-limits.js';
 import { createMetrics } from './metrics.js';
 import { connectRedis } from './limits/redis.js';
-import { purgePasswordResetTokens, purgeRefreshFamilies } from './refresh/housekeeping.js';
+import { purgeBrowserSessions, purgePasswordResetTokens, purgeRefreshFamilies } from './refresh/housekeeping.js';
 import { SUCCESSOR_SEAL_PURPOSE } from './refresh/tokens.js';
 
 /** How often each replica purges dead refresh families (batched, SKIP LOCKED: replicas do not collide). */
@@ -203,6 +203,9 @@ export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<
       .then((deleted) => deleted > 0 && deps.log.info({ families_deleted: deleted }, 'purged dead refresh families'))
       .catch((error: unknown) => deps.log.warn({ err: error }, 'could not purge refresh families'));
     purgePasswordResetTokens(deps).catch((error: unknown) => deps.log.warn({ err: error }, 'could not purge password reset tokens'));
+    purgeBrowserSessions(deps)
+      .then((deleted) => deleted > 0 && deps.log.info({ browser_sessions_deleted: deleted }, 'purged dead browser sessions'))
+      .catch((error: unknown) => deps.log.warn({ err: error }, 'could not purge browser sessions'));
   }, PURGE_INTERVAL_MS);
   purge.unref();
 

@@ -8,6 +8,8 @@ export interface TokenResponse {
   readonly expires_in: number;
   readonly scope: string;
   readonly refresh_token?: string;
+  /** OpenID Connect Core §3.1.3.3: with the `openid` scope, at the authorization code grant. */
+  readonly id_token?: string;
 }
 
 /** What a grant sees of a request: plain values, never Express objects. */

@@ -1,16 +1,13 @@
 import { audit } from '../audit.js';
-import { hasControlCharacters, MAX_PASSWORD_BYTES } from '../auth/passwords.js';
 import { formatScope, parseScope, resolveScope } from '../auth/scopes.js';
-import { normaliseUsername } from '../auth/usernames.js';
-import { findUserByUsername, findUserScopes, updatePasswordHash } from '../db/users.js';
+import { authenticateUser, readCredentials, SIGN_IN_FAILED } from '../auth/user-login.js';
+import { findUserScopes } from '../db/users.js';
 import type { Deps } from '../deps.js';
-import { invalidRequest, OAuthError } from '../oauth/errors.js';
+import { OAuthError } from '../oauth/errors.js';
 import { startSession } from '../refresh/rotation.js';
 import { signAccessToken } from '../tokens/access-token.js';
 import { readUserClaims } from '../tokens/user-claims.js';
 import type { Grant, TokenRequest, TokenResponse } from './grant.js';
-
-const MAX_USERNAME_INPUT_BYTES = 256;
 
 /**
  * RFC 6749 §4.3, the resource owner password credentials grant. RFC 9700 §2.4 discourages it;
@@ -21,7 +18,7 @@ export const passwordGrant: Grant = {
   async handle(request: TokenRequest, deps: Deps): Promise<TokenResponse> {
     const { username, password } = readCredentials(request.params);
     const requestedScope = parseScope(request.params['scope']);
-    const user = await authenticateUser(deps, username, password, request);
+    const user = await authenticateUser(deps, username, password, { ip: request.ip, clientId: request.client.id });
 
     const [subjectAllowed, userClaims] = await Promise.all([findUserScopes(deps.db, user.id), readUserClaims(deps, request.client, user.id)]);
     const scope = resolveScope({
@@ -42,7 +39,7 @@ export const passwordGrant: Grant = {
       refreshable: request.client.grant_types.includes('refresh_token'),
     });
     // The password changed (or the user was disabled) while we verified it: the login is void.
-    if (session === undefined) throw new OAuthError('invalid_grant', 'the username or password is incorrect');
+    if (session === undefined) throw new OAuthError('invalid_grant', SIGN_IN_FAILED);
     const accessToken = await signAccessToken(deps, {
       sub: user.id,
       clientId: request.client.id,
@@ -63,53 +60,3 @@ export const passwordGrant: Grant = {
   },
 };
 
-/** Checked before any hashing: missing, blank, oversized or control-character input is invalid_request. */
-function readCredentials(params: TokenRequest['params']): { username: string; password: string } {
-  const username = params['username'];
-  const password = params['password'];
-  if (username === undefined || username.trim() === '') throw invalidRequest('username is required');
-  if (password === undefined || password.trim() === '') throw invalidRequest('password is required');
-  if (Buffer.byteLength(username) > MAX_USERNAME_INPUT_BYTES) throw invalidRequest('username is too long');
-  if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) throw invalidRequest('password is too long');
-  if (hasControlCharacters(username) || hasControlCharacters(password)) {
-    throw invalidRequest('username and password must not contain control characters');
-  }
-  return { username, password };
-}
-
-/**
- * One Argon2 verify whatever happens: an unknown user is verified against a dummy hash at the same
- * parameters, and a disabled user's password is still checked, so status, body, headers and time
- * are the same for unknown, wrong and disabled (ATTACKS.md C1, C2). The account layers run around
- * it (src/limits/login-attempts.ts): a limited account is refused before any of this, and only a
- * verified wrong password counts against the account (ATTACKS.md I1).
- */
-async function authenticateUser(deps: Deps, username: string, password: string, request: TokenRequest) {
-  const { user, matches } = await deps.limits.logins.attempt(request.ip, username, async () => {
-    const normalised = normaliseUsername(username);
-    const user = normalised === undefined ? undefined : await findUserByUsername(deps.db, normalised);
-    const hash = user?.password_hash ?? (await deps.passwords.dummyHash());
-    const matches = await deps.passwords.verify(hash, password);
-    // An unknown user's dummy verify fails like a wrong password; a disabled user's right password is no wrong one.
-    const verdict = user === undefined || !matches ? 'wrong_password' : user.disabled ? 'not_counted' : 'right_password';
-    return { verdict, result: { user, matches } };
-  });
-
-  if (user === undefined || !matches || user.disabled) {
-    const reason = user === undefined ? 'unknown_user' : user.disabled ? 'user_disabled' : 'wrong_password';
-    audit(deps.log, 'login_failed', { reason, user_id: user?.id, client_id: request.client.id, ip: request.ip });
-    throw new OAuthError('invalid_grant', 'the username or password is incorrect');
-  }
-  if (deps.passwords.needsRehash(user.password_hash)) await rehash(deps, user.id, password);
-  return user;
-}
-
-/** The hashing parameters were raised since this hash was made; upgrade it while we hold the password. */
-async function rehash(deps: Deps, userId: string, password: string): Promise<void> {
-  try {
-    await updatePasswordHash(deps.db, userId, await deps.passwords.hash(password), new Date(deps.clock.now()));
-    audit(deps.log, 'password_rehashed', { user_id: userId });
-  } catch (error) {
-    deps.log.warn({ err: error, user_id: userId }, 'could not rehash a password; will retry at the next login');
-  }
-}

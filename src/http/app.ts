@@ -11,6 +11,7 @@ import { passwordResetRouter } from './password-reset.js';
 import { registerRouter } from './register.js';
 import { requestLogger } from './request-log.js';
 import { revokeRouter } from './revoke.js';
+import { signInRouter } from './signin/index.js';
 import { tokenRouter } from './token-endpoint.js';
 import { userinfoRouter } from './userinfo.js';
 import { wellKnownRouter } from './well-known.js';
@@ -34,6 +35,7 @@ export function createApp(deps: Deps): Express {
   app.use(revokeRouter(deps));
   app.use(introspectRouter(deps));
   app.use(wellKnownRouter(deps));
+  app.use(signInRouter(deps));
   app.use(userinfoRouter(deps));
   app.use(passwordChangeRouter(deps));
   app.use(registerRouter(deps));

@@ -90,29 +90,31 @@ function fromBodyParser(error: { type?: unknown; status?: unknown }): OAuthError
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (error: unknown, _req, res, _next) => {
     if (res.headersSent) return;
-    // The same request_id as the request's own line (src/http/request-log.ts), so the two meet.
-    const request_id = res.getHeader('X-Request-Id');
-    if (error instanceof OAuthError) return sendError(res, error);
-    const parsed = typeof error === 'object' && error !== null ? fromBodyParser(error) : undefined;
-    if (parsed) return sendError(res, parsed);
-    // SQLSTATE class 22 (data exception: a NUL byte, an invalid uuid) is bad input that slipped past
-    // validation: still the client's error, never a 500.
-    if (isDataException(error)) {
-      log.warn({ err: error, request_id }, 'input the database refused');
-      return sendError(res, new OAuthError('invalid_request', 'the request contains a value that is not allowed'));
-    }
-    if (isInfrastructureError(error)) {
-      log.warn({ err: error, request_id }, 'infrastructure failure: answering 503');
-      return sendError(
-        res,
-        new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable; retry later', {
-          headers: { 'Retry-After': String(RETRY_AFTER_SECONDS) },
-        }),
-      );
-    }
-    log.error({ err: error, request_id }, 'unexpected error');
-    sendError(res, new OAuthError('server_error', 'the server could not complete the request'));
+    sendError(res, toOAuthError(log, error, res));
   };
+}
+
+/** What to tell the client about anything thrown (an OAuthError as it is); the cause is logged here. */
+export function toOAuthError(log: Logger, error: unknown, res: Response): OAuthError {
+  // The same request_id as the request's own line (src/http/request-log.ts), so the two meet.
+  const request_id = res.getHeader('X-Request-Id');
+  if (error instanceof OAuthError) return error;
+  const parsed = typeof error === 'object' && error !== null ? fromBodyParser(error) : undefined;
+  if (parsed) return parsed;
+  // SQLSTATE class 22 (data exception: a NUL byte, an invalid uuid) is bad input that slipped past
+  // validation: still the client's error, never a 500.
+  if (isDataException(error)) {
+    log.warn({ err: error, request_id }, 'input the database refused');
+    return new OAuthError('invalid_request', 'the request contains a value that is not allowed');
+  }
+  if (isInfrastructureError(error)) {
+    log.warn({ err: error, request_id }, 'infrastructure failure: answering 503');
+    return new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable; retry later', {
+      headers: { 'Retry-After': String(RETRY_AFTER_SECONDS) },
+    });
+  }
+  log.error({ err: error, request_id }, 'unexpected error');
+  return new OAuthError('server_error', 'the server could not complete the request');
 }
 
 export const notFound: RequestHandler = (_req, res) =>

@@ -4,15 +4,23 @@ import { Router } from 'express';
 import type { Config } from '../config.js';
 import type { Deps } from '../deps.js';
 import { supportedGrantTypes } from '../grants/index.js';
+import { SIGNING_ALGORITHM } from '../keys/key-store.js';
 import { OAuthError } from '../oauth/errors.js';
 import { findPackageRoot } from '../package-root.js';
 import { methodNotAllowed } from './errors.js';
 
-/** RFC 8414 §2 metadata; `issuer` is exactly ISSUER, so `iss` checks in clients match byte for byte. */
+/** ID token claims (src/tokens/id-token.ts) and what /userinfo answers with at least. */
+const CLAIMS_SUPPORTED = ['iss', 'sub', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'sid', 'at_hash', 'preferred_username'];
+
+/**
+ * RFC 8414 §2 and OpenID Connect Discovery 1.0 §3 metadata, one document at both addresses;
+ * `issuer` is exactly ISSUER, so `iss` checks in clients match byte for byte.
+ */
 export function discoveryMetadata(config: Config): Record<string, unknown> {
   const at = (path: string) => `${config.issuer}${path}`;
   return {
     issuer: config.issuer,
+    authorization_endpoint: at('/authorize'),
     token_endpoint: at('/token'),
     jwks_uri: at('/.well-known/jwks.json'),
     userinfo_endpoint: at('/userinfo'),
@@ -20,9 +28,21 @@ export function discoveryMetadata(config: Config): Record<string, unknown> {
     revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
     introspection_endpoint: at('/introspect'),
     introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+    end_session_endpoint: at('/logout'),
     grant_types_supported: supportedGrantTypes(),
-    // No authorization endpoint (yet): no browser response types are offered.
-    response_types_supported: [],
+    response_types_supported: ['code'],
+    response_modes_supported: ['query'],
+    // RFC 7636, RFC 9700 §2.1.1: S256 only, required of every client.
+    code_challenge_methods_supported: ['S256'],
+    // RFC 9207: every authorization response carries `iss`.
+    authorization_response_iss_parameter_supported: true,
+    subject_types_supported: ['public'],
+    id_token_signing_alg_values_supported: [SIGNING_ALGORITHM],
+    scopes_supported: ['openid'],
+    claims_supported: CLAIMS_SUPPORTED,
+    prompt_values_supported: ['none', 'login', 'consent', 'select_account'],
+    request_parameter_supported: false,
+    request_uri_parameter_supported: false,
     token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
     service_documentation: at('/openapi.yaml'),
   };

@@ -42,6 +42,8 @@ export type { LimitBackend, LimitLayer, LimitTopology } from './layers.js';
 export interface RateLimits {
   /** For POST /token, before client authentication: login_ip, for the password grant. */
   readonly token: RequestHandler[];
+  /** For POST /authorize (the hosted sign-in page's form): login_ip, the same layer and counts as the password grant's. */
+  readonly signIn: RequestHandler[];
   /** For POST /users/me/password, per IP. */
   readonly passwordChange: RequestHandler[];
   /** For POST /register. */
@@ -149,6 +151,7 @@ export function createRateLimits(
 
   return {
     token: [loginIp],
+    signIn: [loginIpLimiter],
     passwordChange: [passwordChange],
     register: [register],
     admin: [admin],

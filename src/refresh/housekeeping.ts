@@ -1,4 +1,5 @@
 import { purgeResetTokens } from '../db/password-reset-tokens.js';
+import { purgeDeadBrowserSessions } from '../db/browser-sessions.js';
 import { purgeDeadFamilies } from '../db/refresh-families.js';
 import type { Deps } from '../deps.js';
 
@@ -20,6 +21,14 @@ export async function purgeRefreshFamilies(
   batches: PurgeBatches = { size: 500, maxPerRun: 200 },
 ): Promise<number> {
   return inBatches(batches, () => purgeDeadFamilies(deps.db, new Date(deps.clock.now()), deps.config.refreshTokenIdleTtl, batches.size));
+}
+
+/** Deletes browser sessions (hosted sign-in) past their lifetime, with their authorization codes. */
+export async function purgeBrowserSessions(
+  deps: Pick<Deps, 'db' | 'clock'>,
+  batches: PurgeBatches = { size: 500, maxPerRun: 200 },
+): Promise<number> {
+  return inBatches(batches, () => purgeDeadBrowserSessions(deps.db, new Date(deps.clock.now()), batches.size));
 }
 
 async function inBatches(batches: PurgeBatches, batch: () => Promise<number>): Promise<number> {

@@ -155,6 +155,9 @@ export async function createTestClient(
     /** A chosen id or secret (the secret of a confidential client), where a test needs a particular shape. */
     id?: string;
     secret?: string;
+    redirectUris?: string[];
+    postLogoutRedirectUris?: string[];
+    name?: string;
   } = {},
 ): Promise<TestClient> {
   const type = options.type ?? 'confidential';
@@ -168,6 +171,9 @@ export async function createTestClient(
     allowed_scopes: options.scopes ?? ['profile', 'orders:read', 'orders:write'],
     default_scopes: options.defaultScopes ?? options.scopes ?? ['profile'],
     audience: options.audience ?? [],
+    ...(options.name === undefined ? {} : { name: options.name }),
+    ...(options.redirectUris === undefined ? {} : { redirect_uris: options.redirectUris }),
+    ...(options.postLogoutRedirectUris === undefined ? {} : { post_logout_redirect_uris: options.postLogoutRedirectUris }),
     created_at: new Date(service.clock.now()),
     updated_at: new Date(service.clock.now()),
   });

@@ -1,0 +1,208 @@
+import { decodeJwt, decodeProtectedHeader } from 'jose';
+import request from 'supertest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { atHash } from '../src/tokens/id-token.js';
+import {
+  authorizeParams,
+  createBrowserClient,
+  exchangeCode,
+  formFields,
+  locationParams,
+  pkce,
+  POST_LOGOUT_URI,
+  REDIRECT_URI,
+  signInForCode,
+} from './helpers/signin.js';
+import { createTestUser, TEST_ISSUER, type TestClient, type TestService, useTestService } from './helpers/service.js';
+
+const running = useTestService();
+const service = (): TestService => running.current();
+let confidential: TestClient;
+let publicClient: TestClient;
+let user: Awaited<ReturnType<typeof createTestUser>>;
+
+beforeAll(async () => {
+  confidential = await createBrowserClient(service(), { name: 'Orders web' });
+  publicClient = await createBrowserClient(service(), { type: 'public' });
+  user = await createTestUser(service(), { scopes: ['profile'] });
+});
+
+const invalidGrant = { error: 'invalid_grant', error_description: 'the authorization code is invalid, expired or already used' };
+
+describe('GET /authorize and the sign-in page', () => {
+  it('shows an accessible sign-in page with a CSRF token, strict headers and no script', async () => {
+    const { challenge } = pkce();
+    const res = await request(service().app).get('/authorize').query(authorizeParams(confidential, challenge));
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(res.headers['content-security-policy']).toMatch(
+      /^default-src 'none'; style-src 'sha256-[A-Za-z0-9+/]+={0,2}'; form-action 'self' https:\/\/app\.example\.test; frame-ancestors 'none'; base-uri 'none'$/,
+    );
+    expect(res.headers['x-frame-options']).toBe('DENY');
+    expect(res.headers['cache-control']).toBe('no-store');
+    expect(res.headers['set-cookie']).toEqual([expect.stringMatching(/^tessera_csrf=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax$/)]);
+    expect(res.text).not.toContain('<script');
+    expect(res.text).toContain('<label for="username">Username</label>');
+    expect(res.text).toContain('<input id="username" name="username" type="text" autocomplete="username"');
+    expect(res.text).toContain('<input id="password" name="password" type="password" autocomplete="current-password" required>');
+    expect(res.text).toContain('to continue to Orders web');
+    expect(formFields(res.text)).toMatchObject({ client_id: confidential.id, code_challenge: challenge, csrf_token: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) });
+  });
+
+  it('signs in, redirects with code, state and iss, and a second /authorize skips the page', async () => {
+    const agent = request.agent(service().app);
+    const { challenge } = pkce();
+    const params = authorizeParams(confidential, challenge);
+    const page = await agent.get('/authorize').query(params);
+    const posted = await agent.post('/authorize').type('form').send({ ...formFields(page.text), username: user.username, password: user.password });
+    expect(posted.status).toBe(303);
+    expect(posted.headers['location']).toMatch(/^https:\/\/app\.example\.test\/callback\?code=[A-Za-z0-9_-]{43}&state=st-[0-9a-f]+&iss=http%3A%2F%2Ftessera\.test$/);
+    expect(locationParams(posted).get('state')).toBe(params['state']);
+    expect(posted.headers['set-cookie']).toEqual([expect.stringMatching(/^tessera_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Max-Age=36000$/)]);
+
+    const again = await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge, { state: 'second' }));
+    expect(again.status).toBe(302);
+    expect(locationParams(again).get('state')).toBe('second');
+    expect(locationParams(again).get('code')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    // prompt=login asks again, whatever the session.
+    expect((await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge, { prompt: 'login' }))).status).toBe(200);
+  });
+
+  it('gives the same generic message as the password grant for a wrong password or an unknown user', async () => {
+    const agent = request.agent(service().app);
+    const params = authorizeParams(confidential, pkce().challenge);
+    const page = await agent.get('/authorize').query(params);
+    for (const username of [user.username, 'nobody-at-all']) {
+      const res = await agent.post('/authorize').type('form').send({ ...formFields(page.text), username, password: 'wrong-password-1' });
+      expect(res.status).toBe(400);
+      expect(res.text).toContain('<p id="signin-error" class="error" role="alert">The username or password is incorrect.</p>');
+      expect(res.text).toContain('aria-invalid="true" aria-describedby="signin-error"');
+      // Focus goes to the password once a username was given.
+      expect(res.text).toMatch(/type="password" autocomplete="current-password" required autofocus/);
+      expect(res.headers['set-cookie']).toBeUndefined();
+    }
+    expect(service().logs.entries().filter((line) => line['event'] === 'login_failed' && line['client_id'] === confidential.id)).toHaveLength(2);
+  });
+
+  it('prompt=none without a session is login_required at the redirect URI', async () => {
+    const res = await request(service().app).get('/authorize').query(authorizeParams(confidential, pkce().challenge, { prompt: 'none', state: 'x y' }));
+    expect(res.status).toBe(302);
+    expect(res.headers['location']).toBe(`${REDIRECT_URI}?error=login_required&error_description=the+user+is+not+signed+in&state=x+y&iss=http%3A%2F%2Ftessera.test`);
+  });
+});
+
+describe('grant_type=authorization_code', () => {
+  it('a confidential client gets an access token, a refresh token and an ID token', async () => {
+    const agent = request.agent(service().app);
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(agent, authorizeParams(confidential, challenge, { nonce: 'n-0S6_WzA2Mj', scope: 'openid profile' }), user);
+    const res = await exchangeCode(service().app, confidential, code, verifier);
+    expect(res.status, res.text).toBe(200);
+    expect(res.body).toEqual({
+      access_token: expect.any(String),
+      token_type: 'Bearer',
+      expires_in: 900,
+      scope: 'openid profile',
+      refresh_token: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
+      id_token: expect.any(String),
+    });
+    const idToken = decodeJwt(res.body.id_token);
+    expect(decodeProtectedHeader(res.body.id_token)).toMatchObject({ alg: 'RS256', typ: 'JWT' });
+    expect(idToken).toEqual({
+      iss: TEST_ISSUER,
+      sub: user.id,
+      aud: confidential.id,
+      iat: expect.any(Number),
+      exp: (idToken.iat as number) + 900,
+      auth_time: expect.any(Number),
+      nonce: 'n-0S6_WzA2Mj',
+      sid: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      at_hash: atHash(res.body.access_token),
+    });
+    const access = decodeJwt(res.body.access_token);
+    expect(access).toMatchObject({ sub: user.id, client_id: confidential.id, scope: 'openid profile', auth_time: idToken.auth_time });
+    // An openid-scoped access token works at /userinfo.
+    const info = await request(service().app).get('/userinfo').set('Authorization', `Bearer ${res.body.access_token}`);
+    expect(info.status).toBe(200);
+    expect(info.body.sub).toBe(user.id);
+    // Its refresh token rotates like any other.
+    const refreshed = await request(service().app).post('/token').type('form').set('Authorization', confidential.basic).send({ grant_type: 'refresh_token', refresh_token: res.body.refresh_token });
+    expect(refreshed.status).toBe(200);
+    expect(refreshed.body.refresh_token).not.toBe(res.body.refresh_token);
+  });
+
+  it('a public client sends client_id alone and the verifier, and gets rotating refresh tokens', async () => {
+    const agent = request.agent(service().app);
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(agent, authorizeParams(publicClient, challenge), user);
+    const res = await exchangeCode(service().app, publicClient, code, verifier);
+    expect(res.status, res.text).toBe(200);
+    expect(res.body).toMatchObject({ scope: 'openid', refresh_token: expect.any(String), id_token: expect.any(String) });
+    const refreshed = await request(service().app).post('/token').type('form').send({ grant_type: 'refresh_token', client_id: publicClient.id, refresh_token: res.body.refresh_token });
+    expect(refreshed.status).toBe(200);
+  });
+
+  it('a code lives 60 seconds', async () => {
+    const agent = request.agent(service().app);
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(agent, authorizeParams(confidential, challenge), user);
+    service().clock.advance(60_000);
+    const res = await exchangeCode(service().app, confidential, code, verifier);
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual(invalidGrant);
+  });
+
+  it('a code without openid gets no ID token', async () => {
+    const agent = request.agent(service().app);
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(agent, authorizeParams(confidential, challenge, { scope: 'profile' }), user);
+    const res = await exchangeCode(service().app, confidential, code, verifier);
+    expect(res.status).toBe(200);
+    expect(res.body.id_token).toBeUndefined();
+    expect(res.body.scope).toBe('profile');
+  });
+
+  it('a scope the user lacks is invalid_scope at the redirect URI', async () => {
+    const agent = request.agent(service().app);
+    const page = await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge, { scope: 'openid orders:read', state: 's1' }));
+    const res = await agent.post('/authorize').type('form').send({ ...formFields(page.text), username: user.username, password: user.password });
+    expect(res.status).toBe(303);
+    expect(res.headers['location']).toBe(
+      `${REDIRECT_URI}?error=invalid_scope&error_description=the+requested+scope+is+not+allowed+for+this+user+or+client&state=s1&iss=http%3A%2F%2Ftessera.test`,
+    );
+  });
+});
+
+describe('GET /logout', () => {
+  it('with an id_token_hint ends the session and its refresh families, and goes to the registered URI with state', async () => {
+    const agent = request.agent(service().app);
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(agent, authorizeParams(confidential, challenge), user);
+    const tokens = (await exchangeCode(service().app, confidential, code, verifier)).body;
+    const res = await agent.get('/logout').query({ id_token_hint: tokens.id_token, post_logout_redirect_uri: POST_LOGOUT_URI, state: 'bye' });
+    expect(res.status).toBe(302);
+    expect(res.headers['location']).toBe(`${POST_LOGOUT_URI}?state=bye`);
+    expect(res.headers['set-cookie']).toEqual(['tessera_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0']);
+    const refreshed = await request(service().app).post('/token').type('form').set('Authorization', confidential.basic).send({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token });
+    expect(refreshed.status).toBe(400);
+    expect(refreshed.body).toEqual({ error: 'invalid_grant', error_description: 'the refresh token is invalid, expired or revoked' });
+    const info = await request(service().app).get('/userinfo').set('Authorization', `Bearer ${tokens.access_token}`);
+    expect(info.status).toBe(401);
+    // The next /authorize shows the page again.
+    expect((await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge))).status).toBe(200);
+  });
+
+  it('without a hint asks first, on a form with a CSRF token, then shows the signed-out page', async () => {
+    const agent = request.agent(service().app);
+    await signInForCode(agent, authorizeParams(confidential, pkce().challenge), user);
+    const ask = await agent.get('/logout');
+    expect(ask.status).toBe(200);
+    expect(ask.text).toContain('<form method="post" action="/logout">');
+    // Still signed in: a link alone ends nothing.
+    expect((await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge))).status).toBe(302);
+    const done = await agent.post('/logout').type('form').send(formFields(ask.text));
+    expect(done.status).toBe(200);
+    expect(done.text).toContain('You are signed out.');
+    expect((await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge))).status).toBe(200);
+  });
+});

@@ -562,6 +562,37 @@ describe('tessera clients create', () => {
     expect(row).toMatchObject({ type: 'public', secret_hash: null, grant_types: ['password', 'refresh_token'] });
   });
 
+  it('registers a browser client with --redirect-uri and --post-logout-redirect-uri (repeatable), and update replaces them', async () => {
+    const result = await cli([
+      'clients', 'create', '--id', 'native-app', '--public', '--grant', 'authorization_code', '--grant', 'refresh_token',
+      '--redirect-uri', 'com.example.app:/callback', '--redirect-uri', 'http://127.0.0.1:8400/cb',
+      '--post-logout-redirect-uri', 'com.example.app:/signed-out', '--json',
+    ]);
+    expect(result.stderr).toBe('');
+    expect(JSON.parse(result.stdout)).toEqual({
+      client_id: 'native-app',
+      type: 'public',
+      grant_types: ['authorization_code', 'refresh_token'],
+      scopes: [],
+      redirect_uris: ['com.example.app:/callback', 'http://127.0.0.1:8400/cb'],
+      post_logout_redirect_uris: ['com.example.app:/signed-out'],
+    });
+    const updated = await cli(['clients', 'update', 'native-app', '--redirect-uri', 'com.example.app:/new', '--json']);
+    expect(updated.stderr).toBe('');
+    expect(JSON.parse(updated.stdout)).toEqual({
+      client_id: 'native-app',
+      rate_limit: 'off',
+      redirect_uris: ['com.example.app:/new'],
+      post_logout_redirect_uris: ['com.example.app:/signed-out'],
+    });
+    const refused = await cli(['clients', 'create', '--id', 'web-x', '--grant', 'authorization_code', '--redirect-uri', 'http://app.example.com/cb']);
+    expect(refused).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: `error: an http redirect URI must be on a loopback host (127.0.0.1, [::1], localhost); use https: http://app.example.com/cb\n${hint('clients create')}`,
+    });
+  });
+
   it('takes --grant and --default-scope', async () => {
     const result = await cli([
       'clients', 'create', '--id', 'reporting', '--grant', 'client_credentials',
@@ -646,14 +677,16 @@ describe('tessera clients list|rotate-secret|delete', () => {
       rate_limit: null,
       roles_claim: false,
       token_claims: {},
+      redirect_uris: [],
+      post_logout_redirect_uris: [],
     });
     expect(rows).toContainEqual(expect.objectContaining({ id: 'listed-spa', type: 'public' }));
     expect(result.stdout).not.toContain('sha256');
     expect(result.stdout).not.toContain('secret');
 
     const table = await cli(['clients', 'list']);
-    expect(table.stdout.split('\n')[0]).toMatch(/^ID +NAME +TYPE +GRANT_TYPES +SCOPES +DEFAULT_SCOPES +AUDIENCE +RATE_LIMIT +ROLES_CLAIM +TOKEN_CLAIMS$/);
-    expect(table.stdout).toMatch(/^listed-spa +listed-spa +public +password,refresh_token +profile +profile +- +- +false +-$/m);
+    expect(table.stdout.split('\n')[0]).toMatch(/^ID +NAME +TYPE +GRANT_TYPES +SCOPES +DEFAULT_SCOPES +AUDIENCE +RATE_LIMIT +ROLES_CLAIM +TOKEN_CLAIMS +REDIRECT_URIS +POST_LOGOUT_REDIRECT_URIS$/);
+    expect(table.stdout).toMatch(/^listed-spa +listed-spa +public +password,refresh_token +profile +profile +- +- +false +- +- +-$/m);
   });
 
   it('rotates a secret: the new one works at /token and the old one no longer does', async () => {

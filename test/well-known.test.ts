@@ -212,12 +212,24 @@ describe.each(DISCOVERY_PATHS)('GET %s', (path) => {
     });
     expect(res.body.grant_types_supported).toContain('password');
     for (const grant of res.body.grant_types_supported as unknown[]) {
-      expect(['password', 'refresh_token', 'client_credentials']).toContain(grant);
+      expect(['password', 'refresh_token', 'client_credentials', 'authorization_code']).toContain(grant);
     }
     expect(res.body.token_endpoint_auth_methods_supported).toEqual(
       expect.arrayContaining(['client_secret_basic', 'client_secret_post']),
     );
-    expect(res.body.response_types_supported).toEqual(expect.any(Array));
+    // OpenID Connect Discovery 1.0 §3, RFC 8414 §2, RFC 9207 §3.
+    expect(res.body).toMatchObject({
+      authorization_endpoint: `${TEST_ISSUER}/authorize`,
+      end_session_endpoint: `${TEST_ISSUER}/logout`,
+      response_types_supported: ['code'],
+      subject_types_supported: ['public'],
+      id_token_signing_alg_values_supported: ['RS256'],
+      code_challenge_methods_supported: ['S256'],
+      authorization_response_iss_parameter_supported: true,
+      scopes_supported: ['openid'],
+      claims_supported: expect.arrayContaining(['sub', 'iss', 'auth_time', 'nonce', 'sid', 'at_hash']),
+    });
+    expect(res.body.grant_types_supported).toContain('authorization_code');
   });
 
   it('is the same document at both well-known paths', async () => {

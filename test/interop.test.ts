@@ -2,7 +2,9 @@
  * Interoperability (issue 5): clients that nobody here wrote work with Tessera, over real HTTP on
  * 127.0.0.1 with ISSUER naming the real port:
  *
- * - openid-client (panva): discovery, then the password, refresh and client-credentials grants;
+ * - openid-client (panva): discovery, then the password, refresh and client-credentials grants,
+ *   and the authorization code flow with PKCE and OpenID Connect, for a confidential and a public
+ *   client, through Tessera's sign-in page, then RP-initiated logout;
  * - oauth4webapi (panva): its strict discovery, token-response and RFC 9068 access-token validation;
  * - jose createRemoteJWKSet: one long-lived verifier with its default caching verifies every token
  *   across a full key rotation (next -> active -> retired -> removed) without a single failure;
@@ -191,6 +193,79 @@ describe('openid-client (panva) against Tessera', () => {
     expect(await openid.tokenIntrospection(config, login.refresh_token!)).toEqual({ active: false });
     expect(await openid.tokenIntrospection(config, login.access_token)).toEqual({ active: false });
   });
+
+  /**
+   * The browser's part, by hand: GET the authorization URL (the sign-in page), post the form with
+   * the cookies it set, and return where Tessera sends the browser back to.
+   */
+  async function signInAt(authorizationUrl: URL): Promise<{ callback: URL; cookies: string }> {
+    const page = await fetch(authorizationUrl, { redirect: 'manual' });
+    expect(page.status).toBe(200);
+    const cookies = page.headers.getSetCookie().map((line) => line.split(';')[0]).join('; ');
+    const html = await page.text();
+    const fields = Object.fromEntries(
+      [...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((match) => [
+        match[1]!,
+        match[2]!.replace(/&#(\d+);/g, (_all, code: string) => String.fromCharCode(Number(code))),
+      ]),
+    );
+    const posted = await fetch(`${tessera.issuer}/authorize`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Cookie: cookies },
+      body: new URLSearchParams({ ...fields, username: user.username, password: user.password }),
+    });
+    expect(posted.status).toBe(303);
+    const session = posted.headers.getSetCookie().map((line) => line.split(';')[0]).join('; ');
+    return { callback: new URL(posted.headers.get('location')!), cookies: `${cookies}; ${session}` };
+  }
+
+  it.each(['confidential', 'public'] as const)(
+    'runs the authorization code flow with PKCE and OpenID Connect as a %s client, then RP-initiated logout',
+    async (type) => {
+      const redirectUri = 'http://127.0.0.1/callback';
+      const signedOut = 'http://127.0.0.1/signed-out';
+      const browserClient = await createTestClient(tessera.service, {
+        type,
+        grantTypes: ['authorization_code', 'refresh_token'],
+        scopes: ['openid', 'profile'],
+        defaultScopes: ['openid'],
+        redirectUris: [redirectUri],
+        postLogoutRedirectUris: [signedOut],
+      });
+      const authentication = browserClient.secret === undefined ? openid.None() : openid.ClientSecretBasic(browserClient.secret);
+      const config = await openid.discovery(new URL(tessera.issuer), browserClient.id, undefined, authentication, { execute: [openid.allowInsecureRequests] });
+      const verifier = openid.randomPKCECodeVerifier();
+      const state = openid.randomState();
+      const nonce = openid.randomNonce();
+      const authorizationUrl = openid.buildAuthorizationUrl(config, {
+        redirect_uri: redirectUri,
+        scope: 'openid profile',
+        code_challenge: await openid.calculatePKCECodeChallenge(verifier),
+        code_challenge_method: 'S256',
+        state,
+        nonce,
+      });
+      expect(authorizationUrl.origin + authorizationUrl.pathname).toBe(`${tessera.issuer}/authorize`);
+      const { callback, cookies } = await signInAt(authorizationUrl);
+
+      // The library checks state, iss (RFC 9207: the metadata says it is always there), the ID
+      // token's signature, iss, aud, exp, iat and nonce, and at_hash where it applies.
+      const tokens = await openid.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true });
+      expect(tokens.claims()).toMatchObject({ iss: tessera.issuer, sub: user.id, aud: browserClient.id, nonce, sid: expect.any(String), auth_time: expect.any(Number) });
+      expect(tokens.refresh_token).toEqual(expect.any(String));
+      expect(await openid.fetchUserInfo(config, tokens.access_token, user.id)).toMatchObject({ sub: user.id });
+      const refreshed = await openid.refreshTokenGrant(config, tokens.refresh_token!);
+      expect(refreshed.access_token).toEqual(expect.any(String));
+
+      const logoutUrl = openid.buildEndSessionUrl(config, { id_token_hint: tokens.id_token!, post_logout_redirect_uri: signedOut, state: 'bye' });
+      const logout = await fetch(logoutUrl, { redirect: 'manual', headers: { Cookie: cookies } });
+      expect(logout.status).toBe(302);
+      expect(logout.headers.get('location')).toBe(`${signedOut}?state=bye`);
+      const ended = await openid.refreshTokenGrant(config, refreshed.refresh_token!).catch((error: unknown) => error);
+      expect(ended).toMatchObject({ status: 400, error: 'invalid_grant' });
+    },
+  );
 
   it('reads Tessera errors as RFC 6749 §5.2 error responses', async () => {
     const config = await discover('basic');

@@ -129,6 +129,8 @@ describe('grant_type=authorization_code', () => {
     const refreshed = await request(service().app).post('/token').type('form').set('Authorization', confidential.basic).send({ grant_type: 'refresh_token', refresh_token: res.body.refresh_token });
     expect(refreshed.status).toBe(200);
     expect(refreshed.body.refresh_token).not.toBe(res.body.refresh_token);
+    // openid is every user's: the refreshed token keeps it, though no role of the user names it.
+    expect(refreshed.body.scope).toBe('openid profile');
   });
 
   it('a public client sends client_id alone and the verifier, and gets rotating refresh tokens', async () => {
@@ -170,6 +172,33 @@ describe('grant_type=authorization_code', () => {
     expect(res.headers['location']).toBe(
       `${REDIRECT_URI}?error=invalid_scope&error_description=the+requested+scope+is+not+allowed+for+this+user+or+client&state=s1&iss=http%3A%2F%2Ftessera.test`,
     );
+  });
+});
+
+describe('logout everywhere', () => {
+  it('an admin ending all of a user\'s sessions ends the browser session too', async () => {
+    const { loginAdmin } = await import('./security/flow.js');
+    const admin = await loginAdmin(service());
+    const agent = request.agent(service().app);
+    await signInForCode(agent, authorizeParams(confidential, pkce().challenge), user);
+    expect((await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge))).status).toBe(302);
+    const ended = await request(service().app).delete(`/admin/users/${user.id}/sessions`).set('Authorization', admin.authorization);
+    expect(ended.status).toBe(200);
+    expect((await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge))).status).toBe(200);
+  });
+
+  it('a password change ends the browser session (the next /authorize asks again)', async () => {
+    const changing = await createTestUser(service(), { scopes: ['profile'] });
+    const agent = request.agent(service().app);
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(agent, authorizeParams(confidential, challenge), changing);
+    const tokens = (await exchangeCode(service().app, confidential, code, verifier)).body;
+    const changed = await request(service().app)
+      .post('/users/me/password')
+      .set('Authorization', `Bearer ${tokens.access_token}`)
+      .send({ current_password: changing.password, new_password: `New-${changing.password}-x9` });
+    expect(changed.status).toBe(204);
+    expect((await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge))).status).toBe(200);
   });
 });
 

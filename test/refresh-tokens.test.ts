@@ -465,7 +465,7 @@ describe('client ids and JSON bodies', () => {
 describe('discovery', () => {
   it('lists the refresh grant and the revocation endpoint', async () => {
     const res = await request(service.app).get('/.well-known/oauth-authorization-server');
-    expect(res.body.grant_types_supported).toEqual(['password', 'refresh_token', 'client_credentials']);
+    expect(res.body.grant_types_supported).toEqual(['password', 'refresh_token', 'client_credentials', 'authorization_code']);
     expect(res.body.revocation_endpoint).toBe('http://tessera.test/revoke');
   });
 });

@@ -1,5 +1,11 @@
 import { OAuthError } from '../oauth/errors.js';
 
+/**
+ * OpenID Connect's own scope: it asks for an ID token about whoever signed in, which every user may
+ * have; a client must still be allowed it. Other scopes need the user to hold them too.
+ */
+export const OPENID_SCOPE = 'openid';
+
 /** RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), separated by single spaces. */
 export function isScopeToken(text: string): boolean {
   return /^[\x21\x23-\x5B\x5D-\x7E]+$/.test(text);

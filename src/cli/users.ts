@@ -12,6 +12,7 @@ import {
   listUsers,
   revokeUserScopes,
 } from '../db/users.js';
+import { endUserBrowserSessions } from '../db/browser-sessions.js';
 import { revokeUserFamilies } from '../db/refresh-families.js';
 import { type Command, type CommandContext, command, CommandError, print, printTable, readSecretFromStdin, UsageError } from './command.js';
 import { checkProfileOptions, PROFILE_OPTIONS, PROFILE_UPDATE_OPTIONS, profileFromOptions, profileView } from './profile-options.js';
@@ -176,6 +177,7 @@ const logout = command(
   async ({ args, options }, ctx) => {
     const user = await requireUser(ctx, args.username);
     const sessionsEnded = await revokeUserFamilies(ctx.db, user.id, 'logout', now(ctx));
+    await endUserBrowserSessions(ctx.db, user.id, now(ctx));
     audit(ctx.log, 'user_logged_out', { user_id: user.id, actor: 'cli', sessions_ended: sessionsEnded });
     print(ctx, options.json, { id: user.id, username: user.username, sessions_ended: sessionsEnded });
   },

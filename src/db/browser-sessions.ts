@@ -83,3 +83,9 @@ export async function purgeDeadBrowserSessions(db: Kysely<Database>, now: Date, 
     .executeTakeFirst();
   return Number(result.numDeletedRows);
 }
+
+/** Logout everywhere: every live browser session of the user ends (their families are ended by the caller). */
+export async function endUserBrowserSessions(db: Kysely<Database>, userId: string, now: Date): Promise<number> {
+  const result = await db.updateTable('browser_sessions').set({ ended_at: now }).where('user_id', '=', userId).where('ended_at', 'is', null).executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}

@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { audit } from '../audit.js';
-import { formatScope } from '../auth/scopes.js';
+import { formatScope, OPENID_SCOPE } from '../auth/scopes.js';
 import { consumeAuthorizationCode, findAuthorizationCode } from '../db/authorization-codes.js';
 import { findBrowserSessionById } from '../db/browser-sessions.js';
 import { revokeFamily } from '../db/refresh-families.js';
 import type { Deps } from '../deps.js';
 import { invalidRequest, OAuthError } from '../oauth/errors.js';
 import { startSession } from '../refresh/rotation.js';
-import { OPENID_SCOPE } from '../signin/authorization-codes.js';
 import { hashOpaqueSecret, isWellFormedOpaqueSecret, verifierMatchesChallenge } from '../signin/secrets.js';
 import { signAccessToken } from '../tokens/access-token.js';
 import { signIdToken } from '../tokens/id-token.js';

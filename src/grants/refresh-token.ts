@@ -1,4 +1,4 @@
-import { formatScope, parseScope, resolveScope } from '../auth/scopes.js';
+import { formatScope, OPENID_SCOPE, parseScope, resolveScope } from '../auth/scopes.js';
 import type { Deps } from '../deps.js';
 import { invalidRequest, OAuthError } from '../oauth/errors.js';
 import { rotateRefreshToken } from '../refresh/rotation.js';
@@ -32,7 +32,8 @@ export const refreshTokenGrant: Grant = {
           requested,
           clientDefault: family.scope,
           clientAllowed: request.client.allowed_scopes,
-          subjectAllowed: family.scope.filter((scope) => userScopes.has(scope)),
+          // `openid` is every user's (src/auth/scopes.ts): a session that has it keeps it.
+          subjectAllowed: family.scope.filter((scope) => userScopes.has(scope) || scope === OPENID_SCOPE),
         });
       },
     });

@@ -1,5 +1,5 @@
 import { audit } from '../audit.js';
-import { resolveScope } from '../auth/scopes.js';
+import { OPENID_SCOPE, resolveScope } from '../auth/scopes.js';
 import { insertAuthorizationCode } from '../db/authorization-codes.js';
 import type { BrowserSession } from '../db/schema.js';
 import { findUserScopes } from '../db/users.js';
@@ -10,12 +10,6 @@ import { generateOpaqueSecret, hashOpaqueSecret } from './secrets.js';
 
 /** RFC 6749 §4.1.2 ("a maximum authorization code lifetime of 10 minutes is RECOMMENDED"): one minute here. */
 export const AUTHORIZATION_CODE_SECONDS = 60;
-
-/**
- * OpenID Connect's own scope: it asks for an ID token about the user who signed in, which every
- * user may have; a client must still be allowed it. Other scopes need the user to hold them too.
- */
-export const OPENID_SCOPE = 'openid';
 
 /**
  * The end of a successful /authorize: a code for the signed-in user, bound to the client, the

@@ -1,4 +1,5 @@
 import { Router } from 'express';
+import { endUserBrowserSessions } from '../../db/browser-sessions.js';
 import { findFamilyById, pageUserFamilies, revokeFamily, revokeUserFamilies } from '../../db/refresh-families.js';
 import type { RefreshFamily } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
@@ -47,6 +48,8 @@ export function sessionsRouter(deps: Deps): Router {
   router.delete('/users/:id/sessions', async (req, res) => {
     const user = await requireUser(deps, req.params['id']!);
     const sessionsEnded = await revokeUserFamilies(deps.db, user.id, 'admin', now());
+    // And the browser's sign-in sessions, so that no /authorize skips the page with an old cookie.
+    await endUserBrowserSessions(deps.db, user.id, now());
     auditAdmin(deps, req, res, 'user_logged_out', { user_id: user.id, sessions_ended: sessionsEnded });
     res.json({ sessions_ended: sessionsEnded });
   });

@@ -63,11 +63,10 @@ export const authorizationCodeGrant: Grant = {
     const session = await findBrowserSessionById(deps.db, issued.browser_session_id);
     if (session === undefined || session.ended_at !== null) return refuse('session_ended', { user_id: issued.user_id });
 
+    // The session first, then the code is marked used with it: whichever of two racing uses of
+    // one code loses the compare-and-set ends its own session and the winner's, and a later use
+    // always finds the session the first one started, already there to revoke.
     const familyId = randomUUID();
-    if (!(await consumeAuthorizationCode(deps.db, codeHash, familyId, new Date(deps.clock.now())))) {
-      // A twin request won the race: that is a second use too.
-      return replayed((await findAuthorizationCode(deps.db, codeHash))?.family_id ?? null);
-    }
     const started = await startSession(deps, {
       userId: issued.user_id,
       passwordChangedAt: issued.password_changed_at,
@@ -80,6 +79,10 @@ export const authorizationCodeGrant: Grant = {
     });
     // The password changed (or the user was disabled) since the sign-in.
     if (started === undefined) return refuse('user_changed', { user_id: issued.user_id });
+    if (!(await consumeAuthorizationCode(deps.db, codeHash, familyId, new Date(deps.clock.now())))) {
+      await revokeFamily(deps.db, familyId, 'reuse', new Date(deps.clock.now()));
+      return replayed((await findAuthorizationCode(deps.db, codeHash))?.family_id ?? null);
+    }
 
     const authTime = Math.floor(issued.auth_time.getTime() / 1000);
     const accessToken = await signAccessToken(deps, {

@@ -124,6 +124,19 @@ describe('J2 code replay', () => {
   });
 });
 
+describe('J2 code replay, raced', () => {
+  it('two uses at once: one wins, and the loser ends what the winner got', async () => {
+    const agent = request.agent(app());
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(agent, authorizeParams(client, challenge), user);
+    const answers = await Promise.all([exchangeCode(app(), client, code, verifier), exchangeCode(app(), client, code, verifier)]);
+    expect(answers.map((res) => res.status).sort()).toEqual([200, 400]);
+    const winner = answers.find((res) => res.status === 200)!;
+    const refreshed = await request(app()).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'refresh_token', refresh_token: winner.body.refresh_token });
+    expect(refreshed.body).toEqual({ error: 'invalid_grant', error_description: 'the refresh token is invalid, expired or revoked' });
+  });
+});
+
 describe('J3 PKCE downgrade, a wrong or missing verifier, another client, another redirect_uri', () => {
   const redirectError = (description: string, state: string) =>
     `${REDIRECT_URI}?error=invalid_request&error_description=${new URLSearchParams({ d: description }).toString().slice(2)}&state=${state}&iss=${ISS}`;

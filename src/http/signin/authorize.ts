@@ -66,7 +66,8 @@ export function authorizeRouter(deps: Deps): Router {
 
   router.get('/authorize', async (req, res) => {
     const request = await readAuthorizationRequest(deps.clients, req.query);
-    const session = request.prompt.has('login') ? undefined : await findBrowserSession(deps, readCookie(req, cookies.session));
+    // HEAD changes nothing: it never issues a code.
+    const session = request.prompt.has('login') || req.method === 'HEAD' ? undefined : await findBrowserSession(deps, readCookie(req, cookies.session));
     // OIDC Core §3.1.2.1: max_age asks for a sign-in at most that old.
     const fresh = session !== undefined && (request.maxAge === undefined || deps.clock.now() - session.auth_time.getTime() <= request.maxAge * 1000);
     if (fresh) {

@@ -14,6 +14,7 @@ import {
   signInForCode,
 } from './helpers/signin.js';
 import { createTestUser, TEST_ISSUER, type TestClient, type TestService, useTestService } from './helpers/service.js';
+import { loginAdmin } from './security/flow.js';
 
 const running = useTestService();
 const service = (): TestService => running.current();
@@ -177,7 +178,6 @@ describe('grant_type=authorization_code', () => {
 
 describe('logout everywhere', () => {
   it('an admin ending all of a user\'s sessions ends the browser session too', async () => {
-    const { loginAdmin } = await import('./security/flow.js');
     const admin = await loginAdmin(service());
     const agent = request.agent(service().app);
     await signInForCode(agent, authorizeParams(confidential, pkce().challenge), user);

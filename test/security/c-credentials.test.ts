@@ -421,7 +421,6 @@ describe('C10 grant types', () => {
   });
 
   it.each([
-    'authorization_code',
     'implicit',
     'urn:ietf:params:oauth:grant-type:device_code',
     'urn:ietf:params:oauth:grant-type:jwt-bearer',
@@ -442,6 +441,8 @@ describe('C10 grant types', () => {
 
   // RFC 6749 §5.2: a grant the server supports but this client may not use is unauthorized_client.
   it.each<[string, ('password' | 'refresh_token' | 'client_credentials')[], Form]>([
+    // Served since issue 22 (browser sign-in), so no longer unsupported: a client without it is refused.
+    ['authorization_code, for a client allowed password only', ['password'], { grant_type: 'authorization_code', code: 'x'.repeat(43), code_verifier: 'y'.repeat(43) }],
     ['password, for a client allowed client_credentials only', ['client_credentials'], {}],
     ['refresh_token, for a client allowed password only', ['password'], { grant_type: 'refresh_token', refresh_token: 'x'.repeat(43) }],
     ['client_credentials, for a client allowed password only', ['password'], { grant_type: 'client_credentials' }],

@@ -8,6 +8,7 @@ import {
   type TestClient,
   type TestService,
 } from './helpers/service.js';
+import { authorizeParams, createBrowserClient, exchangeCode, pkce, signInForCode } from './helpers/signin.js';
 
 let proxy: DatabaseProxy;
 let service: TestService;
@@ -91,6 +92,27 @@ describe('database outage', () => {
 
     proxy.restore();
     await expectRecovered();
+  });
+
+  it('the browser sign-in answers 503 pages (never a redirect, never a 500), and /token 503 JSON for a code', { timeout: 60_000 }, async () => {
+    const browserClient = await createBrowserClient(service);
+    const agent = request.agent(service.app);
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(agent, authorizeParams(browserClient, challenge), user);
+
+    proxy.cut();
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const page = await agent.get('/authorize').query(authorizeParams(browserClient, pkce().challenge));
+      expect(page.status).toBe(503);
+      expect(page.headers['location']).toBeUndefined();
+      expect(page.headers['retry-after']).toMatch(/^[1-9]\d*$/);
+      expect(page.text).toContain('<p class="error" role="alert">The service is temporarily unavailable; retry later.</p>');
+    }
+    expectTemporarilyUnavailable(await exchangeCode(service.app, browserClient, code, verifier));
+
+    proxy.restore();
+    // The code was not used up by the outage.
+    expect((await exchangeCode(service.app, browserClient, code, verifier)).status).toBe(200);
   });
 
   it('logs the outage as a warning, with no password or client secret', async () => {

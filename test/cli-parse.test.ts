@@ -39,6 +39,11 @@ const VALID: Readonly<Record<string, string>> = {
   N: '10',
   'N|off': 'off',
   URI: 'https://app.example.com/callback',
+  EMAIL: 'alice@example.com',
+  'NAME=PATH': 'tenant=attributes.tenant',
+  'on|off': 'on',
+  'NAME=VALUE': 'tenant=acme',
+  JSON: '{"tenant":"acme"}',
 };
 
 function valid(name: string): string {
@@ -196,7 +201,7 @@ describe('values checked before anything runs', () => {
     [['clients', 'create', '--public'], 'a public client needs its grant types named explicitly (authorization_code, refresh_token, password)'],
     [['clients', 'create', '--public', '--grant', 'refresh_token', '--secret-stdin'], 'a public client has no secret'],
     [['clients', 'create', '--scope', 'profile', '--default-scope', 'orders:read'], 'default scopes must be allowed scopes too: orders:read'],
-    [['clients', 'update', 'web'], 'name something to change: --rate-limit, --redirect-uri or --post-logout-redirect-uri'],
+    [['clients', 'update', 'web'], 'nothing to change: give --rate-limit, --roles-claim, --claim, --remove-claim, --redirect-uri or --post-logout-redirect-uri'],
     [['clients', 'update', '--rate-limit', 'off'], 'missing <client_id>'],
     [['clients', 'update', 'web', '--rate-limit', 'none'], '--rate-limit takes a whole number of requests per CLIENT_RATE_WINDOW, or off'],
     [['clients', 'rotate-secret', '--secret-stdin'], 'missing <client_id>'],

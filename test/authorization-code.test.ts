@@ -146,6 +146,19 @@ describe('grant_type=authorization_code', () => {
     expect(refreshed.status).toBe(200);
   });
 
+  it('the access token carries the claims the client maps, as at the password grant', async () => {
+    const withRoles = await createBrowserClient(service(), {});
+    await service().deps.db.updateTable('clients').set({ roles_claim: true }).where('id', '=', withRoles.id).execute();
+    service().deps.clients.forget(withRoles.id);
+    const member = await createTestUser(service(), { roles: { [`support-${withRoles.id}`]: ['profile'] } });
+    const agent = request.agent(service().app);
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(agent, authorizeParams(withRoles, challenge), member);
+    const res = await exchangeCode(service().app, withRoles, code, verifier);
+    expect(res.status).toBe(200);
+    expect(decodeJwt(res.body.access_token).roles).toEqual([`support-${withRoles.id}`]);
+  });
+
   it('a code lives 60 seconds', async () => {
     const agent = request.agent(service().app);
     const { verifier, challenge } = pkce();

@@ -10,6 +10,7 @@ import { startSession } from '../refresh/rotation.js';
 import { hashOpaqueSecret, isWellFormedOpaqueSecret, verifierMatchesChallenge } from '../signin/secrets.js';
 import { signAccessToken } from '../tokens/access-token.js';
 import { signIdToken } from '../tokens/id-token.js';
+import { readUserClaims } from '../tokens/user-claims.js';
 import type { Grant, TokenRequest, TokenResponse } from './grant.js';
 
 /** RFC 7636 §4.1: 43 to 128 unreserved characters. */
@@ -85,6 +86,8 @@ export const authorizationCodeGrant: Grant = {
     }
 
     const authTime = Math.floor(issued.auth_time.getTime() / 1000);
+    // The claims the client maps from the user (roles, attributes), as at the password grant.
+    const userClaims = await readUserClaims(deps, client, issued.user_id);
     const accessToken = await signAccessToken(deps, {
       sub: issued.user_id,
       clientId: client.id,
@@ -92,6 +95,7 @@ export const authorizationCodeGrant: Grant = {
       audience: client.audience,
       authTime,
       sid: familyId,
+      ...(userClaims === undefined ? {} : { userClaims }),
     });
     const idToken = issued.scope.includes(OPENID_SCOPE)
       ? await signIdToken(deps, {

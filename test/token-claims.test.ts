@@ -235,6 +235,6 @@ describe('tessera clients create and update', () => {
     });
     expect(await clientRow(client.id)).toMatchObject({ roles_claim: false, token_claims: {} });
     const nothing = await cli(['clients', 'update', client.id]);
-    expect(nothing.stderr).toBe('error: nothing to change: give --rate-limit, --roles-claim, --claim or --remove-claim\n(see tessera clients update --help)\n');
+    expect(nothing.stderr).toBe('error: nothing to change: give --rate-limit, --roles-claim, --claim, --remove-claim, --redirect-uri or --post-logout-redirect-uri\n(see tessera clients update --help)\n');
   });
 });

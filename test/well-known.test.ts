@@ -226,7 +226,7 @@ describe.each(DISCOVERY_PATHS)('GET %s', (path) => {
       id_token_signing_alg_values_supported: ['RS256'],
       code_challenge_methods_supported: ['S256'],
       authorization_response_iss_parameter_supported: true,
-      scopes_supported: ['openid'],
+      scopes_supported: ['openid', 'profile', 'email'],
       claims_supported: expect.arrayContaining(['sub', 'iss', 'auth_time', 'nonce', 'sid', 'at_hash']),
     });
     expect(res.body.grant_types_supported).toContain('authorization_code');

@@ -166,8 +166,8 @@ const update = command(
       rate_limit: client.rate_limit ?? 'off',
       roles_claim: client.roles_claim,
       token_claims: claimsView(client.token_claims, options.json),
-      redirect_uris: client.redirect_uris ?? [],
-      post_logout_redirect_uris: client.post_logout_redirect_uris ?? [],
+      ...(client.redirect_uris?.length ? { redirect_uris: client.redirect_uris } : {}),
+      ...(client.post_logout_redirect_uris?.length ? { post_logout_redirect_uris: client.post_logout_redirect_uris } : {}),
     });
   },
 );

@@ -9,8 +9,10 @@ import { OAuthError } from '../oauth/errors.js';
 import { findPackageRoot } from '../package-root.js';
 import { methodNotAllowed } from './errors.js';
 
-/** ID token claims (src/tokens/id-token.ts) and what /userinfo answers with at least. */
-const CLAIMS_SUPPORTED = ['iss', 'sub', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'sid', 'at_hash', 'preferred_username'];
+/** ID token claims (src/tokens/id-token.ts) and /userinfo's standard claims (src/http/userinfo.ts). */
+const CLAIMS_SUPPORTED = ['iss', 'sub', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'sid', 'at_hash', 'preferred_username', 'name', 'email', 'email_verified', 'updated_at'];
+/** OIDC Core §5.4: `profile` and `email` choose /userinfo's claims; a deployment's own scopes are its own. */
+const SCOPES_SUPPORTED = ['openid', 'profile', 'email'];
 
 /**
  * RFC 8414 §2 and OpenID Connect Discovery 1.0 §3 metadata, one document at both addresses;
@@ -38,7 +40,7 @@ export function discoveryMetadata(config: Config): Record<string, unknown> {
     authorization_response_iss_parameter_supported: true,
     subject_types_supported: ['public'],
     id_token_signing_alg_values_supported: [SIGNING_ALGORITHM],
-    scopes_supported: ['openid'],
+    scopes_supported: SCOPES_SUPPORTED,
     claims_supported: CLAIMS_SUPPORTED,
     prompt_values_supported: ['none', 'login', 'consent', 'select_account'],
     request_parameter_supported: false,

@@ -96,6 +96,8 @@ export interface Config {
   readonly shutdownDelay: number;
   /** Then: seconds in-flight requests get to finish. */
   readonly shutdownTimeout: number;
+  /** Seconds audit events are kept; older ones go with the purge (src/refresh/housekeeping.ts). */
+  readonly auditRetention: number;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -320,6 +322,8 @@ export function loadConfig(env: Env): Config {
     logLevel,
     shutdownDelay: duration('SHUTDOWN_DELAY', '5s', 0),
     shutdownTimeout: duration('SHUTDOWN_TIMEOUT', '10s', 0),
+    // At least a day: a shorter log would be gone before anyone looked at an incident.
+    auditRetention: duration('AUDIT_RETENTION', '90d', 86_400),
   };
   if (config.refreshTokenIdleTtl > config.refreshTokenAbsoluteTtl) {
     problems.push('REFRESH_TOKEN_IDLE_TTL must not be longer than REFRESH_TOKEN_ABSOLUTE_TTL');

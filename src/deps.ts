@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
+import type { AuditLog } from './audit/writer.js';
 import type { ClientLookup } from './auth/client-cache.js';
 import type { PasswordHasher } from './auth/passwords.js';
 import type { Clock } from './clock.js';
@@ -29,6 +30,8 @@ export interface Deps {
   readonly successorKeys: readonly Buffer[];
   /** Prometheus instruments on this service's own registry (src/metrics.ts). */
   readonly metrics: Metrics;
+  /** Audit events of the hot paths (logins, refreshes, limits): a log line now, a row in the next batch (src/audit/writer.ts). */
+  readonly audit: AuditLog;
   /** Whether the server is draining before it stops (src/drain.ts): listen() gives its app one of its own. */
   readonly drain: DrainState;
   /** SMTP for password-reset mail; undefined when SMTP_URL is unset (the feature is off). */

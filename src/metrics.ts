@@ -66,6 +66,8 @@ export interface Metrics {
   refreshLateReplayed(): void;
   rateLimitRejected(layer: LimitLayer): void;
   argon2Completed(operation: Argon2Operation, seconds: number): void;
+  /** Audit rows that never reached PostgreSQL (a batched write failed, or too many waited): src/audit/writer.ts. */
+  auditRowsDropped(count: number): void;
   /** Starts timing a request; call the result once its response has been sent. */
   httpRequestCompleted(labels: HttpLabels, seconds: number): void;
   /** Points the state gauges at the parts they read, once those exist (src/service.ts prepareDeps). */
@@ -145,6 +147,11 @@ export function createMetrics(): Metrics {
     help: 'Time one Argon2id hash or verify takes, not counting its wait in the queue.',
     labelNames: ['operation'] as const,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers,
+  });
+  const auditRowsDropped = new Counter({
+    name: 'tessera_audit_rows_dropped_total',
+    help: 'Audit events whose row could not be written to PostgreSQL (a batched write failed, or the buffer was full); their log lines were written.',
     registers,
   });
   const httpDuration = new Histogram({
@@ -232,6 +239,7 @@ export function createMetrics(): Metrics {
     refreshLateReplayed: () => lateReplays.inc(),
     rateLimitRejected: (layer) => rateLimitRejections.inc({ layer }),
     argon2Completed: (operation, seconds) => argon2Duration.observe({ operation }, seconds),
+    auditRowsDropped: (count) => auditRowsDropped.inc(count),
     httpRequestCompleted: (labels, seconds) => httpDuration.observe(labels, seconds),
     watch: (watched) => {
       if (sources !== undefined) throw new Error('the metrics already watch a service');

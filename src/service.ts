@@ -2,10 +2,12 @@ import { chmod, mkdir } from 'node:fs/promises';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { audit } from './audit.js';
+import { auditedChange, createAuditLog } from './audit/writer.js';
 import { AccountError, createAccount } from './auth/accounts.js';
 import { createClientLookup } from './auth/client-cache.js';
 import { createPasswordHasher } from './auth/passwords.js';
+import { hashAhead } from './auth/prehash.js';
+import { normaliseUsername } from './auth/usernames.js';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { type DatabaseHandle, openEmbedded, openPostgres } from './db/connect.js';
@@ -26,7 +28,7 @@ import { announceKeySettings, maintainSigningKeys } from './keys/lifecycle.js';
 import { createRateLimits } from './limits/rate-limits.js';
 import { createMetrics } from './metrics.js';
 import { connectRedis } from './limits/redis.js';
-import { purgeBrowserSessions, purgePasswordResetTokens, purgeRefreshFamilies } from './refresh/housekeeping.js';
+import { purgeAuditEvents, purgeBrowserSessions, purgePasswordResetTokens, purgeRefreshFamilies } from './refresh/housekeeping.js';
 import { SUCCESSOR_SEAL_PURPOSE } from './refresh/tokens.js';
 
 /** How often each replica purges dead refresh families (batched, SKIP LOCKED: replicas do not collide). */
@@ -106,7 +108,8 @@ export async function prepareDeps(config: Config, handle: DatabaseHandle, log: L
   const redis = config.redis ? connectRedis(config.redis, log) : undefined;
   // Counting starts where it will go on: in Redis, unless it cannot be reached within 2 s.
   await redis?.ready(2_000);
-  const limits = createRateLimits(config.rateLimits, redis, log, metrics.rateLimitRejected);
+  const audit = createAuditLog({ db: handle.db, log, clock, rowsDropped: metrics.auditRowsDropped });
+  const limits = createRateLimits(config.rateLimits, redis, audit.record, metrics.rateLimitRejected);
   metrics.watch({
     rateLimitBackend: limits.backend,
     rateLimitTopology: limits.topology,
@@ -117,7 +120,7 @@ export async function prepareDeps(config: Config, handle: DatabaseHandle, log: L
   if (config.redis === undefined) log.info('no REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES: rate limits are kept per process, in memory');
   const clients = createClientLookup(handle.db, handle.listen);
   const mailer = config.passwordReset === undefined ? undefined : createMailer(config.passwordReset, log);
-  return { config, db: handle.db, clients, clock, log, keys, keyRing: ring, passwords, limits, successorKeys: ring.derive(SUCCESSOR_SEAL_PURPOSE), metrics, drain: createDrainState(), mailer };
+  return { config, db: handle.db, clients, clock, log, keys, keyRing: ring, passwords, limits, successorKeys: ring.derive(SUCCESSOR_SEAL_PURPOSE), metrics, audit, drain: createDrainState(), mailer };
 }
 
 /** BOOTSTRAP_ADMIN_*: an admin (direct scope `admin`) on a database that has no user yet. */
@@ -125,8 +128,13 @@ async function bootstrapAdmin(deps: Pick<Deps, 'config' | 'db' | 'clock' | 'log'
   const admin = deps.config.bootstrapAdmin;
   if (admin === undefined || (await countUsers(deps.db)) > 0) return;
   try {
-    const user = await createAccount(deps.db, deps.passwords, { ...admin, scopes: ['admin'] }, new Date(deps.clock.now()));
-    audit(deps.log, 'user_created', { user_id: user.id, actor: 'bootstrap', scopes: ['admin'] });
+    const passwords = await hashAhead(deps.passwords, admin.password, normaliseUsername(admin.username));
+    await auditedChange(
+      deps,
+      { actor: { type: 'system', id: 'bootstrap' } },
+      (trx) => createAccount(trx, passwords, { ...admin, scopes: ['admin'] }, new Date(deps.clock.now())),
+      (user) => ({ event: 'user_created', fields: { user_id: user.id, actor: 'bootstrap', scopes: ['admin'] } }),
+    );
   } catch (error) {
     if (error instanceof AccountError && error.code === 'username_taken') return; // another replica won the race
     if (error instanceof AccountError) throw new Error(`BOOTSTRAP_ADMIN_*: ${error.message}`);
@@ -206,11 +214,15 @@ export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<
     purgeBrowserSessions(deps)
       .then((deleted) => deleted > 0 && deps.log.info({ browser_sessions_deleted: deleted }, 'purged dead browser sessions'))
       .catch((error: unknown) => deps.log.warn({ err: error }, 'could not purge browser sessions'));
+    purgeAuditEvents(deps)
+      .then((deleted) => deleted > 0 && deps.log.info({ audit_events_deleted: deleted }, 'purged audit events past AUDIT_RETENTION'))
+      .catch((error: unknown) => deps.log.warn({ err: error }, 'could not purge audit events'));
   }, PURGE_INTERVAL_MS);
   purge.unref();
 
   const drain = () => {
     drainState.start();
+    void deps.audit.flush(); // what is buffered is written now, not when the timer says
     for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
   };
   let closing: Promise<void> | undefined;
@@ -226,6 +238,8 @@ export async function listen(deps: Deps, onClose: () => Promise<void>): Promise<
       server.closeAllConnections();
       await metrics?.close();
       await deps.limits.close();
+      // The last requests' audit rows, before the database closes.
+      await deps.audit.close();
       await onClose();
     })());
   const host = deps.config.host === '0.0.0.0' || deps.config.host === '::' ? 'localhost' : deps.config.host;

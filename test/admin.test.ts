@@ -536,6 +536,7 @@ describe('sessions', () => {
       .sort((a, b) => b.created_at.getTime() - a.created_at.getTime() || (a.id < b.id ? 1 : -1))
       .map((family) => ({
         id: family.id,
+        user_id: user.id,
         client_id: gateway.id,
         scope: family.scope.join(' '),
         created_at: family.created_at.toISOString(),
@@ -546,7 +547,7 @@ describe('sessions', () => {
       }));
     const all = await call('get', `/admin/users/${user.id}/sessions`);
     expect(all.status).toBe(200);
-    expect(all.body).toEqual({ items: expected, next_after: null });
+    expect(all.body).toEqual({ items: expected, next_cursor: null, next_after: null });
     expect(expected[2]!.created_at).toBe(NOW);
     // REFRESH_TOKEN_ABSOLUTE_TTL (90 days) after the newest login, a minute after NOW.
     expect(expected[0]!.expires_at).toBe(new Date(Date.parse(NOW) + 60_000 + 90 * 86_400_000).toISOString());
@@ -990,5 +991,131 @@ describe('review follow-ups', () => {
     const updated = await call('patch', '/admin/clients/audited-client', { body: { scopes: ['reports', 'admin'] } });
     expect(updated.status).toBe(200);
     expect(auditEntries('client_updated', { client_id: 'audited-client' })[0]).toMatchObject({ now: expect.objectContaining({ scopes: ['reports', 'admin'] }) });
+  });
+});
+
+describe('admin lists: one cursor form, and the filters a console needs', () => {
+  type Page<T> = { items: T[]; next_cursor: string | null };
+
+  /** Every item of a list, a page of `limit` at a time, following next_cursor to the end. */
+  async function walk<T>(path: string, query: Record<string, string>, limit: number): Promise<{ items: T[]; pages: number }> {
+    const items: T[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const res = await call('get', path, { query: { ...query, limit: String(limit), ...(cursor ? { cursor } : {}) } });
+      expect(res.status).toBe(200);
+      const page = res.body as Page<T>;
+      expect(page.items.length).toBeLessThanOrEqual(limit);
+      items.push(...page.items);
+      cursor = page.next_cursor;
+      pages += 1;
+    } while (cursor !== null && pages < 50);
+    return { items, pages };
+  }
+
+  it('users: pages with cursor as with after, and both say where the next page starts', async () => {
+    const prefix = uniqueName('cur');
+    const names = ['a', 'b', 'c', 'd', 'e'].map((letter) => `${prefix}${letter}`);
+    for (const username of names) await newUser({ username });
+    const { items, pages } = await walk<{ username: string }>('/admin/users', { search: prefix }, 2);
+    expect(items.map((item) => item.username)).toEqual(names);
+    expect(pages).toBe(3);
+    const first = (await call('get', '/admin/users', { query: { search: prefix, limit: '2' } })).body;
+    expect(first.next_after).toBe(names[1]);
+    expect(first.next_cursor).toMatch(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/);
+    // The cursor is opaque: it does not read as the username.
+    expect(first.next_cursor).not.toContain(names[1]);
+    expect((await call('get', '/admin/users', { query: { search: prefix, after: names[1]!, cursor: first.next_cursor } })).body).toEqual(
+      invalid('cursor and after cannot be given together'),
+    );
+  });
+
+  it('users: filters by disabled, role and creation time', async () => {
+    const prefix = uniqueName('flt');
+    const role = uniqueName('console');
+    await insertRole(service.deps.db, role, '');
+    const early = await newUser({ username: `${prefix}early` });
+    service.clock.advance(3_600_000);
+    const late = await newUser({ username: `${prefix}late` });
+    service.clock.advance(-3_600_000);
+    await setAccountDisabled(service.deps.db, late.id, true, new Date(service.clock.now()));
+    expect((await call('patch', `/admin/users/${early.id}`, { body: { roles: [role] } })).status).toBe(200);
+    const names = async (query: Record<string, string>) =>
+      ((await call('get', '/admin/users', { query: { search: prefix, ...query } })).body as Page<{ username: string }>).items.map((item) => item.username);
+    expect(await names({ disabled: 'true' })).toEqual([`${prefix}late`]);
+    expect(await names({ disabled: 'false' })).toEqual([`${prefix}early`]);
+    expect(await names({ role })).toEqual([`${prefix}early`]);
+    expect(await names({ created_after: NOW_PLUS_1S })).toEqual([`${prefix}late`]);
+    expect(await names({ created_before: NOW_PLUS_1S })).toEqual([`${prefix}early`]);
+    expect(await names({ created_after: NOW, created_before: NOW_PLUS_1S, disabled: 'false', role })).toEqual([`${prefix}early`]);
+  });
+
+  it.each([
+    [{ disabled: 'yes' }, 'disabled must be true or false'],
+    [{ role: 'no spaces' }, 'role must be a role name: 1 to 64 letters, digits or . _ : -'],
+    [{ created_before: 'today' }, 'created_before must be an RFC 3339 time such as 2026-12-06T10:00:00Z'],
+    [{ created_after: '2026-02-30' }, 'created_after must be an RFC 3339 time such as 2026-12-06T10:00:00Z'],
+    [{ cursor: 'abc.def' }, 'cursor must be the next_cursor of a previous page'],
+  ])('users: %o is a 400', async (query, description) => {
+    const res = await call('get', '/admin/users', { query });
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual(invalid(description));
+  });
+
+  it('sessions: a user\'s and everyone\'s, by user and client, paged by cursor across equal times', async () => {
+    const user = await newUser({ scopes: ['profile'] });
+    const other = await createTestClient(service, { scopes: ['profile'] });
+    const ours = [await login(user), await login(user), await login(user, undefined, other)];
+    const sids = ours.map((tokens) => decodeJwt(tokens.access_token).sid as string);
+    // All three at the same instant (the clock stands still): ties are broken by id.
+    const byUser = await walk<{ id: string; user_id: string; client_id: string }>(`/admin/users/${user.id}/sessions`, {}, 1);
+    expect(byUser.items.map((item) => item.id).sort()).toEqual([...sids].sort());
+    expect(new Set(byUser.items.map((item) => item.user_id))).toEqual(new Set([user.id]));
+    const everyone = await walk<{ id: string; user_id: string }>('/admin/sessions', { user: user.id }, 2);
+    expect(everyone.items).toEqual(byUser.items);
+    const ofClient = await walk<{ id: string }>('/admin/sessions', { client: other.id }, 10);
+    expect(ofClient.items.map((item) => item.id)).toEqual([sids[2]]);
+    const ofUserAndClient = (await call('get', `/admin/users/${user.id}/sessions`, { query: { client: gateway.id } })).body as Page<{ id: string }>;
+    expect(ofUserAndClient.items.map((item) => item.id).sort()).toEqual([sids[0], sids[1]].sort());
+    // A cursor of one list is not one of another.
+    const usersCursor = (await call('get', '/admin/users', { query: { limit: '1' } })).body.next_cursor as string;
+    expect((await call('get', '/admin/sessions', { query: { cursor: usersCursor } })).body).toEqual(invalid('cursor must be the next_cursor of a previous page'));
+    expect((await call('get', '/admin/sessions', { query: { user: 'nope' } })).body).toEqual(invalid('user must be a user id'));
+    expect((await call('get', '/admin/sessions', { query: { client: 'x'.repeat(65) } })).body).toEqual(
+      invalid('client must be a client id: 1 to 64 characters without control characters'),
+    );
+    expect((await call('get', '/admin/sessions', { query: { after: sids[0]! } })).body).toEqual(invalid('unknown query parameter: after'));
+  });
+
+  it('clients: paged by cursor, filtered by grant type and type', async () => {
+    const service1 = await createTestClient(service, { grantTypes: ['client_credentials'], scopes: ['profile'] });
+    const spa = await createTestClient(service, { type: 'public', grantTypes: ['password'], scopes: ['profile'] });
+    const { items, pages } = await walk<{ id: string; grant_types: string[]; type: string }>('/admin/clients', {}, 2);
+    const ids = items.map((item) => item.id);
+    expect(ids).toEqual([...ids].sort());
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids).toEqual(expect.arrayContaining([gateway.id, service1.id, spa.id]));
+    expect(pages).toBeGreaterThan(1);
+    const machine = await walk<{ id: string; grant_types: string[] }>('/admin/clients', { grant_type: 'client_credentials' }, 100);
+    expect(machine.items.map((item) => item.id)).toContain(service1.id);
+    expect(machine.items.every((item) => item.grant_types.includes('client_credentials'))).toBe(true);
+    const publics = await walk<{ id: string; type: string }>('/admin/clients', { type: 'public' }, 100);
+    expect(publics.items.map((item) => item.id)).toContain(spa.id);
+    expect(publics.items.every((item) => item.type === 'public')).toBe(true);
+    expect((await call('get', '/admin/clients', { query: { grant_type: 'Password!' } })).body).toEqual(invalid('grant_type must be a grant type such as client_credentials'));
+    expect((await call('get', '/admin/clients', { query: { type: 'secret' } })).body).toEqual(invalid('type must be confidential or public'));
+    expect((await call('get', '/admin/clients', { query: { limit: '0' } })).body).toEqual(invalid('limit must be an integer from 1 to 100'));
+  });
+
+  it('roles: paged by cursor; other parameters are refused like every list', async () => {
+    const prefix = uniqueName('pagedrole');
+    for (let i = 0; i < 3; i++) expect((await call('post', '/admin/roles', { body: { name: `${prefix}${i}` } })).status).toBe(201);
+    const { items } = await walk<{ name: string }>('/admin/roles', {}, 2);
+    const names = items.map((item) => item.name);
+    expect(names).toEqual([...names].sort());
+    expect(names.filter((name) => name.startsWith(prefix))).toEqual([0, 1, 2].map((i) => `${prefix}${i}`));
+    expect((await call('get', '/admin/roles', { query: { search: 'x' } })).body).toEqual(invalid('unknown query parameter: search'));
+    expect((await call('get', '/admin/roles', { query: { cursor: 'W10.AAAAAAAAAAAAAAAAAAAAAA' } })).body).toEqual(invalid('cursor must be the next_cursor of a previous page'));
   });
 });

@@ -102,6 +102,7 @@ describe('GET /metrics', () => {
       tessera_refresh_token_reuse_detections_total: 'counter',
       tessera_refresh_token_grace_replays_total: 'counter',
       tessera_refresh_token_late_replays_total: 'counter',
+      tessera_audit_rows_dropped_total: 'counter',
       tessera_rate_limit_rejections_total: 'counter',
       tessera_rate_limit_backend: 'gauge',
       tessera_rate_limit_topology: 'gauge',

@@ -1,4 +1,4 @@
-import { audit } from '../audit.js';
+import { auditedChange } from '../audit/writer.js';
 import { findUserByUsername, updatePasswordHash } from '../db/users.js';
 import type { Deps } from '../deps.js';
 import { invalidRequest, OAuthError } from '../oauth/errors.js';
@@ -14,6 +14,8 @@ export const SIGN_IN_FAILED = 'the username or password is incorrect';
 export interface LoginContext {
   readonly ip: string;
   readonly clientId: string;
+  /** The request's X-Request-Id, for the audit row. */
+  readonly requestId?: string | undefined;
 }
 
 /** Checked before any hashing: missing, blank, oversized or control-character input is invalid_request. */
@@ -51,18 +53,25 @@ export async function authenticateUser(deps: Deps, username: string, password: s
 
   if (user === undefined || !matches || user.disabled) {
     const reason = user === undefined ? 'unknown_user' : user.disabled ? 'user_disabled' : 'wrong_password';
-    audit(deps.log, 'login_failed', { reason, user_id: user?.id, client_id: request.clientId, ip: request.ip });
+    // Nobody proved who they are: the client that asked is the actor.
+    const context = { actor: { type: 'client', id: request.clientId }, requestId: request.requestId } as const;
+    deps.audit.record('login_failed', { reason, user_id: user?.id, client_id: request.clientId, ip: request.ip }, context);
     throw new OAuthError('invalid_grant', SIGN_IN_FAILED);
   }
-  if (deps.passwords.needsRehash(user.password_hash)) await rehash(deps, user.id, password);
+  if (deps.passwords.needsRehash(user.password_hash)) await rehash(deps, user.id, password, request);
   return user;
 }
 
 /** The hashing parameters were raised since this hash was made; upgrade it while we hold the password. */
-async function rehash(deps: Deps, userId: string, password: string): Promise<void> {
+async function rehash(deps: Deps, userId: string, password: string, request: LoginContext): Promise<void> {
   try {
-    await updatePasswordHash(deps.db, userId, await deps.passwords.hash(password), new Date(deps.clock.now()));
-    audit(deps.log, 'password_rehashed', { user_id: userId });
+    const hash = await deps.passwords.hash(password);
+    await auditedChange(
+      deps,
+      { actor: { type: 'system' }, ip: request.ip, requestId: request.requestId },
+      (trx) => updatePasswordHash(trx, userId, hash, new Date(deps.clock.now())),
+      () => ({ event: 'password_rehashed', fields: { user_id: userId } }),
+    );
   } catch (error) {
     deps.log.warn({ err: error, user_id: userId }, 'could not rehash a password; will retry at the next login');
   }

@@ -1,4 +1,3 @@
-import { audit } from '../audit.js';
 import {
   checkNewClient,
   checkRateLimit,
@@ -11,7 +10,7 @@ import {
   updateClientSettings,
 } from '../auth/client-registry.js';
 import { listClients } from '../db/clients.js';
-import { type Command, type CommandContext, command, print, printTable, readSecretFromStdin, UsageError } from './command.js';
+import { type Command, type CommandContext, cliChange, command, print, printTable, readSecretFromStdin, UsageError } from './command.js';
 
 const CLAIM_HELP = 'put claim NAME, taken from the user attribute at PATH (attributes.tenant), in its access tokens (repeatable)';
 const RATE_LIMIT_HELP = 'requests per CLIENT_RATE_WINDOW once authenticated, or off for none of its own';
@@ -52,8 +51,11 @@ const create = command(
   },
   async ({ options }, ctx) => {
     const secret = suppliedSecret(ctx, options['secret-stdin']);
-    const { client, generatedSecret } = await registerClient(ctx.db, { ...newClient(options), secret }, new Date(ctx.clock.now()));
-    audit(ctx.log, 'client_created', { client_id: client.id, actor: 'cli', type: client.type, grant_types: client.grant_types });
+    const { client, generatedSecret } = await cliChange(
+      ctx,
+      (trx) => registerClient(trx, { ...newClient(options), secret }, new Date(ctx.clock.now())),
+      ({ client: created }) => ({ event: 'client_created', fields: { client_id: created.id, type: created.type, grant_types: created.grant_types } }),
+    );
     print(ctx, options.json, {
       client_id: client.id,
       type: client.type,
@@ -81,8 +83,11 @@ const list = command({ summary: 'list clients with their grants and scopes' }, a
 });
 
 const remove = command({ summary: 'delete a client', arguments: [{ name: 'client_id' }] }, async ({ args: { client_id: id }, options }, ctx) => {
-  await removeClient(ctx.db, id);
-  audit(ctx.log, 'client_deleted', { client_id: id, actor: 'cli' });
+  await cliChange(
+    ctx,
+    (trx) => removeClient(trx, id),
+    () => ({ event: 'client_deleted', fields: { client_id: id } }),
+  );
   print(ctx, options.json, { client_id: id, deleted: true });
 });
 
@@ -94,8 +99,12 @@ const rotateSecret = command(
     options: { 'secret-stdin': { help: 'read the new secret from standard input', stdin: true } },
   },
   async ({ args: { client_id: id }, options }, ctx) => {
-    const generated = await rotateClientSecret(ctx.db, id, new Date(ctx.clock.now()), suppliedSecret(ctx, options['secret-stdin']));
-    audit(ctx.log, 'client_secret_rotated', { client_id: id, actor: 'cli' });
+    const supplied = suppliedSecret(ctx, options['secret-stdin']);
+    const generated = await cliChange(
+      ctx,
+      (trx) => rotateClientSecret(trx, id, new Date(ctx.clock.now()), supplied),
+      () => ({ event: 'client_secret_rotated', fields: { client_id: id } }),
+    );
     print(ctx, options.json, { client_id: id, ...(generated ? { client_secret: generated } : { rotated: true }) });
   },
 );
@@ -143,7 +152,6 @@ const update = command(
       redirectUris: options['redirect-uri'],
       postLogoutRedirectUris: options['post-logout-redirect-uri'],
     };
-    const client = await updateClientSettings(ctx.db, id, changes, new Date(ctx.clock.now()));
     const changed = [
       ...(options['rate-limit'] === undefined ? [] : ['rate_limit']),
       ...(options['roles-claim'] === undefined ? [] : ['roles_claim']),
@@ -151,16 +159,22 @@ const update = command(
       ...(changes.redirectUris === undefined ? [] : ['redirect_uris']),
       ...(changes.postLogoutRedirectUris === undefined ? [] : ['post_logout_redirect_uris']),
     ];
-    audit(ctx.log, 'client_updated', {
-      client_id: id,
-      actor: 'cli',
-      changed,
-      rate_limit: client.rate_limit,
-      roles_claim: client.roles_claim,
-      token_claims: Object.keys(client.token_claims),
-      redirect_uris: client.redirect_uris,
-      post_logout_redirect_uris: client.post_logout_redirect_uris,
-    });
+    const client = await cliChange(
+      ctx,
+      (trx) => updateClientSettings(trx, id, changes, new Date(ctx.clock.now())),
+      (updated) => ({
+        event: 'client_updated',
+        fields: {
+          client_id: id,
+          changed,
+          rate_limit: updated.rate_limit,
+          roles_claim: updated.roles_claim,
+          token_claims: Object.keys(updated.token_claims),
+          redirect_uris: updated.redirect_uris,
+          post_logout_redirect_uris: updated.post_logout_redirect_uris,
+        },
+      }),
+    );
     print(ctx, options.json, {
       client_id: id,
       rate_limit: client.rate_limit ?? 'off',

@@ -1,4 +1,8 @@
+import { userInfo } from 'node:os';
 import type { Kysely } from 'kysely';
+import type { AuditContext } from '../audit/entry.js';
+import type { AuditEvent } from '../audit/events.js';
+import { auditedChange } from '../audit/writer.js';
 import type { Logger } from 'pino';
 import type { PasswordHasher } from '../auth/passwords.js';
 import type { Clock } from '../clock.js';
@@ -110,4 +114,30 @@ export function readSecretFromStdin(ctx: CommandContext, flag: string): string {
   const secret = ctx.stdin.replace(/\r?\n$/, '');
   if (secret === '') throw new UsageError(`${flag}: standard input was empty`);
   return secret;
+}
+
+/**
+ * Who runs the CLI: the OS user. A command forwarded to a running embedded server over its control
+ * socket runs there, but that socket is the same OS user's alone (mode 0600), so it names the same.
+ */
+export function cliAuditContext(): AuditContext {
+  let id: string;
+  try {
+    id = userInfo().username;
+  } catch {
+    id = `uid:${process.getuid?.() ?? 'unknown'}`; // a uid with no passwd entry (some containers)
+  }
+  return { actor: { type: 'cli', id } };
+}
+
+/** A CLI change and its audit event (actor `cli` with the OS user) in one transaction. */
+export function cliChange<T>(
+  ctx: CommandContext,
+  change: (trx: Kysely<Database>) => Promise<T>,
+  note: (result: T) => { readonly event: AuditEvent; readonly fields: Readonly<Record<string, unknown>> } | undefined,
+): Promise<T> {
+  return auditedChange(ctx, cliAuditContext(), change, (result) => {
+    const described = note(result);
+    return described && { event: described.event, fields: { ...described.fields, actor: 'cli' } };
+  });
 }

@@ -2,20 +2,28 @@ import { AccountError } from '../auth/accounts.js';
 import { ClientError } from '../auth/client-registry.js';
 import { RoleError } from '../auth/roles.js';
 import { isForeignKeyViolation } from '../db/errors.js';
+import { auditCommands } from './audit.js';
 import { clientCommands } from './clients.js';
 import { keyCommands } from './keys.js';
 import { migrateStatus } from './migrations.js';
-import { purgePasswordResetTokens, purgeRefreshFamilies } from '../refresh/housekeeping.js';
+import { purgeAuditEvents, purgePasswordResetTokens, purgeRefreshFamilies } from '../refresh/housekeeping.js';
 import { type Command, type CommandContext, command, CommandError, type Entry, EXIT, formatUsageError, print, UsageError } from './command.js';
 import { roleCommands } from './roles.js';
 import { parseArguments } from './syntax.js';
 import { userCommands } from './users.js';
 
-/** `tessera purge`: delete expired refresh families now (the server also does it periodically). */
+/** `tessera purge`: delete expired refresh families and old audit events now (the server also does it periodically). */
 const purge = command(
-  { summary: 'delete expired refresh-token families now', details: 'The server also does it periodically, with spent password-reset tokens.' },
+  {
+    summary: 'delete expired refresh-token families and audit events',
+    details: 'Audit events older than AUDIT_RETENTION (default 90d) go too. The server also does it periodically, with spent password-reset tokens.',
+  },
   async ({ options }, ctx) => {
-    print(ctx, options.json, { families_deleted: await purgeRefreshFamilies(ctx), reset_tokens_deleted: await purgePasswordResetTokens(ctx) });
+    print(ctx, options.json, {
+      families_deleted: await purgeRefreshFamilies(ctx),
+      reset_tokens_deleted: await purgePasswordResetTokens(ctx),
+      audit_events_deleted: await purgeAuditEvents(ctx),
+    });
   },
 );
 
@@ -34,6 +42,7 @@ const databaseCommands: ReadonlyMap<string, Command> = new Map([
   ...inGroup('roles', roleCommands),
   ...inGroup('clients', clientCommands),
   ...inGroup('keys', keyCommands),
+  ...inGroup('audit', auditCommands),
 ]);
 
 /**
@@ -85,7 +94,7 @@ export function findCommand<T>(commands: ReadonlyMap<string, T>, argv: readonly 
 
 const USAGE_ERROR_CODES = new Set<string>(['invalid_scope', 'invalid_role', 'invalid_client_metadata']);
 
-/** Runs `migrate status`, `purge`, `users ...`, `roles ...`, `clients ...` or `keys ...`; returns the exit code. */
+/** Runs `migrate status`, `purge`, `users ...`, `roles ...`, `clients ...`, `keys ...` or `audit ...`; returns the exit code. */
 export async function runCommand(argv: readonly string[], ctx: CommandContext): Promise<number> {
   const found = findCommand(databaseCommands, argv);
   if (found === undefined) {

@@ -1,6 +1,5 @@
-import { audit } from '../audit.js';
 import { KeyLifecycleError, listKeyStatus, reencryptSigningKeys, rotateSigningKey } from '../keys/lifecycle.js';
-import { type Command, command, type CommandContext, CommandError, print, printTable } from './command.js';
+import { cliAuditContext, cliChange, type Command, command, type CommandContext, CommandError, print, printTable } from './command.js';
 
 /**
  * The CLI serves no JWKS: its own JWKS_MAX_AGE is not what verifiers hold. Its decisions and the
@@ -21,7 +20,7 @@ const rotate = command(
   },
   async ({ options }, ctx) => {
     try {
-      const status = await rotateSigningKey({ ...decider(ctx), db: ctx.db, ring: ctx.keyRing, log: ctx.log }, 'cli');
+      const status = await rotateSigningKey({ ...decider(ctx), db: ctx.db, ring: ctx.keyRing, log: ctx.log, clock: ctx.clock }, 'cli', cliAuditContext());
       print(ctx, options.json, { kid: status.kid, state: status.state, activates_at: status.next_change_at?.toISOString() ?? '' });
     } catch (error) {
       if (error instanceof KeyLifecycleError) throw new CommandError(error.message);
@@ -37,8 +36,11 @@ const reencrypt = command(
     details: 'Run it after putting a new key first in KEY_ENCRYPTION_KEYS (new,old) and rolling the replicas; then remove the old key.',
   },
   async ({ options }, ctx) => {
-    const count = await reencryptSigningKeys(ctx.db, ctx.keyRing);
-    audit(ctx.log, 'keys_reencrypted', { actor: 'cli', keys: count });
+    const count = await cliChange(
+      ctx,
+      (trx) => reencryptSigningKeys(trx, ctx.keyRing),
+      (keys) => ({ event: 'keys_reencrypted', fields: { keys } }),
+    );
     print(ctx, options.json, { keys_reencrypted: count });
   },
 );

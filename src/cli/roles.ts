@@ -1,9 +1,8 @@
-import { audit } from '../audit.js';
 import { changeRoleScopes, checkRoleDescription, checkRoleName, createRole, removeRole, requireRole } from '../auth/roles.js';
 import { normaliseUsername } from '../auth/usernames.js';
 import { addUserRole, listRoles, removeUserRole } from '../db/roles.js';
 import { findUserByUsername } from '../db/users.js';
-import { type Command, command, CommandError, print, printTable } from './command.js';
+import { type Command, cliChange, command, CommandError, print, printTable } from './command.js';
 import { refusing, scopeToken } from './syntax.js';
 
 // The rules (src/auth/roles.ts) are the admin API's too; this file only reads arguments and prints.
@@ -18,8 +17,11 @@ const create = command(
     },
   },
   async ({ args: { role: name }, options }, ctx) => {
-    const role = await createRole(ctx.db, { name, description: options.description, scopes: options.scope });
-    audit(ctx.log, 'role_changed', { role: name, actor: 'cli', created: true, scopes: role.scopes });
+    const role = await cliChange(
+      ctx,
+      (trx) => createRole(trx, { name, description: options.description, scopes: options.scope }),
+      (created) => ({ event: 'role_changed', fields: { role: name, created: true, scopes: created.scopes } }),
+    );
     print(ctx, options.json, { role: name, scopes: role.scopes });
   },
 );
@@ -29,8 +31,11 @@ const list = command({ summary: 'list roles with their scopes' }, async ({ optio
 });
 
 const remove = command({ summary: 'delete a role (its users lose its scopes)', arguments: [{ name: 'role' }] }, async ({ args: { role: name }, options }, ctx) => {
-  await removeRole(ctx.db, name);
-  audit(ctx.log, 'role_changed', { role: name, actor: 'cli', deleted: true });
+  await cliChange(
+    ctx,
+    (trx) => removeRole(trx, name),
+    () => ({ event: 'role_changed', fields: { role: name, deleted: true } }),
+  );
   print(ctx, options.json, { role: name, deleted: true });
 });
 
@@ -46,8 +51,11 @@ const assign = (grant: boolean): Command =>
       const normalised = normaliseUsername(username);
       const user = normalised === undefined ? undefined : await findUserByUsername(ctx.db, normalised);
       if (user === undefined) throw new CommandError(`no such user: ${username}`);
-      await (grant ? addUserRole : removeUserRole)(ctx.db, user.id, role);
-      audit(ctx.log, 'role_changed', { role, user_id: user.id, actor: 'cli', [grant ? 'granted' : 'revoked']: true });
+      await cliChange(
+        ctx,
+        (trx) => (grant ? addUserRole : removeUserRole)(trx, user.id, role),
+        () => ({ event: 'role_changed', fields: { role, user_id: user.id, [grant ? 'granted' : 'revoked']: true } }),
+      );
       print(ctx, options.json, { role, username: user.username, [grant ? 'granted' : 'revoked']: true });
     },
   );
@@ -60,8 +68,11 @@ const changeScopes = (add: boolean): Command =>
       arguments: [{ name: 'role' }, { name: 'scope', variadic: true, parse: scopeToken }],
     },
     async ({ args: { role: name, scope: scopes }, options }, ctx) => {
-      const role = await changeRoleScopes(ctx.db, name, scopes, add);
-      audit(ctx.log, 'role_changed', { role: name, actor: 'cli', [add ? 'scopes_added' : 'scopes_removed']: [...new Set(scopes)] });
+      const role = await cliChange(
+        ctx,
+        (trx) => changeRoleScopes(trx, name, scopes, add),
+        () => ({ event: 'role_changed', fields: { role: name, [add ? 'scopes_added' : 'scopes_removed']: [...new Set(scopes)] } }),
+      );
       print(ctx, options.json, { role: name, scopes: role.scopes });
     },
   );

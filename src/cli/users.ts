@@ -1,6 +1,6 @@
-import { audit } from '../audit.js';
 import { checkProfile, createAccount, setAccountDisabled, setAccountPassword, updateAccount } from '../auth/accounts.js';
 import { generatePassword } from '../auth/passwords.js';
+import { hashAhead } from '../auth/prehash.js';
 import { normaliseUsername } from '../auth/usernames.js';
 import type { User } from '../db/schema.js';
 import {
@@ -14,7 +14,7 @@ import {
 } from '../db/users.js';
 import { endUserBrowserSessions } from '../db/browser-sessions.js';
 import { revokeUserFamilies } from '../db/refresh-families.js';
-import { type Command, type CommandContext, command, CommandError, print, printTable, readSecretFromStdin, UsageError } from './command.js';
+import { type Command, type CommandContext, cliChange, command, CommandError, print, printTable, readSecretFromStdin, UsageError } from './command.js';
 import { checkProfileOptions, PROFILE_OPTIONS, PROFILE_UPDATE_OPTIONS, profileFromOptions, profileView } from './profile-options.js';
 import { scopeToken } from './syntax.js';
 
@@ -55,8 +55,13 @@ const create = command(
     const scopes = [...new Set(options.scope ?? [])];
     const roles = [...new Set(options.role ?? [])];
     const profile = profileFromOptions(options);
-    const user = await createAccount(ctx.db, ctx.passwords, { username: args.username, password, scopes, roles, ...profile }, now(ctx));
-    audit(ctx.log, 'user_created', { user_id: user.id, actor: 'cli', scopes, roles, profile: changedFields(profile) });
+    // Hashed before the transaction: an embedded server's one connection is not held while Argon2 runs.
+    const passwords = await hashAhead(ctx.passwords, password, normaliseUsername(args.username));
+    const user = await cliChange(
+      ctx,
+      (trx) => createAccount(trx, passwords, { username: args.username, password, scopes, roles, ...profile }, now(ctx)),
+      (created) => ({ event: 'user_created', fields: { user_id: created.id, scopes, roles, profile: changedFields(profile) } }),
+    );
     print(ctx, options.json, {
       id: user.id,
       username: user.username,
@@ -94,8 +99,11 @@ const update = command(
   async ({ args, options }, ctx) => {
     const user = await requireUser(ctx, args.username);
     const profile = profileFromOptions(options, user.attributes);
-    await updateAccount(ctx.db, user.id, profile, now(ctx));
-    audit(ctx.log, 'user_updated', { user_id: user.id, actor: 'cli', profile_changed: changedFields(profile) });
+    await cliChange(
+      ctx,
+      (trx) => updateAccount(trx, user.id, profile, now(ctx)),
+      () => ({ event: 'user_updated', fields: { user_id: user.id, profile_changed: changedFields(profile) } }),
+    );
     const updated = await requireUser(ctx, args.username);
     print(ctx, options.json, { id: user.id, username: user.username, ...profileView(updated, options.json) });
   },
@@ -138,16 +146,22 @@ const setDisabled = (disabled: boolean): Command =>
     { summary: disabled ? "disable a user and end the user's sessions" : 'enable a disabled user again', arguments: [{ name: 'username' }] },
     async ({ args, options }, ctx) => {
       const user = await requireUser(ctx, args.username);
-      const sessionsEnded = await setAccountDisabled(ctx.db, user.id, disabled, now(ctx));
-      audit(ctx.log, 'user_updated', { user_id: user.id, actor: 'cli', disabled, sessions_ended: sessionsEnded });
+      const sessionsEnded = await cliChange(
+        ctx,
+        (trx) => setAccountDisabled(trx, user.id, disabled, now(ctx)),
+        (ended) => ({ event: 'user_updated', fields: { user_id: user.id, disabled, sessions_ended: ended } }),
+      );
       print(ctx, options.json, { id: user.id, username: user.username, disabled, ...(disabled ? { sessions_ended: sessionsEnded } : {}) });
     },
   );
 
 const remove = command({ summary: 'delete a user', arguments: [{ name: 'username' }] }, async ({ args, options }, ctx) => {
   const user = await requireUser(ctx, args.username);
-  await deleteUser(ctx.db, user.id);
-  audit(ctx.log, 'user_deleted', { user_id: user.id, actor: 'cli' });
+  await cliChange(
+    ctx,
+    (trx) => deleteUser(trx, user.id),
+    (deleted) => (deleted ? { event: 'user_deleted', fields: { user_id: user.id, username: user.username } } : undefined),
+  );
   print(ctx, options.json, { id: user.id, username: user.username, deleted: true });
 });
 
@@ -161,8 +175,13 @@ const setPassword = command(
   async ({ args, options }, ctx) => {
     const user = await requireUser(ctx, args.username);
     const generated = options['password-stdin'] ? undefined : generatePassword();
-    const sessionsEnded = await setAccountPassword(ctx.db, ctx.passwords, user, generated ?? readSecretFromStdin(ctx, '--password-stdin'), now(ctx));
-    audit(ctx.log, 'user_updated', { user_id: user.id, actor: 'cli', password_changed: true, sessions_ended: sessionsEnded });
+    const password = generated ?? readSecretFromStdin(ctx, '--password-stdin');
+    const passwords = await hashAhead(ctx.passwords, password, user.username);
+    const sessionsEnded = await cliChange(
+      ctx,
+      (trx) => setAccountPassword(trx, passwords, user, password, now(ctx)),
+      (ended) => ({ event: 'user_updated', fields: { user_id: user.id, password_changed: true, sessions_ended: ended } }),
+    );
     print(ctx, options.json, { id: user.id, username: user.username, sessions_ended: sessionsEnded, ...(generated ? { password: generated } : {}) });
   },
 );
@@ -176,9 +195,15 @@ const logout = command(
   },
   async ({ args, options }, ctx) => {
     const user = await requireUser(ctx, args.username);
-    const sessionsEnded = await revokeUserFamilies(ctx.db, user.id, 'logout', now(ctx));
-    await endUserBrowserSessions(ctx.db, user.id, now(ctx));
-    audit(ctx.log, 'user_logged_out', { user_id: user.id, actor: 'cli', sessions_ended: sessionsEnded });
+    const sessionsEnded = await cliChange(
+      ctx,
+      async (trx) => {
+        const ended = await revokeUserFamilies(trx, user.id, 'logout', now(ctx));
+        await endUserBrowserSessions(trx, user.id, now(ctx));
+        return ended;
+      },
+      (ended) => ({ event: 'user_logged_out', fields: { user_id: user.id, sessions_ended: ended } }),
+    );
     print(ctx, options.json, { id: user.id, username: user.username, sessions_ended: sessionsEnded });
   },
 );
@@ -192,8 +217,11 @@ const changeScopes = (grant: boolean): Command =>
     async ({ args, options }, ctx) => {
       const user = await requireUser(ctx, args.username);
       const scopes = [...new Set(args.scope)];
-      await (grant ? grantUserScopes : revokeUserScopes)(ctx.db, user.id, scopes);
-      audit(ctx.log, 'user_updated', { user_id: user.id, actor: 'cli', [grant ? 'scopes_granted' : 'scopes_revoked']: scopes });
+      await cliChange(
+        ctx,
+        (trx) => (grant ? grantUserScopes : revokeUserScopes)(trx, user.id, scopes),
+        () => ({ event: 'user_updated', fields: { user_id: user.id, [grant ? 'scopes_granted' : 'scopes_revoked']: scopes } }),
+      );
       print(ctx, options.json, { id: user.id, username: user.username, scopes: await findDirectUserScopes(ctx.db, user.id) });
     },
   );

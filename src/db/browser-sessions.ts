@@ -1,5 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import type { BrowserSession, Database } from './schema.js';
+import { inTransaction } from './transaction.js';
 
 /** A browser session with what every use of it needs to know of its user. */
 export interface LiveBrowserSession extends BrowserSession {
@@ -62,7 +63,7 @@ export async function findBrowserSessionById(db: Kysely<Database>, id: string): 
  * (RP-initiated logout). Returns the families ended; none if the session had already ended.
  */
 export async function endBrowserSession(db: Kysely<Database>, id: string, now: Date): Promise<string[]> {
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     await trx.updateTable('browser_sessions').set({ ended_at: now }).where('id', '=', id).where('ended_at', 'is', null).execute();
     const ended = await trx
       .updateTable('refresh_families')

@@ -22,6 +22,18 @@ export async function listClients(db: Kysely<Database>): Promise<Client[]> {
   return db.selectFrom('clients').selectAll().orderBy('id').execute();
 }
 
+/** A page of clients in id order after `after`, optionally only those with a grant or of a type. */
+export async function pageClients(
+  db: Kysely<Database>,
+  page: { readonly limit: number; readonly after?: string | undefined; readonly grantType?: string | undefined; readonly type?: string | undefined },
+): Promise<Client[]> {
+  let query = db.selectFrom('clients').selectAll().orderBy('id').limit(page.limit);
+  if (page.after !== undefined) query = query.where('id', '>', page.after);
+  if (page.grantType !== undefined) query = query.where(sql<boolean>`${page.grantType} = any(grant_types)`);
+  if (page.type !== undefined) query = query.where('type', '=', page.type as Client['type']);
+  return query.execute();
+}
+
 export async function deleteClient(db: Kysely<Database>, id: string): Promise<boolean> {
   const result = await db.deleteFrom('clients').where('id', '=', id).executeTakeFirst();
   return result.numDeletedRows > 0n;

@@ -174,18 +174,28 @@ export async function pageUserFamilies(
   userId: string,
   page: { readonly limit: number; readonly after?: string | undefined },
 ): Promise<RefreshFamily[]> {
-  let query = db
-    .selectFrom('refresh_families')
-    .selectAll()
-    .where('user_id', '=', userId)
-    .orderBy('created_at', 'desc')
-    .orderBy('id', 'desc')
-    .limit(page.limit);
+  return pageFamilies(db, { userId }, page);
+}
+
+/**
+ * A page of sessions (families), newest first, of a user and/or a client: after the family `after`
+ * (an id, as the first form of these pages said), or after the position (created_at, id).
+ */
+export async function pageFamilies(
+  db: Kysely<Database>,
+  filter: { readonly userId?: string | undefined; readonly clientId?: string | undefined },
+  page: { readonly limit: number; readonly after?: string | undefined; readonly afterPosition?: { readonly createdAt: Date; readonly id: string } | undefined },
+): Promise<RefreshFamily[]> {
+  let query = db.selectFrom('refresh_families').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(page.limit);
+  if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
+  if (filter.clientId !== undefined) query = query.where('client_id', '=', filter.clientId);
   if (page.after !== undefined) {
-    query = query.where(
-      sql<boolean>`(created_at, id) < (select f.created_at, f.id from refresh_families f where f.id = ${page.after} and f.user_id = ${userId})`,
-    );
+    // Another user's session names no place in this user's list: the page is empty.
+    const owner = filter.userId === undefined ? sql`true` : sql`f.user_id = ${filter.userId}`;
+    query = query.where(sql<boolean>`(created_at, id) < (select f.created_at, f.id from refresh_families f where f.id = ${page.after} and ${owner})`);
   }
+  const position = page.afterPosition;
+  if (position !== undefined) query = query.where(sql<boolean>`(created_at, id) < (${position.createdAt}::timestamptz, ${position.id}::uuid)`);
   return query.execute();
 }
 

@@ -27,6 +27,21 @@ export async function listRoles(db: Kysely<Database>): Promise<RoleWithScopes[]>
   }));
 }
 
+/** A page of roles in name order after `after`, each with its scopes. */
+export async function pageRoles(db: Kysely<Database>, page: { readonly limit: number; readonly after?: string | undefined }): Promise<RoleWithScopes[]> {
+  let query = db.selectFrom('roles').select(['name', 'description']).orderBy('name').limit(page.limit);
+  if (page.after !== undefined) query = query.where('name', '>', page.after);
+  const roles = await query.execute();
+  if (roles.length === 0) return [];
+  const scopes = await db
+    .selectFrom('role_scopes')
+    .select(['role_name', 'scope'])
+    .where('role_name', 'in', roles.map((role) => role.name))
+    .orderBy('scope')
+    .execute();
+  return roles.map((role) => ({ ...role, scopes: scopes.filter((row) => row.role_name === role.name).map((row) => row.scope) }));
+}
+
 export async function findRole(db: Kysely<Database>, name: string): Promise<RoleWithScopes | undefined> {
   const role = await db.selectFrom('roles').select(['name', 'description']).where('name', '=', name).executeTakeFirst();
   if (role === undefined) return undefined;

@@ -162,6 +162,23 @@ export interface PasswordResetTokensTable {
   used_at: Date | null;
 }
 
+export type AuditActorType = 'user' | 'client' | 'cli' | 'system';
+
+/** One audit event (src/audit/): written with the change it records, or in a batch shortly after. */
+export interface AuditEventsTable {
+  /** bigint: read as a string. */
+  id: ColumnType<string, never, never>;
+  occurred_at: Date;
+  type: string;
+  actor_type: AuditActorType;
+  actor_id: string | null;
+  subject: string | null;
+  client_id: string | null;
+  ip: string | null;
+  request_id: string | null;
+  details: ColumnType<Record<string, unknown>, Record<string, unknown>, never>;
+}
+
 export interface Database {
   users: UsersTable;
   roles: RolesTable;
@@ -176,6 +193,7 @@ export interface Database {
   password_reset_tokens: PasswordResetTokensTable;
   browser_sessions: BrowserSessionsTable;
   authorization_codes: AuthorizationCodesTable;
+  audit_events: AuditEventsTable;
 }
 
 export type User = Selectable<UsersTable>;
@@ -188,3 +206,5 @@ export type SigningKeyRow = Selectable<SigningKeysTable>;
 export type RefreshFamily = Selectable<RefreshFamiliesTable>;
 export type BrowserSession = Selectable<BrowserSessionsTable>;
 export type AuthorizationCode = Selectable<AuthorizationCodesTable>;
+export type AuditEventRow = Selectable<AuditEventsTable>;
+export type NewAuditEventRow = Insertable<AuditEventsTable>;

@@ -76,19 +76,37 @@ export async function countUsers(db: Kysely<Database>): Promise<number> {
   return Number(row.count);
 }
 
-/**
- * A page of users in username order, after the username `after`. `search` keeps the usernames that
- * contain it (it is compared as plain text: LIKE's `%`, `_` and `\` in it match only themselves).
- */
+/** What a listing of users keeps; every member narrows it. */
+export interface UserFilter {
+  /** Usernames that contain it (compared as plain text: LIKE's `%`, `_` and `\` match only themselves). */
+  readonly search?: string | undefined;
+  readonly disabled?: boolean | undefined;
+  /** Holders of this role. */
+  readonly role?: string | undefined;
+  /** Created strictly before / at or after. */
+  readonly createdBefore?: Date | undefined;
+  readonly createdAfter?: Date | undefined;
+}
+
+/** A page of users in username order, after the username `after`. */
 export async function listUsers(
   db: Kysely<Database>,
-  page: { readonly limit: number; readonly after?: string | undefined; readonly search?: string | undefined },
+  page: { readonly limit: number; readonly after?: string | undefined } & UserFilter,
 ): Promise<User[]> {
   let query = db.selectFrom('users').selectAll().orderBy('username').limit(page.limit);
   if (page.after !== undefined) query = query.where('username', '>', page.after);
   if (page.search !== undefined && page.search !== '') {
     query = query.where(sql<boolean>`username like ${`%${escapeLike(page.search)}%`} escape '\\'`);
   }
+  if (page.disabled !== undefined) query = query.where('disabled', '=', page.disabled);
+  const role = page.role;
+  if (role !== undefined) {
+    query = query.where((eb) =>
+      eb.exists(eb.selectFrom('user_roles').select('user_roles.user_id').whereRef('user_roles.user_id', '=', 'users.id').where('user_roles.role_name', '=', role)),
+    );
+  }
+  if (page.createdBefore !== undefined) query = query.where('created_at', '<', page.createdBefore);
+  if (page.createdAfter !== undefined) query = query.where('created_at', '>=', page.createdAfter);
   return query.execute();
 }
 

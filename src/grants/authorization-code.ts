@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { audit } from '../audit.js';
+import type { AuditContext } from '../audit/entry.js';
+import { auditedChange } from '../audit/writer.js';
 import { formatScope, OPENID_SCOPE } from '../auth/scopes.js';
 import { consumeAuthorizationCode, findAuthorizationCode } from '../db/authorization-codes.js';
 import { findBrowserSessionById } from '../db/browser-sessions.js';
@@ -39,8 +40,10 @@ export const authorizationCodeGrant: Grant = {
     if (verifier === undefined || verifier === '') throw invalidRequest('code_verifier is required (PKCE)');
     if (!CODE_VERIFIER.test(verifier)) throw invalidRequest('code_verifier must be 43 to 128 unreserved characters (RFC 7636 section 4.1)');
     const context = { client_id: client.id, ip };
+    // The client presents the code: it is the actor of every exchange event.
+    const auditContext: AuditContext = { actor: { type: 'client', id: client.id }, requestId: request.requestId };
     const refuse = (reason: string, fields: Record<string, unknown> = {}): never => {
-      audit(deps.log, 'authorization_code_refused', { ...context, reason, ...fields });
+      deps.audit.record('authorization_code_refused', { ...context, reason, ...fields }, auditContext);
       throw invalidCode();
     };
     if (!isWellFormedOpaqueSecret(code)) return refuse('unknown_code');
@@ -49,9 +52,13 @@ export const authorizationCodeGrant: Grant = {
     const issued = await findAuthorizationCode(deps.db, codeHash);
     if (issued === undefined) return refuse('unknown_code');
     const replayed = async (familyId: string | null): Promise<never> => {
-      // The code leaked, or its first exchange was an attacker's: end what it started.
-      if (familyId !== null) await revokeFamily(deps.db, familyId, 'reuse', new Date(deps.clock.now()));
-      audit(deps.log, 'authorization_code_reuse_detected', { ...context, user_id: issued.user_id, family_id: familyId }, 'warn');
+      // The code leaked, or its first exchange was an attacker's: end what it started, with its audit row.
+      await auditedChange(
+        deps,
+        auditContext,
+        async (trx) => (familyId === null ? false : revokeFamily(trx, familyId, 'reuse', new Date(deps.clock.now()))),
+        () => ({ event: 'authorization_code_reuse_detected', level: 'warn', fields: { ...context, user_id: issued.user_id, family_id: familyId } }),
+      );
       throw invalidCode();
     };
     if (issued.used_at !== null) return replayed(issued.family_id);
@@ -107,7 +114,11 @@ export const authorizationCodeGrant: Grant = {
           accessToken: accessToken.token,
         })
       : undefined;
-    audit(deps.log, 'authorization_code_exchanged', { ...context, user_id: issued.user_id, family_id: familyId, session_id: issued.browser_session_id });
+    deps.audit.record(
+      'authorization_code_exchanged',
+      { ...context, user_id: issued.user_id, family_id: familyId, session_id: issued.browser_session_id },
+      auditContext,
+    );
     return {
       access_token: accessToken.token,
       token_type: 'Bearer',

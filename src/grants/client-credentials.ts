@@ -1,4 +1,3 @@
-import { audit } from '../audit.js';
 import { formatScope, parseScope, resolveScope } from '../auth/scopes.js';
 import type { Deps } from '../deps.js';
 import { OAuthError } from '../oauth/errors.js';
@@ -24,7 +23,7 @@ export const clientCredentialsGrant: Grant = {
       subjectAllowed: client.allowed_scopes,
     });
     const accessToken = await signAccessToken(deps, { sub: client.id, clientId: client.id, scope, audience: client.audience });
-    audit(deps.log, 'client_token_issued', { client_id: client.id, ip: request.ip, scope });
+    deps.audit.record('client_token_issued', { client_id: client.id, ip: request.ip, scope }, { actor: { type: 'client', id: client.id }, requestId: request.requestId });
     return { access_token: accessToken.token, token_type: 'Bearer', expires_in: accessToken.expiresIn, scope: formatScope(scope) };
   },
 };

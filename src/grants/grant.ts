@@ -19,6 +19,8 @@ export interface TokenRequest {
   readonly client: Client;
   /** The real client address, as TRUST_PROXY resolves it. */
   readonly ip: string;
+  /** The request's X-Request-Id (src/http/request-log.ts), for the audit log. */
+  readonly requestId?: string | undefined;
 }
 
 /** One grant type: one module of this shape, one entry in the map of src/grants/index.ts. */

@@ -1,4 +1,3 @@
-import { audit } from '../audit.js';
 import { formatScope, parseScope, resolveScope } from '../auth/scopes.js';
 import { authenticateUser, readCredentials, SIGN_IN_FAILED } from '../auth/user-login.js';
 import { findUserScopes } from '../db/users.js';
@@ -18,7 +17,7 @@ export const passwordGrant: Grant = {
   async handle(request: TokenRequest, deps: Deps): Promise<TokenResponse> {
     const { username, password } = readCredentials(request.params);
     const requestedScope = parseScope(request.params['scope']);
-    const user = await authenticateUser(deps, username, password, { ip: request.ip, clientId: request.client.id });
+    const user = await authenticateUser(deps, username, password, { ip: request.ip, clientId: request.client.id, requestId: request.requestId });
 
     const [subjectAllowed, userClaims] = await Promise.all([findUserScopes(deps.db, user.id), readUserClaims(deps, request.client, user.id)]);
     const scope = resolveScope({
@@ -49,7 +48,11 @@ export const passwordGrant: Grant = {
       sid: session.familyId,
       ...(userClaims === undefined ? {} : { userClaims }),
     });
-    audit(deps.log, 'login_succeeded', { user_id: user.id, client_id: request.client.id, ip: request.ip, family_id: session.familyId });
+    deps.audit.record(
+      'login_succeeded',
+      { user_id: user.id, client_id: request.client.id, ip: request.ip, family_id: session.familyId },
+      { actor: { type: 'user', id: user.id }, requestId: request.requestId },
+    );
     return {
       access_token: accessToken.token,
       token_type: 'Bearer',

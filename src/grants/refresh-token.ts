@@ -26,6 +26,7 @@ export const refreshTokenGrant: Grant = {
       token,
       client: request.client,
       ip: request.ip,
+      requestId: request.requestId,
       decideScope: (family) => {
         const userScopes = new Set(family.user_scopes);
         return resolveScope({

@@ -1,11 +1,13 @@
 import { Router } from 'express';
-import { audit } from '../audit.js';
+import { auditedChange } from '../audit/writer.js';
+import { hashAhead } from '../auth/prehash.js';
 import { AccountError, setAccountPassword } from '../auth/accounts.js';
 import { hasControlCharacters, MAX_PASSWORD_BYTES } from '../auth/passwords.js';
 import type { Deps } from '../deps.js';
 import { invalidRequest } from '../oauth/errors.js';
 import { authenticateUser } from './bearer.js';
 import { methodNotAllowed } from './errors.js';
+import { auditContextOf } from './request-log.js';
 import { noStore, parseForm, parseJson, readParams, rejectQueryParameters, requireFormOrJson } from './form.js';
 
 /**
@@ -33,13 +35,19 @@ export function passwordChangeRouter(deps: Deps): Router {
       const right = await deps.passwords.verify(user.password_hash, current);
       return { verdict: right ? 'right_password' : 'wrong_password', result: right };
     });
+    const context = auditContextOf(req, res, { type: 'user', id: user.id });
     if (!matches) {
-      audit(deps.log, 'password_change_failed', { user_id: user.id, client_id: claims.client_id, ip: req.ip });
+      deps.audit.record('password_change_failed', { user_id: user.id, client_id: claims.client_id, ip: req.ip }, context);
       throw invalidRequest('the current password is incorrect');
     }
     try {
-      const sessionsEnded = await setAccountPassword(deps.db, deps.passwords, user, next, new Date(deps.clock.now()));
-      audit(deps.log, 'password_changed', { user_id: user.id, client_id: claims.client_id, ip: req.ip, sessions_ended: sessionsEnded });
+      const passwords = await hashAhead(deps.passwords, next, user.username);
+      await auditedChange(
+        deps,
+        context,
+        (trx) => setAccountPassword(trx, passwords, user, next, new Date(deps.clock.now())),
+        (sessionsEnded) => ({ event: 'password_changed', fields: { user_id: user.id, client_id: claims.client_id, ip: req.ip, sessions_ended: sessionsEnded } }),
+      );
     } catch (error) {
       if (error instanceof AccountError) throw invalidRequest(error.message);
       throw error;

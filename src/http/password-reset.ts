@@ -1,10 +1,10 @@
 import { Router } from 'express';
-import { audit } from '../audit.js';
 import { hasControlCharacters, MAX_PASSWORD_BYTES } from '../auth/passwords.js';
 import type { Deps } from '../deps.js';
 import { invalidRequest, OAuthError } from '../oauth/errors.js';
 import { confirmPasswordReset, requestPasswordReset, resetAccountKey, type ResetRequest, sendResetMail } from '../password-reset/reset.js';
 import { methodNotAllowed } from './errors.js';
+import { auditContextOf } from './request-log.js';
 import { noStore, type Params, parseForm, parseJson, readParams, rejectQueryParameters, requireFormOrJson } from './form.js';
 
 /** Longer than any username or email Tessera keeps. */
@@ -28,7 +28,9 @@ export function passwordResetRouter(deps: Deps): Router {
     const request = readResetRequest(readParams(req.body));
     await deps.limits.countResetRequest(req.ip ?? '', resetAccountKey(request));
     const delivery = await requestPasswordReset(deps, request);
-    audit(deps.log, 'password_reset_requested', { ip: req.ip, user_id: delivery?.userId, mail: delivery !== undefined });
+    // Batched like a login (no change of its own to share a transaction with): the same work for a known name and an unknown one.
+    const context = auditContextOf(req, res, { type: 'user', id: delivery?.userId });
+    deps.audit.record('password_reset_requested', { ip: req.ip, user_id: delivery?.userId, mail: delivery !== undefined }, context);
     res.status(202).json({ message: 'if the account exists and has a verified email, a reset link is on its way there' });
     // After the answer has gone out: composing and sending the mail is no part of its time.
     if (delivery !== undefined) setImmediate(() => void sendResetMail(deps, mailer, delivery));
@@ -43,11 +45,12 @@ export function passwordResetRouter(deps: Deps): Router {
     if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES || hasControlCharacters(password)) {
       throw invalidRequest('the password must be at most 1 KiB and free of control characters');
     }
+    const context = auditContextOf(req, res, { type: 'user' });
     try {
-      const { userId, sessionsEnded } = await confirmPasswordReset(deps, { token, password });
-      audit(deps.log, 'password_reset_completed', { user_id: userId, ip: req.ip, sessions_ended: sessionsEnded });
+      // password_reset_completed is written in the transaction of the reset, naming its user.
+      await confirmPasswordReset(deps, { token, password }, context);
     } catch (error) {
-      if (error instanceof OAuthError && error.code === 'invalid_grant') audit(deps.log, 'password_reset_failed', { reason: 'invalid_token', ip: req.ip });
+      if (error instanceof OAuthError && error.code === 'invalid_grant') deps.audit.record('password_reset_failed', { reason: 'invalid_token', ip: req.ip }, context);
       throw error;
     }
     res.status(204).end();

@@ -1,10 +1,13 @@
 import { Router } from 'express';
-import { audit } from '../audit.js';
+import { auditedChange } from '../audit/writer.js';
+import { hashAhead } from '../auth/prehash.js';
+import { normaliseUsername } from '../auth/usernames.js';
 import { AccountError, createAccount } from '../auth/accounts.js';
 import { hasControlCharacters, MAX_PASSWORD_BYTES } from '../auth/passwords.js';
 import type { Deps } from '../deps.js';
 import { invalidRequest, OAuthError } from '../oauth/errors.js';
 import { methodNotAllowed } from './errors.js';
+import { requestIdOf } from './request-log.js';
 import { noStore, parseForm, parseJson, readParams, rejectQueryParameters, requireFormOrJson } from './form.js';
 
 /**
@@ -28,8 +31,13 @@ export function registerRouter(deps: Deps): Router {
     try {
       // An empty email or name is none.
       const profile = { email: email || undefined, name: name || undefined, emailVerified: false };
-      const user = await createAccount(deps.db, deps.passwords, { username, password, ...profile }, new Date(deps.clock.now()));
-      audit(deps.log, 'user_registered', { user_id: user.id, ip: req.ip });
+      const passwords = await hashAhead(deps.passwords, password, normaliseUsername(username));
+      const user = await auditedChange(
+        deps,
+        { actor: { type: 'user' }, ip: req.ip, requestId: requestIdOf(res) },
+        (trx) => createAccount(trx, passwords, { username, password, ...profile }, new Date(deps.clock.now())),
+        (created) => ({ event: 'user_registered', fields: { user_id: created.id, ip: req.ip } }),
+      );
       res.status(201).json({ sub: user.id, username: user.username });
     } catch (error) {
       if (!(error instanceof AccountError)) throw error;

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { RequestHandler } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
+import type { AuditActor, AuditContext } from '../audit/entry.js';
 import type { Logger } from 'pino';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -42,4 +43,15 @@ export function requestLogger(log: Logger): RequestHandler {
     });
     next();
   };
+}
+
+/** The X-Request-Id this request was given above. */
+export function requestIdOf(res: Response): string | undefined {
+  const id = res.getHeader('X-Request-Id');
+  return typeof id === 'string' ? id : undefined;
+}
+
+/** Who made this request, from where, under which request id: what its audit rows carry. */
+export function auditContextOf(req: Request, res: Response, actor: AuditActor): AuditContext {
+  return { actor, ip: req.ip, requestId: requestIdOf(res) };
 }

@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import { audit } from '../audit.js';
+import { auditedChange } from '../audit/writer.js';
 import { findTokenFamily, revokeFamily } from '../db/refresh-families.js';
 import type { Deps } from '../deps.js';
 import { invalidRequest } from '../oauth/errors.js';
@@ -7,6 +7,7 @@ import { hashRefreshToken, isWellFormedRefreshToken } from '../refresh/tokens.js
 import { verifyAccessToken } from '../tokens/access-token.js';
 import { authenticateRequestClient } from './client-authentication.js';
 import { methodNotAllowed } from './errors.js';
+import { auditContextOf } from './request-log.js';
 import { noStore, parseForm, readParams, rejectQueryParameters, requireForm } from './form.js';
 
 /**
@@ -26,9 +27,15 @@ export function revokeRouter(deps: Deps): Router {
     const token = params['token'];
     if (token === undefined || token === '') throw invalidRequest('token is required');
 
-    const familyId = await findFamilyOf(deps, token, client.id);
-    if (familyId !== undefined && (await revokeFamily(deps.db, familyId, 'logout', new Date(deps.clock.now())))) {
-      audit(deps.log, 'refresh_family_revoked', { reason: 'logout', family_id: familyId, client_id: client.id, ip: req.ip });
+    const family = await findFamilyOf(deps, token, client.id);
+    if (family !== undefined) {
+      const fields = { reason: 'logout', family_id: family.id, user_id: family.userId, client_id: client.id, ip: req.ip };
+      await auditedChange(
+        deps,
+        auditContextOf(req, res, { type: 'client', id: client.id }),
+        (trx) => revokeFamily(trx, family.id, 'logout', new Date(deps.clock.now())),
+        (revoked) => (revoked ? { event: 'refresh_family_revoked', fields } : undefined),
+      );
     }
     res.status(200).end();
   });
@@ -37,11 +44,11 @@ export function revokeRouter(deps: Deps): Router {
 }
 
 /** The family a token of this client belongs to: a refresh token by its hash, an access token by its `sid`. */
-async function findFamilyOf(deps: Deps, token: string, clientId: string): Promise<string | undefined> {
+async function findFamilyOf(deps: Deps, token: string, clientId: string): Promise<{ id: string; userId: string } | undefined> {
   if (isWellFormedRefreshToken(token)) {
     const family = await findTokenFamily(deps.db, hashRefreshToken(token));
-    return family?.client_id === clientId ? family.id : undefined;
+    return family?.client_id === clientId ? { id: family.id, userId: family.user_id } : undefined;
   }
   const claims = await verifyAccessToken(deps, token).catch(() => undefined);
-  return claims?.client_id === clientId ? claims.sid : undefined;
+  return claims?.client_id === clientId && claims.sid !== undefined ? { id: claims.sid, userId: claims.sub } : undefined;
 }

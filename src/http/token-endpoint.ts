@@ -5,6 +5,7 @@ import { invalidRequest, OAuthError } from '../oauth/errors.js';
 import { authenticateRequestClient } from './client-authentication.js';
 import { methodNotAllowed } from './errors.js';
 import { countTokenRequests } from './metrics.js';
+import { requestIdOf } from './request-log.js';
 import { noStore, type Params, parseForm, parseJson, readParams, rejectQueryParameters, requireForm, requireFormOrJson } from './form.js';
 
 /**
@@ -51,7 +52,7 @@ export function handleTokenRequest(deps: Deps, readBody: (req: Request) => Param
     if (!client.grant_types.includes(grant.grantType)) {
       throw new OAuthError('unauthorized_client', 'this client may not use this grant_type');
     }
-    const response = await grant.handle({ params, client, ip: req.ip ?? '' }, deps);
+    const response = await grant.handle({ params, client, ip: req.ip ?? '', requestId: requestIdOf(res) }, deps);
     res.status(200).json(response);
   };
 }

@@ -1,9 +1,12 @@
 import { type Kysely, sql } from 'kysely';
 import type { Logger } from 'pino';
-import { audit } from '../audit.js';
+import { type AuditContext, type AuditNote, SYSTEM } from '../audit/entry.js';
+import { auditedChange } from '../audit/writer.js';
+import { type Clock, systemClock } from '../clock.js';
 import type { Config } from '../config.js';
 import { announceReplicaSettings, deleteReplicaSettingsOutOfForce, findReplicaSettingsInForce, type ReplicaSettings } from '../db/replica-settings.js';
 import type { Database, SigningKeyRow } from '../db/schema.js';
+import { inTransaction } from '../db/transaction.js';
 import {
   decideMissingActivations,
   deleteRetiredKeys,
@@ -143,7 +146,11 @@ export interface KeyDeps extends KeyDecider {
   readonly db: Kysely<Database>;
   readonly ring: KeyRing;
   readonly log: Logger;
+  /** Stamps the audit rows (the service's clock; the system's when not given). */
+  readonly clock?: Clock;
 }
+
+const auditSink = (deps: KeyDeps | Omit<KeyDeps, 'serving'>) => ({ db: deps.db, log: deps.log, clock: deps.clock ?? systemClock });
 
 /**
  * Adds a next key, published now and signing from its activation time, decided here once, on the
@@ -151,9 +158,14 @@ export interface KeyDeps extends KeyDecider {
  * One next key at a time. Refused when this process's KEY_ENCRYPTION_KEYS cannot open the active
  * key: a key sealed under a ring the replicas do not have would break them when it became active.
  */
-export async function rotateSigningKey(deps: KeyDeps, actor: string, ip?: string): Promise<KeyStatus> {
+export async function rotateSigningKey(deps: KeyDeps, actor: string, context: AuditContext = SYSTEM): Promise<KeyStatus> {
   const key = await generateSigningKey(deps.ring);
-  const { row, retention } = await deps.db.transaction().execute(async (trx) => {
+  // No ip from the CLI or the schedule: an undefined member is left out of the log line.
+  const noteOf = (activatesAt: Date | null): AuditNote => ({
+    event: 'signing_key_created',
+    fields: { kid: key.kid, activates_at: activatesAt, actor, ip: context.ip },
+  });
+  const { row, retention } = await auditedChange(auditSink(deps), context, async (trx) => {
     await sql`select pg_advisory_xact_lock(${KEY_CHANGE_LOCK})`.execute(trx);
     const active = await findActiveSigningKey(trx);
     if (active && !opens(deps.ring, active)) {
@@ -163,9 +175,7 @@ export async function rotateSigningKey(deps: KeyDeps, actor: string, ip?: string
     if (waiting) throw new KeyLifecycleError(`key ${waiting.kid} is already waiting to become active`);
     const settings = await settingsInForce(trx, deps);
     return { row: await insertNextSigningKey(trx, key, promotionDelaySeconds(...settings)), retention: retentionSeconds(...settings) };
-  });
-  // No ip from the CLI or the schedule: an undefined member is left out of the log line.
-  audit(deps.log, 'signing_key_created', { kid: key.kid, activates_at: row.activates_at, actor, ip });
+  }, ({ row: inserted }) => noteOf(inserted.activates_at));
   return keyStatus(row, retention);
 }
 
@@ -180,7 +190,8 @@ export async function maintainSigningKeys(deps: Omit<KeyDeps, 'serving'>): Promi
   const { db, config, log } = deps;
   const decider: KeyDecider = { config, serving: true };
   await announceKeySettings(db, config);
-  const changed = await db.transaction().execute(async (trx) => {
+  const notes: AuditNote[] = [];
+  const changed = await auditedChange(auditSink(deps), SYSTEM, async (trx) => {
     await sql`select pg_advisory_xact_lock(${KEY_CHANGE_LOCK})`.execute(trx);
     const settings = await settingsInForce(trx, decider);
     for (const kid of await decideMissingActivations(trx, promotionDelaySeconds(...settings))) {
@@ -194,17 +205,17 @@ export async function maintainSigningKeys(deps: Omit<KeyDeps, 'serving'>): Promi
         log.error({ kid: due.kid }, 'a next signing key cannot be opened with KEY_ENCRYPTION_KEYS: not promoting it');
       } else {
         await promoteSigningKey(trx, due.kid);
-        audit(log, 'signing_key_activated', { kid: due.kid });
+        notes.push({ event: 'signing_key_activated', fields: { kid: due.kid } });
         change = true;
       }
     }
     const removed = await deleteRetiredKeys(trx, retentionSeconds(...settings));
-    for (const kid of removed) audit(log, 'signing_key_removed', { kid });
+    for (const kid of removed) notes.push({ event: 'signing_key_removed', fields: { kid } });
     await deleteReplicaSettingsOutOfForce(trx, MARGIN_SECONDS);
     return change || removed.length > 0;
-  });
+  }, () => notes);
   if (config.keyRotationInterval !== undefined && (await isRotationDue(db, config.keyRotationInterval))) {
-    await rotateSigningKey({ ...deps, serving: true }, 'schedule').catch((error: unknown) => {
+    await rotateSigningKey({ ...deps, serving: true }, 'schedule', { actor: { type: 'system', id: 'schedule' } }).catch((error: unknown) => {
       if (!(error instanceof KeyLifecycleError)) throw error; // another replica was first
     });
     return true;
@@ -214,7 +225,7 @@ export async function maintainSigningKeys(deps: Omit<KeyDeps, 'serving'>): Promi
 
 /** `tessera keys reencrypt`: every private key sealed again under the first key-encryption key. */
 export async function reencryptSigningKeys(db: Kysely<Database>, ring: KeyRing): Promise<number> {
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     await sql`select pg_advisory_xact_lock(${KEY_CHANGE_LOCK})`.execute(trx);
     const rows = await listSigningKeys(trx);
     for (const row of rows) {

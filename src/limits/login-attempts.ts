@@ -1,8 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Options } from 'express-rate-limit';
 import { ipKeyGenerator } from 'express-rate-limit';
-import type { Logger } from 'pino';
-import { audit } from '../audit.js';
+import { SYSTEM } from '../audit/entry.js';
+import type { RecordAudit } from '../audit/writer.js';
 import { normaliseUsername } from '../auth/usernames.js';
 import type { LimitSetting, RateLimitConfig } from '../config.js';
 import { FailoverStore } from './failover-store.js';
@@ -63,7 +63,7 @@ interface AccountLayer {
 export function createLoginAttempts(
   config: RateLimitConfig,
   redis: RedisLink | undefined,
-  log: Logger,
+  recordAudit: RecordAudit,
   rejected: (layer: LimitLayer) => void,
 ): LoginAttempts {
   const store = (name: string, windowMs: number) => {
@@ -113,7 +113,7 @@ export function createLoginAttempts(
             layers.map(async ([layer, key]) => {
               const { totalHits } = await layer.failures.increment(key);
               // Once per key and window: the count reaches the limit once. The account by its hash, never as typed.
-              if (totalHits === layer.setting.limit) audit(log, 'rate_limit_tripped', { layer: layer.layer, ip, account: accountId }, 'warn');
+              if (totalHits === layer.setting.limit) recordAudit('rate_limit_tripped', { layer: layer.layer, ip, account: accountId }, SYSTEM, 'warn');
             }),
           );
         } else if (verdict === 'right_password') {

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import type { Options } from 'express-rate-limit';
 import type { Request, RequestHandler, Response } from 'express';
 import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
-import type { Logger } from 'pino';
-import { audit } from '../audit.js';
+import { SYSTEM } from '../audit/entry.js';
+import type { RecordAudit } from '../audit/writer.js';
 import type { LimitSetting, RateLimitConfig } from '../config.js';
 import type { Client } from '../db/schema.js';
 import { FailoverStore } from './failover-store.js';
@@ -80,7 +80,7 @@ const CLIENT = 'rateLimitedClient';
 export function createRateLimits(
   config: RateLimitConfig,
   redis: RedisLink | undefined,
-  log: Logger,
+  recordAudit: RecordAudit,
   rejected: (layer: LimitLayer) => void,
 ): RateLimits {
   const limiter = (layer: LimitLayer, window: number, options: Partial<Options>) =>
@@ -94,7 +94,9 @@ export function createRateLimits(
         const info = (req as Request & { rateLimit?: { used: number; limit: number; resetTime?: Date } }).rateLimit;
         // One event per key and window (the first refusal), not one per refused request.
         const client = layer === 'client' ? { client_id: clientOf(res).id } : {};
-        if (info && info.used === info.limit + 1) audit(log, 'rate_limit_tripped', { layer, ip: req.ip, ...client }, 'warn');
+        if (info && info.used === info.limit + 1) {
+          recordAudit('rate_limit_tripped', { layer, ip: req.ip, ...client }, { ...SYSTEM, requestId: requestIdOf(res) }, 'warn');
+        }
         rejected(layer); // every refusal, unlike the audit event
         throw tooManyRequests(secondsUntil(info?.resetTime, window));
       },
@@ -140,7 +142,7 @@ export function createRateLimits(
     async sourceFailed(ip) {
       const { totalHits } = await failures.increment(ipKey(ip));
       // Once per key and window: the count reaches the limit once.
-      if (totalHits === config.clientAuthFailure.limit) audit(log, 'rate_limit_tripped', { layer: 'client_auth', ip }, 'warn');
+      if (totalHits === config.clientAuthFailure.limit) recordAudit('rate_limit_tripped', { layer: 'client_auth', ip }, SYSTEM, 'warn');
     },
     countRequest: (req, res, client) =>
       new Promise<void>((resolve, reject) => {
@@ -161,11 +163,11 @@ export function createRateLimits(
       const { totalHits, resetTime } = await resetRequests.increment(account);
       const { limit, window } = config.passwordResetAccount;
       if (totalHits <= limit) return;
-      if (totalHits === limit + 1) audit(log, 'rate_limit_tripped', { layer: 'password_reset_account', ip, account }, 'warn');
+      if (totalHits === limit + 1) recordAudit('rate_limit_tripped', { layer: 'password_reset_account', ip, account }, SYSTEM, 'warn');
       rejected('password_reset_account');
       throw tooManyRequests(secondsUntil(resetTime, window));
     },
-    logins: createLoginAttempts(config, redis, log, rejected),
+    logins: createLoginAttempts(config, redis, recordAudit, rejected),
     clients,
     backend: () => (redis === undefined ? 'memory' : redis.isUsable() ? 'redis' : 'memory_fallback'),
     topology: redis?.topology ?? 'none',
@@ -176,4 +178,10 @@ export function createRateLimits(
 function bodyField(req: Request, name: string): string | undefined {
   const value: unknown = (req.body as Record<string, unknown> | undefined)?.[name];
   return typeof value === 'string' ? value : undefined;
+}
+
+/** The X-Request-Id the request log gave this request (src/http/request-log.ts). */
+function requestIdOf(res: Response): string | undefined {
+  const id = res.getHeader('X-Request-Id');
+  return typeof id === 'string' ? id : undefined;
 }

@@ -1,5 +1,8 @@
 import type { Kysely } from 'kysely';
+import type { AuditContext } from '../audit/entry.js';
+import { auditedChange } from '../audit/writer.js';
 import { AccountError, setAccountPassword } from '../auth/accounts.js';
+import { hashAhead } from '../auth/prehash.js';
 import { emailKey } from '../auth/profile.js';
 import { normaliseUsername } from '../auth/usernames.js';
 import { findLiveResetToken, insertResetToken, type ResetLookup, useResetToken } from '../db/password-reset-tokens.js';
@@ -86,8 +89,10 @@ export function invalidResetToken(): OAuthError {
  * the policy refuses, changes nothing. Returns the user and how many sessions ended.
  */
 export async function confirmPasswordReset(
-  deps: Pick<Deps, 'db' | 'clock' | 'passwords'>,
+  deps: Pick<Deps, 'db' | 'clock' | 'passwords' | 'log'>,
   input: { readonly token: string; readonly password: string },
+  /** Where the request came from: the audit event password_reset_completed is written with the change. */
+  context: AuditContext,
 ): Promise<{ userId: string; sessionsEnded: number }> {
   if (!isWellFormedResetToken(input.token)) throw invalidResetToken();
   const tokenHash = hashResetToken(input.token);
@@ -100,7 +105,14 @@ export async function confirmPasswordReset(
     if ((await useResetToken(trx, tokenHash, now))?.user_id !== user.id) throw invalidResetToken();
   };
   try {
-    const sessionsEnded = await setAccountPassword(deps.db, deps.passwords, user, input.password, now, useToken);
+    // Hashed before the transaction, which then holds its connection only for the writes.
+    const passwords = await hashAhead(deps.passwords, input.password, user.username);
+    const sessionsEnded = await auditedChange(
+      deps,
+      context,
+      (trx) => setAccountPassword(trx, passwords, user, input.password, now, useToken),
+      (ended) => ({ event: 'password_reset_completed', fields: { user_id: user.id, ip: context.ip, sessions_ended: ended } }),
+    );
     return { userId: user.id, sessionsEnded };
   } catch (error) {
     if (error instanceof AccountError && error.code === 'weak_password') throw invalidRequest(error.message);

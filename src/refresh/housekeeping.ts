@@ -1,3 +1,4 @@
+import { purgeAuditEventsBefore } from '../db/audit-events.js';
 import { purgeResetTokens } from '../db/password-reset-tokens.js';
 import { purgeDeadBrowserSessions } from '../db/browser-sessions.js';
 import { purgeDeadFamilies } from '../db/refresh-families.js';
@@ -29,6 +30,15 @@ export async function purgeBrowserSessions(
   batches: PurgeBatches = { size: 500, maxPerRun: 200 },
 ): Promise<number> {
   return inBatches(batches, () => purgeDeadBrowserSessions(deps.db, new Date(deps.clock.now()), batches.size));
+}
+
+/** Deletes audit events older than AUDIT_RETENTION, in batches like the families. Returns how many. */
+export async function purgeAuditEvents(
+  deps: Pick<Deps, 'db' | 'clock' | 'config'>,
+  batches: PurgeBatches = { size: 1000, maxPerRun: 200 },
+): Promise<number> {
+  const before = new Date(deps.clock.now() - deps.config.auditRetention * 1000);
+  return inBatches(batches, () => purgeAuditEventsBefore(deps.db, before, batches.size));
 }
 
 async function inBatches(batches: PurgeBatches, batch: () => Promise<number>): Promise<number> {

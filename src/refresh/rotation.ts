@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { audit } from '../audit.js';
+import type { AuditContext } from '../audit/entry.js';
+import { auditedChange } from '../audit/writer.js';
 import { isDatabaseAnswer } from '../db/errors.js';
 import { advanceFamily, findTokenFamily, insertFamily, revokeFamily, type TokenFamily } from '../db/refresh-families.js';
 import type { Client, RefreshFamily } from '../db/schema.js';
@@ -113,6 +114,7 @@ export async function rotateRefreshToken(
     readonly token: string;
     readonly client: Client;
     readonly ip: string;
+    readonly requestId?: string | undefined;
     /** The scope of the new access token, from the family as read; may throw invalid_scope. */
     readonly decideScope: (family: TokenFamily) => string[];
   },
@@ -120,6 +122,8 @@ export async function rotateRefreshToken(
   const now = deps.clock.now();
   const tokenHash = hashRefreshToken(request.token);
   const context = { client_id: request.client.id, ip: request.ip };
+  // The client presents the token: it is the actor of every refresh event.
+  const auditContext: AuditContext = { actor: { type: 'client', id: request.client.id }, requestId: request.requestId };
   /** The family as it stands, or why it cannot be refreshed by this client now. */
   const read = async (options: { afterWriters?: boolean } = {}): Promise<TokenFamily | Outcome> => {
     const family = await findTokenFamily(deps.db, tokenHash, options);
@@ -142,7 +146,7 @@ export async function rotateRefreshToken(
       // can be matched with it. An error PostgreSQL answered means it did not commit.
       if (!isDatabaseAnswer(error)) {
         const fields = { ...context, user_id: family.user_id, family_id: family.id, generation_presented: family.generation };
-        audit(deps.log, 'refresh_outcome_unknown', fields, 'warn');
+        deps.audit.record('refresh_outcome_unknown', fields, auditContext, 'warn');
       }
       throw error;
     });
@@ -181,38 +185,53 @@ export async function rotateRefreshToken(
       const late = family.rotated_at === null || now - family.rotated_at.getTime() > deps.config.refreshReuseGrace * 1000;
       return { kind: 'replayed', late, token: successor, family, scope: request.decideScope(family) };
     }
-    await revokeFamily(deps.db, family.id, 'reuse', new Date(now));
+    const reused = family;
+    // The revocation and its event in one transaction.
+    await auditedChange(
+      deps,
+      auditContext,
+      (trx) => revokeFamily(trx, reused.id, 'reuse', new Date(now)),
+      () => ({
+        event: 'refresh_token_reuse_detected',
+        level: 'warn',
+        fields: {
+          ...context,
+          user_id: reused.user_id,
+          family_id: reused.id,
+          generation_presented: reused.token_generation,
+          generation_current: reused.generation,
+        },
+      }),
+    );
     return { kind: 'reuse', family };
   };
   const outcome = await decide();
 
   switch (outcome.kind) {
     case 'rotated':
-      audit(deps.log, 'token_refreshed', { ...context, user_id: outcome.family.user_id, family_id: outcome.family.id });
+      deps.audit.record('token_refreshed', { ...context, user_id: outcome.family.user_id, family_id: outcome.family.id }, auditContext);
       return { token: outcome.token, family: outcome.family, scope: outcome.scope };
     case 'replayed':
       if (outcome.late) deps.metrics.refreshLateReplayed();
       else deps.metrics.refreshGraceReplayed();
-      audit(deps.log, 'refresh_token_replayed', {
-        ...context,
-        user_id: outcome.family.user_id,
-        family_id: outcome.family.id,
-        generation_presented: outcome.family.token_generation,
-        ...(outcome.late ? { late: true } : {}),
-      }, outcome.late ? 'warn' : 'info');
+      deps.audit.record(
+        'refresh_token_replayed',
+        {
+          ...context,
+          user_id: outcome.family.user_id,
+          family_id: outcome.family.id,
+          generation_presented: outcome.family.token_generation,
+          ...(outcome.late ? { late: true } : {}),
+        },
+        auditContext,
+        outcome.late ? 'warn' : 'info',
+      );
       return { token: outcome.token, family: outcome.family, scope: outcome.scope };
     case 'reuse':
-      deps.metrics.refreshReuseDetected();
-      audit(deps.log, 'refresh_token_reuse_detected', {
-        ...context,
-        user_id: outcome.family.user_id,
-        family_id: outcome.family.id,
-        generation_presented: outcome.family.token_generation,
-        generation_current: outcome.family.generation,
-      }, 'warn');
+      deps.metrics.refreshReuseDetected(); // its audit event was written with the revocation
       throw invalidGrant();
     case 'refused':
-      audit(deps.log, 'refresh_failed', { ...context, reason: outcome.reason, family_id: outcome.family?.id });
+      deps.audit.record('refresh_failed', { ...context, reason: outcome.reason, family_id: outcome.family?.id }, auditContext);
       throw invalidGrant();
   }
 }

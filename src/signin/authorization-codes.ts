@@ -1,4 +1,4 @@
-import { audit } from '../audit.js';
+import { auditedChange } from '../audit/writer.js';
 import { OPENID_SCOPE, resolveScope } from '../auth/scopes.js';
 import { insertAuthorizationCode } from '../db/authorization-codes.js';
 import type { BrowserSession } from '../db/schema.js';
@@ -38,7 +38,8 @@ export async function issueAuthorizationCode(
   }
   const code = generateOpaqueSecret();
   const now = new Date(deps.clock.now());
-  await insertAuthorizationCode(deps.db, {
+  const fields = { user_id: session.user_id, client_id: request.client.id, ip, session_id: session.id, scope };
+  const row = {
     code_hash: hashOpaqueSecret(code),
     client_id: request.client.id,
     user_id: session.user_id,
@@ -51,7 +52,13 @@ export async function issueAuthorizationCode(
     auth_time: session.auth_time,
     created_at: now,
     expires_at: new Date(now.getTime() + AUTHORIZATION_CODE_SECONDS * 1000),
-  });
-  audit(deps.log, 'authorization_code_issued', { user_id: session.user_id, client_id: request.client.id, ip, session_id: session.id, scope });
+  };
+  // The code and its audit row in one transaction; the signed-in user is the actor.
+  await auditedChange(
+    deps,
+    { actor: { type: 'user', id: session.user_id }, ip },
+    (trx) => insertAuthorizationCode(trx, row),
+    () => ({ event: 'authorization_code_issued', fields }),
+  );
   return redirectTo(request.redirectUri, { code, state: request.state, iss: deps.config.issuer });
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { audit } from '../audit.js';
+import { auditedChange } from '../audit/writer.js';
 import { endBrowserSession as endSessionRows, findLiveBrowserSession, insertBrowserSession, type LiveBrowserSession } from '../db/browser-sessions.js';
 import type { User } from '../db/schema.js';
 import type { Deps } from '../deps.js';
@@ -38,7 +38,7 @@ export async function startBrowserSession(
   }
   const id = randomUUID();
   const cookie = generateOpaqueSecret();
-  const started = await insertBrowserSession(deps.db, {
+  const row = {
     id,
     token_hash: hashOpaqueSecret(cookie),
     user_id: user.id,
@@ -46,9 +46,16 @@ export async function startBrowserSession(
     auth_time: now,
     created_at: now,
     expires_at: new Date(now.getTime() + BROWSER_SESSION_SECONDS * 1000),
-  });
+  };
+  // The session and its audit row in one transaction (none if the password changed meanwhile).
+  const started = await auditedChange(
+    deps,
+    { actor: { type: 'user', id: user.id }, ip: context.ip },
+    (trx) => insertBrowserSession(trx, row),
+    (inserted) =>
+      inserted ? { event: 'browser_session_started', fields: { user_id: user.id, client_id: context.clientId, ip: context.ip, session_id: id } } : undefined,
+  );
   if (!started) return undefined;
-  audit(deps.log, 'browser_session_started', { user_id: user.id, client_id: context.clientId, ip: context.ip, session_id: id });
   return { id, cookie, authTime: now };
 }
 
@@ -64,12 +71,20 @@ export async function endBrowserSession(
   id: string,
   context: { readonly reason: 'logout' | 'replaced'; readonly ip: string; readonly clientId?: string | undefined },
 ): Promise<void> {
-  const families = await endSessionRows(deps.db, id, new Date(deps.clock.now()));
-  audit(deps.log, 'browser_session_ended', {
-    session_id: id,
-    reason: context.reason,
-    ip: context.ip,
-    ...(context.clientId === undefined ? {} : { client_id: context.clientId }),
-    family_ids: families,
-  });
+  // The browser's user ends it (a logout, a new sign-in): ended rows and their audit row together.
+  await auditedChange(
+    deps,
+    { actor: { type: 'user' }, ip: context.ip },
+    (trx) => endSessionRows(trx, id, new Date(deps.clock.now())),
+    (families) => ({
+      event: 'browser_session_ended',
+      fields: {
+        session_id: id,
+        reason: context.reason,
+        ip: context.ip,
+        ...(context.clientId === undefined ? {} : { client_id: context.clientId }),
+        family_ids: families,
+      },
+    }),
+  );
 }

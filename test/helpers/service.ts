@@ -89,6 +89,7 @@ export async function startTestService(
       await signingKeys.close();
       await deleteRedisKeys(config);
       await deps.limits.close();
+      await deps.audit.close(); // batched audit rows, before the database closes (as listen's close does)
       await handle.close();
     },
   };

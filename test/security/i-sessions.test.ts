@@ -268,6 +268,7 @@ describe('I3 access tokens end with their session', () => {
     expect(list.body).toEqual({
       items: [{
         id: victim.familyId,
+        user_id: victim.id,
         client_id: decodeJwt(victim.token).client_id,
         scope: 'admin',
         created_at: createdAt,
@@ -276,6 +277,7 @@ describe('I3 access tokens end with their session', () => {
         revoked_at: null,
         revoked_reason: null,
       }],
+      next_cursor: null,
       next_after: null,
     });
     expect(await database.db.selectFrom('refresh_tokens').select('token_hash').where('family_id', '=', victim.familyId).execute()).toEqual([]);

@@ -1,10 +1,15 @@
 import type { Request, RequestHandler, Response } from 'express';
-import { audit, type AuditEvent } from '../../audit.js';
+import type { Kysely } from 'kysely';
+import { SYSTEM } from '../../audit/entry.js';
+import type { AuditEvent } from '../../audit/events.js';
+import { auditedChange } from '../../audit/writer.js';
+import type { Database } from '../../db/schema.js';
 import { ADMIN_SCOPE, type ActingAdmin } from '../../auth/admin-access.js';
 import { findUserProfile } from '../../db/users.js';
 import type { Deps } from '../../deps.js';
 import { OAuthError } from '../../oauth/errors.js';
 import { authenticateUserWith } from '../bearer.js';
+import { auditContextOf, requestIdOf } from '../request-log.js';
 
 /** RFC 6750 §3.1: the token is fine but lacks the scope; the challenge names the one needed. */
 function insufficientScope(): OAuthError {
@@ -29,7 +34,10 @@ export function requireAdmin(deps: Deps): RequestHandler {
       res.locals['adminClientId'] = claims.client_id;
     } catch (error) {
       // Someone probing for admin rights should show up where alerts look: the audit log.
-      if (error instanceof OAuthError) audit(deps.log, 'admin_access_denied', { reason: error.code, path: req.baseUrl + req.path, ip: req.ip });
+      if (error instanceof OAuthError) {
+        const fields = { reason: error.code, path: req.baseUrl + req.path, ip: req.ip };
+        deps.audit.record('admin_access_denied', fields, { ...SYSTEM, requestId: requestIdOf(res) });
+      }
       throw error;
     }
     next();
@@ -46,7 +54,25 @@ export function actingAdmin(res: Response): ActingAdmin {
   return { userId: actorOf(res), clientId: res.locals['adminClientId'] as string };
 }
 
-/** Audit events of the admin API name the acting admin and where the request came from. */
-export function auditAdmin(deps: Deps, req: Request, res: Response, event: AuditEvent, fields: Readonly<Record<string, unknown>>): void {
-  audit(deps.log, event, { actor: actorOf(res), ip: req.ip, ...fields });
+/** What an admin change records: its event, and fields besides the acting admin and the address. */
+export interface AdminNote {
+  readonly event: AuditEvent;
+  readonly fields: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * An admin's change and its audit event in one transaction: a change refused or rolled back leaves
+ * no row. The event names the acting admin (actor `user`) and where the request came from.
+ */
+export async function adminChange<T>(
+  deps: Deps,
+  req: Request,
+  res: Response,
+  change: (trx: Kysely<Database>) => Promise<T>,
+  note: (result: T) => AdminNote | undefined,
+): Promise<T> {
+  return auditedChange(deps, auditContextOf(req, res, { type: 'user', id: actorOf(res) }), change, (result) => {
+    const described = note(result);
+    return described && { event: described.event, fields: { actor: actorOf(res), ip: req.ip, ...described.fields } };
+  });
 }

@@ -1,12 +1,14 @@
 import { Router } from 'express';
 import { keepAdminAccess } from '../../auth/admin-access.js';
 import { clientView, registerClient, removeClient, requireClient, rotateClientSecret, updateClientSettings } from '../../auth/client-registry.js';
-import { listClients } from '../../db/clients.js';
+import { CURSOR_KEY_PURPOSE } from '../../cursor.js';
+import { pageClients } from '../../db/clients.js';
+import { invalidRequest } from '../../oauth/errors.js';
 import type { Deps } from '../../deps.js';
 import { methodNotAllowed } from '../errors.js';
-import { actingAdmin, auditAdmin } from './auth.js';
+import { actingAdmin, adminChange } from './auth.js';
 import { asAdminAction } from './errors.js';
-import { type Body, readBody, requireSomeField } from './input.js';
+import { type Body, cursorPage, readBody, readCursor, readLimit, readQuery, requireSomeField } from './input.js';
 
 
 const SETTINGS = {
@@ -45,33 +47,53 @@ const settingsFrom = (body: Body<typeof SETTINGS>) => ({
 export function clientsRouter(deps: Deps): Router {
   const router = Router();
   const now = () => new Date(deps.clock.now());
+  const cursorKeys = deps.keyRing.derive(CURSOR_KEY_PURPOSE);
 
   router.post('/clients', async (req, res) => {
     const body = readBody(req.body, CREATE);
     const input = { ...settingsFrom(body), id: body.id, type: body.type };
-    const { client, generatedSecret } = await asAdminAction('client', () => registerClient(deps.db, input, now()));
-    auditAdmin(deps, req, res, 'client_created', {
-      client_id: client.id,
-      type: client.type,
-      grant_types: client.grant_types,
-      scopes: client.allowed_scopes,
-      default_scopes: client.default_scopes,
-      audience: client.audience,
-      rate_limit: client.rate_limit,
-      roles_claim: client.roles_claim,
-      token_claims: Object.keys(client.token_claims),
-      redirect_uris: client.redirect_uris,
-      post_logout_redirect_uris: client.post_logout_redirect_uris,
-    });
+    const { client, generatedSecret } = await asAdminAction('client', () =>
+      adminChange(
+        deps,
+        req,
+        res,
+        (trx) => registerClient(trx, input, now()),
+        ({ client: created }) => ({
+          event: 'client_created',
+          fields: {
+            client_id: created.id,
+            type: created.type,
+            grant_types: created.grant_types,
+            scopes: created.allowed_scopes,
+            default_scopes: created.default_scopes,
+            audience: created.audience,
+            rate_limit: created.rate_limit,
+            roles_claim: created.roles_claim,
+            token_claims: Object.keys(created.token_claims),
+            redirect_uris: created.redirect_uris,
+            post_logout_redirect_uris: created.post_logout_redirect_uris,
+          },
+        }),
+      ),
+    );
     res
       .status(201)
       .location(`/admin/clients/${client.id}`)
       .json({ ...clientView(client), ...(generatedSecret ? { client_secret: generatedSecret } : {}) });
   });
 
-  // Clients are few (one per gateway or service): no paging.
-  router.get('/clients', async (_req, res) => {
-    res.json({ items: (await listClients(deps.db)).map(clientView) });
+  router.get('/clients', async (req, res) => {
+    const query = readQuery(req, ['limit', 'cursor', 'grant_type', 'type']);
+    const limit = readLimit(query['limit']);
+    const after = readCursor(cursorKeys, 'clients', query['cursor'])?.[0];
+    const grantType = query['grant_type'];
+    // Checked for shape only: a grant no client has (yet) lists nothing.
+    if (grantType !== undefined && !/^[a-z_]{1,64}$/.test(grantType)) throw invalidRequest('grant_type must be a grant type such as client_credentials');
+    const type = query['type'];
+    if (type !== undefined && type !== 'confidential' && type !== 'public') throw invalidRequest('type must be confidential or public');
+    const rows = await pageClients(deps.db, { limit: limit + 1, after, grantType, type });
+    const { items, next_cursor } = cursorPage(cursorKeys, 'clients', rows, limit, (client) => [client.id]);
+    res.json({ items: items.map(clientView), next_cursor });
   });
   router.all('/clients', methodNotAllowed('GET', 'HEAD', 'POST'));
 
@@ -83,20 +105,32 @@ export function clientsRouter(deps: Deps): Router {
     const body = readBody(req.body, SETTINGS);
     requireSomeField(body);
     // The client of the acting admin's own token must keep issuing them the admin scope.
+    // The new values, not only the names: granting a client `admin` or the password grant must show.
     const client = await asAdminAction('client', () =>
-      keepAdminAccess(deps.db, actingAdmin(res), (db) => updateClientSettings(db, req.params['id']!, settingsFrom(body), now())),
+      adminChange(
+        deps,
+        req,
+        res,
+        (trx) => keepAdminAccess(trx, actingAdmin(res), (db) => updateClientSettings(db, req.params['id']!, settingsFrom(body), now())),
+        (updated) => ({ event: 'client_updated', fields: { client_id: updated.id, changed: Object.keys(body).sort(), now: clientView(updated) } }),
+      ),
     );
     deps.clients.forget(client.id);
-    // The new values, not only the names: granting a client `admin` or the password grant must show.
-    auditAdmin(deps, req, res, 'client_updated', { client_id: client.id, changed: Object.keys(body).sort(), now: clientView(client) });
     res.json(clientView(client));
   });
 
   router.delete('/clients/:id', async (req, res) => {
     const id = req.params['id']!;
-    await asAdminAction('client', () => keepAdminAccess(deps.db, actingAdmin(res), (db) => removeClient(db, id)));
+    await asAdminAction('client', () =>
+      adminChange(
+        deps,
+        req,
+        res,
+        (trx) => keepAdminAccess(trx, actingAdmin(res), (db) => removeClient(db, id)),
+        () => ({ event: 'client_deleted', fields: { client_id: id } }),
+      ),
+    );
     deps.clients.forget(id);
-    auditAdmin(deps, req, res, 'client_deleted', { client_id: id });
     res.status(204).end();
   });
   router.all('/clients/:id', methodNotAllowed('GET', 'HEAD', 'PATCH', 'DELETE'));
@@ -104,9 +138,16 @@ export function clientsRouter(deps: Deps): Router {
   router.post('/clients/:id/secret', async (req, res) => {
     readBody(req.body, {});
     const id = req.params['id']!;
-    const secret = await asAdminAction('client', () => rotateClientSecret(deps.db, id, now()));
+    const secret = await asAdminAction('client', () =>
+      adminChange(
+        deps,
+        req,
+        res,
+        (trx) => rotateClientSecret(trx, id, now()),
+        () => ({ event: 'client_secret_rotated', fields: { client_id: id } }),
+      ),
+    );
     deps.clients.forget(id);
-    auditAdmin(deps, req, res, 'client_secret_rotated', { client_id: id });
     res.json({ id, client_secret: secret });
   });
   router.all('/clients/:id/secret', methodNotAllowed('POST'));

@@ -1,5 +1,7 @@
 import type { Request, RequestHandler } from 'express';
+import { decodeCursor, encodeCursor } from '../../cursor.js';
 import { invalidRequest, OAuthError } from '../../oauth/errors.js';
+import { parseRfc3339 } from '../../rfc3339.js';
 import { safeName } from '../form.js';
 
 /**
@@ -132,8 +134,46 @@ export function readLimit(value: string | undefined): number {
   return limit;
 }
 
-/** One page of a listing and where the next starts (null: this was the last). */
-export function page<T>(rows: readonly T[], limit: number, cursor: (row: T) => string): { items: T[]; next_after: string | null } {
+/**
+ * The one paging form of every admin list: `limit` and `cursor` in, `{ items, next_cursor }` out
+ * (null: this was the last page). A cursor is opaque and signed (src/cursor.ts); one that is not
+ * a next_cursor this list gave is a 400.
+ */
+export function readCursor(keys: readonly Buffer[], list: string, cursor: string | undefined, size = 1): string[] | undefined {
+  if (cursor === undefined) return undefined;
+  const position = decodeCursor(keys, list, cursor, size);
+  if (position === undefined) throw invalidRequest('cursor must be the next_cursor of a previous page');
+  return position;
+}
+
+/** One page of `rows` (fetched with limit + 1) and the cursor of the next. */
+export function cursorPage<T>(
+  keys: readonly Buffer[],
+  list: string,
+  rows: readonly T[],
+  limit: number,
+  position: (row: T) => readonly string[],
+): { items: T[]; next_cursor: string | null } {
   const items = rows.slice(0, limit);
-  return { items, next_after: rows.length > limit ? cursor(items[items.length - 1]!) : null };
+  return { items, next_cursor: rows.length > limit ? encodeCursor(keys, list, position(items[items.length - 1]!)) : null };
+}
+
+/** A filter that is `true` or `false`. */
+export function readBooleanParameter(name: string, value: string | undefined): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (value !== 'true' && value !== 'false') throw invalidRequest(`${name} must be true or false`);
+  return value === 'true';
+}
+
+/** A filter that is an RFC 3339 time. */
+export function readTimeParameter(name: string, value: string | undefined): Date | undefined {
+  if (value === undefined) return undefined;
+  const time = parseRfc3339(value);
+  if (time === undefined) throw invalidRequest(`${name} must be an RFC 3339 time such as 2026-12-06T10:00:00Z`);
+  return time;
+}
+
+/** `after` is the first form of paging of the users and sessions lists, kept for the clients of that form. */
+export function refuseBothCursors(query: Readonly<Record<string, string | undefined>>): void {
+  if (query['after'] !== undefined && query['cursor'] !== undefined) throw invalidRequest('cursor and after cannot be given together');
 }

@@ -2,6 +2,7 @@ import { Router } from 'express';
 import { KeyLifecycleError, listKeyStatus, rotateSigningKey } from '../../keys/lifecycle.js';
 import type { Deps } from '../../deps.js';
 import { methodNotAllowed } from '../errors.js';
+import { auditContextOf } from '../request-log.js';
 import { actorOf } from './auth.js';
 import { conflict } from './errors.js';
 import { readBody } from './input.js';
@@ -25,7 +26,9 @@ export function keysRouter(deps: Deps): Router {
   router.post('/keys/rotate', async (req, res) => {
     readBody(req.body, {});
     // rotateSigningKey writes the signing_key_created audit event, naming this admin as the actor.
-    const status = await rotateSigningKey({ ...decider, db: deps.db, ring: deps.keyRing, log: deps.log }, actorOf(res), req.ip).catch((error: unknown) => {
+    const keyDeps = { ...decider, db: deps.db, ring: deps.keyRing, log: deps.log, clock: deps.clock };
+    const context = auditContextOf(req, res, { type: 'user', id: actorOf(res) });
+    const status = await rotateSigningKey(keyDeps, actorOf(res), context).catch((error: unknown) => {
       // One next key at a time, and only under the deployment's key-encryption keys.
       throw error instanceof KeyLifecycleError ? conflict(error.message) : error;
     });

@@ -1,12 +1,13 @@
 import { Router } from 'express';
 import { keepAdminAccess } from '../../auth/admin-access.js';
 import { createRole, removeRole, requireRole, updateRole } from '../../auth/roles.js';
-import { listRoles } from '../../db/roles.js';
+import { CURSOR_KEY_PURPOSE } from '../../cursor.js';
+import { pageRoles } from '../../db/roles.js';
 import type { Deps } from '../../deps.js';
 import { methodNotAllowed } from '../errors.js';
-import { actingAdmin, auditAdmin } from './auth.js';
+import { actingAdmin, adminChange } from './auth.js';
 import { asAdminAction } from './errors.js';
-import { readBody, requireSomeField } from './input.js';
+import { cursorPage, readBody, readCursor, readLimit, readQuery, requireSomeField } from './input.js';
 
 const CREATE = { name: { type: 'string', required: true }, description: { type: 'string' }, scopes: { type: 'strings' } } as const;
 const UPDATE = { description: { type: 'string' }, scopes: { type: 'strings' } } as const;
@@ -17,17 +18,27 @@ const UPDATE = { description: { type: 'string' }, scopes: { type: 'strings' } } 
  */
 export function rolesRouter(deps: Deps): Router {
   const router = Router();
+  const cursorKeys = deps.keyRing.derive(CURSOR_KEY_PURPOSE);
 
   router.post('/roles', async (req, res) => {
     const body = readBody(req.body, CREATE);
-    const role = await asAdminAction('role', () => createRole(deps.db, body));
-    auditAdmin(deps, req, res, 'role_changed', { role: role.name, created: true, scopes: role.scopes });
+    const role = await asAdminAction('role', () =>
+      adminChange(
+        deps,
+        req,
+        res,
+        (trx) => createRole(trx, body),
+        (created) => ({ event: 'role_changed', fields: { role: created.name, created: true, scopes: created.scopes } }),
+      ),
+    );
     res.status(201).location(`/admin/roles/${role.name}`).json(role);
   });
 
-  // Roles are few (they are defined by people, not created per user): no paging.
-  router.get('/roles', async (_req, res) => {
-    res.json({ items: await listRoles(deps.db) });
+  router.get('/roles', async (req, res) => {
+    const query = readQuery(req, ['limit', 'cursor']);
+    const limit = readLimit(query['limit']);
+    const rows = await pageRoles(deps.db, { limit: limit + 1, after: readCursor(cursorKeys, 'roles', query['cursor'])?.[0] });
+    res.json(cursorPage(cursorKeys, 'roles', rows, limit, (role) => [role.name]));
   });
   router.all('/roles', methodNotAllowed('GET', 'HEAD', 'POST'));
 
@@ -39,15 +50,29 @@ export function rolesRouter(deps: Deps): Router {
     const body = readBody(req.body, UPDATE);
     requireSomeField(body);
     // A role may be how the acting admin holds the admin scope: a change that takes it from them is refused.
-    const role = await asAdminAction('role', () => keepAdminAccess(deps.db, actingAdmin(res), (db) => updateRole(db, req.params['name']!, body)));
-    auditAdmin(deps, req, res, 'role_changed', { role: role.name, updated: true, ...body });
+    const role = await asAdminAction('role', () =>
+      adminChange(
+        deps,
+        req,
+        res,
+        (trx) => keepAdminAccess(trx, actingAdmin(res), (db) => updateRole(db, req.params['name']!, body)),
+        (updated) => ({ event: 'role_changed', fields: { role: updated.name, updated: true, ...body } }),
+      ),
+    );
     res.json(role);
   });
 
   router.delete('/roles/:name', async (req, res) => {
     const name = req.params['name']!;
-    await asAdminAction('role', () => keepAdminAccess(deps.db, actingAdmin(res), (db) => removeRole(db, name)));
-    auditAdmin(deps, req, res, 'role_changed', { role: name, deleted: true });
+    await asAdminAction('role', () =>
+      adminChange(
+        deps,
+        req,
+        res,
+        (trx) => keepAdminAccess(trx, actingAdmin(res), (db) => removeRole(db, name)),
+        () => ({ event: 'role_changed', fields: { role: name, deleted: true } }),
+      ),
+    );
     res.status(204).end();
   });
   router.all('/roles/:name', methodNotAllowed('GET', 'HEAD', 'PATCH', 'DELETE'));

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { audit } from './audit.js';
-import { createLogger } from './logger.js';
+import { audit } from './events.js';
+import { createLogger } from '../logger.js';
 
 function capture() {
   const lines: Record<string, unknown>[] = [];

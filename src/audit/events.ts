@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { REDACTED, TOP_LEVEL_REDACTED_PATHS } from './logger.js';
+import { REDACTED, TOP_LEVEL_REDACTED_PATHS } from '../logger.js';
 
 /**
  * The stable names of audit events. Each is one structured log line with `event`, who, what and

@@ -127,7 +127,7 @@ describe('audit rows for each kind of event', () => {
         client_id: null,
         ip: '127.0.0.1',
         request_id: 'audit-test-create-user',
-        details: { scopes: ['profile'], roles: [] },
+        details: { scopes: ['profile'], roles: [], profile: [] },
       },
     ]);
   });
@@ -142,7 +142,7 @@ describe('audit rows for each kind of event', () => {
     const rows = await events({ subject: id });
     expect(rows.map((row) => [row.type, row.actor, row.details])).toEqual([
       ['user_updated', { type: 'cli', id: userInfo().username }, { disabled: true, sessions_ended: 0 }],
-      ['user_created', { type: 'cli', id: userInfo().username }, { scopes: [], roles: [] }],
+      ['user_created', { type: 'cli', id: userInfo().username }, { scopes: [], roles: [], profile: [] }],
     ]);
     expect(rows.every((row) => row.ip === null && row.request_id === null)).toBe(true);
     // And the filter by actor finds them.
@@ -508,7 +508,7 @@ describe('retention', () => {
     expect(await events({ subject: old })).toHaveLength(1);
     const purged = await cli(['purge', '--json']);
     expect(purged.code).toBe(0);
-    expect(JSON.parse(purged.stdout)).toEqual({ families_deleted: expect.any(Number), audit_events_deleted: 1 });
+    expect(JSON.parse(purged.stdout)).toEqual({ families_deleted: expect.any(Number), reset_tokens_deleted: expect.any(Number), audit_events_deleted: 1 });
     expect(await events({ subject: old })).toEqual([]);
     expect(await events({ subject: recent })).toHaveLength(1);
   });

@@ -114,6 +114,21 @@ describe('the whole way: ask, receive the mail, follow the link, confirm, log in
     expect(again.status).toBe(400);
     expect(again.body).toEqual(BAD_TOKEN);
     expect(service.logs.entries('password_reset_completed')).toEqual([expect.objectContaining({ user_id: user.id, sessions_ended: 1 })]);
+    // And in the audit log: the reset in its own transaction, the request and the failed reuse in the next batch.
+    await service.deps.audit.flush();
+    const audited = await service.deps.db
+      .selectFrom('audit_events')
+      .select(['type', 'actor_type', 'actor_id', 'details'])
+      .where('subject', '=', user.id)
+      .where('type', 'like', 'password_reset_%')
+      .orderBy('type')
+      .execute();
+    expect(audited).toEqual([
+      { type: 'password_reset_completed', actor_type: 'user', actor_id: user.id, details: { sessions_ended: 1 } },
+      { type: 'password_reset_requested', actor_type: 'user', actor_id: user.id, details: { mail: true } },
+    ]);
+    const failed = await service.deps.db.selectFrom('audit_events').select(['actor_type', 'details']).where('type', '=', 'password_reset_failed').execute();
+    expect(failed).toContainEqual({ actor_type: 'user', details: { reason: 'invalid_token' } });
   });
 
   it('asks by username in a form too; a newer link and an older one: using one ends the other', async () => {

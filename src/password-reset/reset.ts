@@ -107,9 +107,10 @@ export async function confirmPasswordReset(
   try {
     // Hashed before the transaction, which then holds its connection only for the writes.
     const passwords = await hashAhead(deps.passwords, input.password, user.username);
+    // The token proved control of the user's mailbox: the user is the actor.
     const sessionsEnded = await auditedChange(
       deps,
-      context,
+      { ...context, actor: { type: 'user', id: user.id } },
       (trx) => setAccountPassword(trx, passwords, user, input.password, now, useToken),
       (ended) => ({ event: 'password_reset_completed', fields: { user_id: user.id, ip: context.ip, sessions_ended: ended } }),
     );

@@ -13,6 +13,7 @@ import { openPostgres } from '../src/db/connect.js';
 import { createLogger } from '../src/logger.js';
 import { listen } from '../src/service.js';
 import { captureLogs } from './helpers/logs.js';
+import { authorizeParams, createBrowserClient, exchangeCode, pkce, signInForCode } from './helpers/signin.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { knownSecrets } from './helpers/secrets.js';
 import {
@@ -216,6 +217,32 @@ describe('audit rows for each kind of event', () => {
     await service.deps.audit.flush();
     const rows = await events({ type: 'admin_access_denied', actor_type: 'system' });
     expect(rows.find((row) => row.request_id === 'audit-test-denied')).toMatchObject({ details: { reason: 'invalid_token', path: '/admin/users' } });
+  });
+});
+
+describe('browser sign-in', () => {
+  it('a sign-in, its code and their session are rows in their transactions; the exchange and a replay follow', async () => {
+    const user = await createTestUser(service);
+    const client = await createBrowserClient(service);
+    const { verifier, challenge } = pkce();
+    const agent = request.agent(service.app);
+    const { code } = await signInForCode(agent, authorizeParams(client, challenge), user);
+    // No flush: the browser session and the code were written with their rows.
+    expect((await events({ subject: user.id })).map((row) => [row.type, row.actor])).toEqual([
+      ['authorization_code_issued', { type: 'user', id: user.id }],
+      ['browser_session_started', { type: 'user', id: user.id }],
+    ]);
+    expect((await exchangeCode(service.app, client, code, verifier)).status).toBe(200);
+    const replay = await exchangeCode(service.app, client, code, verifier);
+    expect(replay.status).toBe(400);
+    // The replay's revocation wrote its row at once; the exchange comes with the next batch.
+    expect(await events({ subject: user.id, type: 'authorization_code_reuse_detected' })).toEqual([
+      expect.objectContaining({ actor: { type: 'client', id: client.id }, client_id: client.id, details: { family_id: expect.any(String) } }),
+    ]);
+    await service.deps.audit.flush();
+    expect(await events({ subject: user.id, type: 'authorization_code_exchanged' })).toEqual([
+      expect.objectContaining({ actor: { type: 'client', id: client.id }, details: { family_id: expect.any(String), session_id: expect.any(String) } }),
+    ]);
   });
 });
 

@@ -582,8 +582,6 @@ describe('tessera clients create', () => {
     expect(JSON.parse(updated.stdout)).toEqual({
       client_id: 'native-app',
       rate_limit: 'off',
-      roles_claim: false,
-      token_claims: {},
       redirect_uris: ['com.example.app:/new'],
       post_logout_redirect_uris: ['com.example.app:/signed-out'],
     });

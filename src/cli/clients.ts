@@ -178,8 +178,9 @@ const update = command(
     print(ctx, options.json, {
       client_id: id,
       rate_limit: client.rate_limit ?? 'off',
-      roles_claim: client.roles_claim,
-      token_claims: claimsView(client.token_claims, options.json),
+      // The claim settings when they were changed or are in use, as `clients create` shows them.
+      ...(options['roles-claim'] !== undefined || client.roles_claim ? { roles_claim: client.roles_claim } : {}),
+      ...(mapsClaims || Object.keys(client.token_claims).length > 0 ? { token_claims: claimsView(client.token_claims, options.json) } : {}),
       ...(client.redirect_uris?.length ? { redirect_uris: client.redirect_uris } : {}),
       ...(client.post_logout_redirect_uris?.length ? { post_logout_redirect_uris: client.post_logout_redirect_uris } : {}),
     });

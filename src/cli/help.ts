@@ -89,12 +89,14 @@ const FOOTER = [
   'Exit codes: 0 done, 1 failed (no such user, conflict, policy), 2 usage error, 78 bad configuration.',
 ];
 
-function formatUsage(): string {
-  const names = [...COMMANDS.keys()];
+/** The top-level usage, of `commands` (a parameter for src/cli/help.test.ts). */
+export function formatUsage(commands: ReadonlyMap<string, Pick<Entry, 'summary'>> = COMMANDS): string {
+  const names = [...commands.keys()];
   // A blank line where a group of subcommands starts or ends (`migrate` leads its own group).
   const groupOf = (name: string) => (isGroup(name.split(' ')[0]!) ? name.split(' ')[0] : '');
-  const lines = formatTable([...COMMANDS].map(([name, help]) => [name, help.summary])).split('\n');
-  const spaced = lines.flatMap((line, i) => (i > 0 && groupOf(names[i]!) !== groupOf(names[i - 1]!) ? ['', line] : [line]));
+  // One entry per command, however many lines a long summary wraps to.
+  const rows = formatTableRows([...commands].map(([name, help]) => [name, help.summary]));
+  const spaced = rows.flatMap((row, i) => (i > 0 && groupOf(names[i]!) !== groupOf(names[i - 1]!) ? ['', row] : [row]));
   return `Usage: tessera <command> [options]
 
 Commands:
@@ -135,8 +137,13 @@ function formatCommandUsage(name: string, entry: Entry): string {
 
 /** Two aligned columns, indented. */
 function formatTable(rows: readonly (readonly [string, string])[]): string {
+  return formatTableRows(rows).join('\n');
+}
+
+/** Each row of a two-column table, wrapped (so possibly several lines) under one column width. */
+function formatTableRows(rows: readonly (readonly [string, string])[]): string[] {
   const width = Math.max(...rows.map(([left]) => left.length)) + 2;
-  return rows.map(([left, right]) => wrapHanging(`  ${left.padEnd(width)}`, right)).join('\n');
+  return rows.map(([left, right]) => wrapHanging(`  ${left.padEnd(width)}`, right));
 }
 
 /**

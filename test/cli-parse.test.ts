@@ -44,6 +44,10 @@ const VALID: Readonly<Record<string, string>> = {
   'on|off': 'on',
   'NAME=VALUE': 'tenant=acme',
   JSON: '{"tenant":"acme"}',
+  EVENT: 'login_failed',
+  KIND: 'cli',
+  TIME: '2026-01-02T03:04:05Z',
+  CURSOR: 'opaque',
 };
 
 function valid(name: string): string {

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { isLoopbackHost } from './auth/redirect-uris.js';
 import { parseAddress } from './mail/address.js';
 
 /** Express's trust-proxy setting: `false`, a hop count, or a list of addresses/CIDRs. Never `true`. */
@@ -87,9 +88,14 @@ export function readPasswordReset(
   if (parseAddress(mailFrom) === undefined) {
     problems.push(`MAIL_FROM must be an email address or "Name <address>" (got "${mailFrom}")`);
   }
+  // The link sets the password of whoever follows it: https, or http only on this machine (as redirect URIs, RFC 9700 §2.6).
   const reset = parseUrl(resetUrl);
-  if (reset === undefined || !['http:', 'https:'].includes(reset.protocol) || reset.hash !== '' || reset.searchParams.has('token')) {
-    problems.push(`PASSWORD_RESET_URL must be an http(s) URL without a fragment or a token parameter: the mail adds ?token=... (got "${resetUrl}")`);
+  const secure = reset?.protocol === 'https:' || (reset?.protocol === 'http:' && isLoopbackHost(reset.hostname));
+  if (reset === undefined || !secure || reset.hash !== '' || reset.searchParams.has('token')) {
+    problems.push(
+      'PASSWORD_RESET_URL must be an https URL (http only on a loopback host: 127.0.0.1, [::1], localhost) without a fragment or a token parameter: ' +
+        `the mail adds ?token=... (got "${resetUrl}")`,
+    );
   }
   return problems.length === before ? { smtpUrl, mailFrom, resetUrl } : undefined;
 }

@@ -335,9 +335,17 @@ describe('off without SMTP_URL', () => {
         'Invalid configuration:',
         '  - SMTP_URL must be an smtp:// or smtps:// URL such as smtps://user:password@mail.example.com:465',
         '  - MAIL_FROM must be an email address or "Name <address>" (got "nobody")',
-        '  - PASSWORD_RESET_URL must be an http(s) URL without a fragment or a token parameter: the mail adds ?token=... (got "https://a.example/#x")',
+        '  - PASSWORD_RESET_URL must be an https URL (http only on a loopback host: 127.0.0.1, [::1], localhost) without a fragment or a token parameter: the mail adds ?token=... (got "https://a.example/#x")',
       ].join('\n'),
     );
+    // The link carries a token that sets the password: never over cleartext http, but on this machine.
+    const httpUrl = 'http://app.example.com/reset';
+    expect(() => loadConfig({ ...base, SMTP_URL: 'smtp://127.0.0.1:25', MAIL_FROM: 'auth@example.com', PASSWORD_RESET_URL: httpUrl })).toThrow(
+      `Invalid configuration: PASSWORD_RESET_URL must be an https URL (http only on a loopback host: 127.0.0.1, [::1], localhost) without a fragment or a token parameter: the mail adds ?token=... (got "${httpUrl}")`,
+    );
+    for (const loopback of ['http://localhost:3000/reset', 'http://127.0.0.1/reset', 'http://[::1]:8080/reset']) {
+      expect(loadConfig({ ...base, SMTP_URL: 'smtp://127.0.0.1:25', MAIL_FROM: 'auth@example.com', PASSWORD_RESET_URL: loopback }).passwordReset?.resetUrl).toBe(loopback);
+    }
     const config = loadConfig({ ...base, SMTP_URL: 'smtps://u:p@mail.example.com:465', MAIL_FROM: 'Tessera <auth@example.com>', PASSWORD_RESET_URL: 'https://app.example.com/reset' });
     expect(config.passwordReset).toEqual({ smtpUrl: 'smtps://u:p@mail.example.com:465', mailFrom: 'Tessera <auth@example.com>', resetUrl: 'https://app.example.com/reset' });
   });

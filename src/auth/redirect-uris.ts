@@ -16,6 +16,11 @@ const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
 const PRIVATE_USE_SCHEME = /^[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+$/;
 const NEVER = new Set(['javascript', 'data', 'file', 'vbscript', 'blob', 'about']);
 
+/** The hosts where http is allowed (this machine): a URL's `hostname`, as `new URL` gives it. */
+export function isLoopbackHost(hostname: string): boolean {
+  return LOOPBACK_HOSTS.has(hostname);
+}
+
 /** What is wrong with one redirect URI, or undefined. */
 export function checkRedirectUri(uri: string): string | undefined {
   if (uri.length === 0 || uri.length > MAX_URI_LENGTH) return `a redirect URI has 1 to ${MAX_URI_LENGTH} characters`;
@@ -32,7 +37,7 @@ export function checkRedirectUri(uri: string): string | undefined {
   const scheme = parsed.protocol.slice(0, -1);
   if (scheme === 'https') return parsed.hostname === '' ? `a redirect URI names a host: ${shown(uri)}` : undefined;
   if (scheme === 'http') {
-    return LOOPBACK_HOSTS.has(parsed.hostname) ? undefined : `an http redirect URI must be on a loopback host (127.0.0.1, [::1], localhost); use https: ${shown(uri)}`;
+    return isLoopbackHost(parsed.hostname) ? undefined : `an http redirect URI must be on a loopback host (127.0.0.1, [::1], localhost); use https: ${shown(uri)}`;
   }
   if (!NEVER.has(scheme) && PRIVATE_USE_SCHEME.test(scheme)) return undefined;
   return `a redirect URI is https, http on a loopback host, or a native app's reverse-domain scheme such as com.example.app:/callback (RFC 8252 section 7.1): ${shown(uri)}`;

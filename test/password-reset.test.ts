@@ -148,6 +148,51 @@ describe('the whole way: ask, receive the mail, follow the link, confirm, log in
   });
 });
 
+describe('a link sent before the account changed', () => {
+  it('stops working once the password is changed another way, the email changes, or the user is disabled', async () => {
+    const gateway = await createTestClient(service, { scopes: ['admin'] });
+    const operator = await createTestUser(service, { roles: { administrators: ['admin'] } });
+    const adminToken = (await passwordGrant(service.app, gateway, operator, { scope: 'admin' })).body.access_token as string;
+    const patch = (id: string, body: object) => request(service.app).patch(`/admin/users/${id}`).set('Authorization', `Bearer ${adminToken}`).send(body);
+
+    // The user changes their password themselves (they remembered it, or they fear the mailbox is read).
+    const changer = await userWithEmail();
+    await ask({ username: changer.username });
+    const beforeChange = await nextLink();
+    const accessToken = (await passwordGrant(service.app, client, changer)).body.access_token as string;
+    const changed = await request(service.app)
+      .post('/users/me/password')
+      .set('Authorization', `Bearer ${accessToken}`)
+      .send({ current_password: changer.password, new_password: `Changed-${uniqueName('pw')}-kite` });
+    expect(changed.status).toBe(204);
+
+    // An operator moves the account to a new address: the link went to the old one.
+    const moved = await userWithEmail();
+    await ask({ username: moved.username });
+    const beforeMove = await nextLink();
+    expect((await patch(moved.id, { email: `${moved.username}@new.example.com`, email_verified: true })).status).toBe(200);
+
+    // An operator disables the account, then enables it again.
+    const disabled = await userWithEmail();
+    await ask({ username: disabled.username });
+    const beforeDisable = await nextLink();
+    expect((await patch(disabled.id, { disabled: true })).status).toBe(200);
+    expect((await patch(disabled.id, { disabled: false })).status).toBe(200);
+
+    for (const mail of [beforeChange, beforeMove, beforeDisable]) {
+      const res = await confirm({ token: mail.token, password: `Taken-${uniqueName('pw')}-over` });
+      expect(res.status).toBe(400);
+      expect(res.body).toEqual(BAD_TOKEN);
+    }
+    // The operator's own change of a name does not end a link.
+    const renamed = await userWithEmail();
+    await ask({ username: renamed.username });
+    const beforeRename = await nextLink();
+    expect((await patch(renamed.id, { name: 'Renamed' })).status).toBe(200);
+    expect((await confirm({ token: beforeRename.token, password: `Still-${uniqueName('pw')}-fine` })).status).toBe(204);
+  });
+});
+
 describe('no mail, and the same answer', () => {
   it('for an unknown name, an unverified or missing email, or a disabled user', async () => {
     const unverified = await userWithEmail(service, { verified: false });

@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import { isForeignKeyViolation, isUniqueViolation } from '../db/errors.js';
 import { findExistingRoles, replaceUserRoles } from '../db/roles.js';
 import type { Database, User } from '../db/schema.js';
+import { endUserResetTokens } from '../db/password-reset-tokens.js';
 import { revokeUserFamilies } from '../db/refresh-families.js';
 import { inTransaction } from '../db/transaction.js';
 import { changePassword, grantUserScopes, insertUser, replaceUserScopes, setUserDisabled, touchUser, updateUserProfile } from '../db/users.js';
@@ -143,7 +144,8 @@ export interface AccountChanges {
 
 /**
  * Changes what a user may do, and their profile, in one transaction. Disabling ends every refresh family of the user
- * too; enabling does not bring them back. Returns how many families ended.
+ * too, and disabling or a changed or unverified email uses up every reset link; enabling does not
+ * bring them back. Returns how many families ended.
  */
 export async function updateAccount(
   db: Kysely<Database>,
@@ -169,6 +171,8 @@ export async function updateAccount(
         await requireRoles(trx, roles);
         await replaceUserRoles(trx, userId, roles);
       }
+      // A reset link went to the address as it was, for the account as it was.
+      if (profile.email !== undefined || profile.email_verified === false || changes.disabled === true) await endUserResetTokens(trx, userId, now);
       return changes.disabled === true ? revokeUserFamilies(trx, userId, 'user_disabled', now) : 0;
     }),
   );
@@ -204,7 +208,8 @@ async function withAccountErrors<T>(write: () => Promise<T>): Promise<T> {
 
 /**
  * Sets a new password under the policy and, in the same transaction, ends every refresh family of
- * the user: whoever held a session with the old password is logged out everywhere.
+ * the user and every reset link still unused: whoever held a session with the old password is
+ * logged out everywhere.
  * Returns how many families ended.
  */
 export async function setAccountPassword(
@@ -222,6 +227,7 @@ export async function setAccountPassword(
   return inTransaction(db, async (trx) => {
     await before?.(trx);
     if (!(await changePassword(trx, user.id, hash, now))) throw new AccountError('not_found', 'no such user');
+    await endUserResetTokens(trx, user.id, now);
     return revokeUserFamilies(trx, user.id, 'password_changed', now);
   });
 }

@@ -68,13 +68,17 @@ export async function useResetToken(db: Kysely<Database>, tokenHash: string, now
     .returning('user_id')
     .executeTakeFirst();
   if (used?.user_id == null) return undefined;
-  await db
-    .updateTable('password_reset_tokens')
-    .set({ used_at: now })
-    .where('user_id', '=', used.user_id)
-    .where('used_at', 'is', null)
-    .execute();
+  await endUserResetTokens(db, used.user_id, now);
   return { user_id: used.user_id };
+}
+
+/**
+ * Uses up every unused token of the user: a link mailed before the password, the address or the
+ * account's standing changed must not outlive that change (it went to the old address, or was
+ * asked for by whoever the change was meant to shut out).
+ */
+export async function endUserResetTokens(db: Kysely<Database>, userId: string, now: Date): Promise<void> {
+  await db.updateTable('password_reset_tokens').set({ used_at: now }).where('user_id', '=', userId).where('used_at', 'is', null).execute();
 }
 
 /** Tokens that can never be used again (expired, or used, a day after): for the purge. */

@@ -102,6 +102,13 @@ describe('PATCH /admin/clients/{id}', () => {
       expect(res.status, name).toBe(400);
       expect(res.body, name).toEqual(invalid(`the claim ${name} is a registered or protocol claim and cannot be mapped`));
     }
+    // In any case: JWT claim names are case-sensitive (RFC 7519 §4), but common verifiers are not (Go's
+    // encoding/json matches `Roles` to a field tagged `roles`, and the later member wins).
+    for (const name of ['Roles', 'ISS', 'Sub', 'EXP', 'Scope', 'Client_ID', 'EMAIL']) {
+      const res = await patchClient(client.id, { token_claims: { [name]: 'attributes.tenant' }, name: 'changed' });
+      expect(res.status, name).toBe(400);
+      expect(res.body, name).toEqual(invalid(`the claim ${name} is a registered or protocol claim and cannot be mapped`));
+    }
     expect(await clientRow(client.id)).toEqual({ roles_claim: false, token_claims: {}, name: client.name });
   });
 

@@ -50,7 +50,9 @@ export function checkTokenClaims(input: unknown): TokenClaimMap {
     if (!CLAIM_NAME.test(name)) {
       throw new TokenClaimsError('a claim name has 1 to 64 letters, digits or _ . : / - and starts with a letter');
     }
-    if (RESERVED_CLAIMS.has(name)) throw new TokenClaimsError(`the claim ${name} is a registered or protocol claim and cannot be mapped`);
+    // In any case: claim names are case-sensitive (RFC 7519 §4), but many verifiers decode them into
+    // fields case-insensitively (Go's encoding/json), where a mapped `Roles` would stand for `roles`.
+    if (RESERVED_CLAIMS.has(name.toLowerCase())) throw new TokenClaimsError(`the claim ${name} is a registered or protocol claim and cannot be mapped`);
     if (typeof path !== 'string' || !PATH.test(path)) {
       throw new TokenClaimsError(`the claim ${name} must map to attributes.<name> or attributes.<name>.<name>`);
     }

@@ -130,6 +130,10 @@ describe('the admin API', () => {
       [{ a: { b: { c: { d: { e: { f: 1 } } } } } }, 'attributes nest at most 5 levels deep'],
       [{ 'has space': 1 }, 'attribute names are 1 to 64 letters, digits, _ or -'],
       [{ ok: { 'a.b': 1 } }, 'attribute names are 1 to 64 letters, digits, _ or -'],
+      // They reach JavaScript resource servers in tokens, where a deep merge would pollute Object.prototype.
+      [JSON.parse('{"__proto__": {"admin": true}}'), 'an attribute cannot be named __proto__, constructor or prototype'],
+      [{ org: JSON.parse('{"__proto__": {"admin": true}}') }, 'an attribute cannot be named __proto__, constructor or prototype'],
+      [{ org: { constructor: { prototype: { admin: true } } } }, 'an attribute cannot be named __proto__, constructor or prototype'],
     ];
     for (const [attributes, description] of cases) {
       const res = await admin().patch(`/admin/users/${user.id}`, { attributes, name: 'Changed' });

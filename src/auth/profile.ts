@@ -66,11 +66,17 @@ export const MAX_ATTRIBUTES_BYTES = 4096;
 const MAX_ATTRIBUTE_DEPTH = 5;
 /** A member name: what an `attributes.<name>` path can name. */
 export const ATTRIBUTE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+/**
+ * Names refused at every level: attributes reach JavaScript resource servers as token claims, where
+ * a deep merge or `obj[name] = value` of such a member reaches Object.prototype (prototype pollution).
+ */
+const PROTOTYPE_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
 
 /**
  * A user's attributes: a JSON object whose member names (at every level) are 1 to 64 letters,
- * digits, `_` or `-`, whose values are strings, finite numbers, booleans, null, arrays and objects
- * nested at most 5 deep, and which takes at most 4 KiB as JSON. Returned as its JSON text.
+ * digits, `_` or `-` (not `__proto__`, `constructor` or `prototype`), whose values are strings,
+ * finite numbers, booleans, null, arrays and objects nested at most 5 deep, and which takes at
+ * most 4 KiB as JSON. Returned as its JSON text.
  */
 export function checkAttributes(input: unknown): { value: Attributes; json: string } {
   if (!isPlainObject(input)) throw new ProfileError('attributes must be a JSON object');
@@ -96,6 +102,7 @@ function checkValue(value: unknown, depth: number): void {
   if (!isPlainObject(value)) throw new ProfileError('attribute values must be JSON values');
   for (const [name, member] of Object.entries(value)) {
     if (!ATTRIBUTE_NAME.test(name)) throw new ProfileError('attribute names are 1 to 64 letters, digits, _ or -');
+    if (PROTOTYPE_NAMES.has(name)) throw new ProfileError('an attribute cannot be named __proto__, constructor or prototype');
     checkValue(member, depth + 1);
   }
 }

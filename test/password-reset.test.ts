@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { hashResetToken } from '../src/password-reset/tokens.js';
 import { runCliOn } from './helpers/cli.js';
+import { authorizeParams, createBrowserClient, exchangeCode, pkce, signInForCode } from './helpers/signin.js';
 import { createFakeClock, type FakeClock } from './helpers/clock.js';
 import { noteSecret } from './helpers/secrets.js';
 import {
@@ -132,6 +133,31 @@ describe('the whole way: ask, receive the mail, follow the link, confirm, log in
     ]);
     const failed = await service.deps.db.selectFrom('audit_events').select(['actor_type', 'details']).where('type', '=', 'password_reset_failed').execute();
     expect(failed).toContainEqual({ actor_type: 'user', details: { reason: 'invalid_token' } });
+  });
+
+  it('ends the browser session too: /authorize asks to sign in again, and its tokens stop working', async () => {
+    const user = await userWithEmail();
+    const browserClient = await createBrowserClient(service);
+    const agent = request.agent(service.app);
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(agent, authorizeParams(browserClient, challenge), user);
+    const tokens = await exchangeCode(service.app, browserClient, code, verifier);
+    expect(tokens.status).toBe(200);
+    const { access_token: accessToken, refresh_token: refreshToken } = tokens.body as { access_token: string; refresh_token: string };
+    // Signed in: the next /authorize goes straight back with a code.
+    expect((await agent.get('/authorize').query(authorizeParams(browserClient, pkce().challenge))).status).toBe(302);
+
+    await ask({ username: user.username });
+    const { token } = await nextLink();
+    expect((await confirm({ token, password: `Browser-${uniqueName('pw')}-gone` })).status).toBe(204);
+
+    const again = await agent.get('/authorize').query(authorizeParams(browserClient, pkce().challenge));
+    expect(again.status).toBe(200);
+    expect(again.text).toContain('name="password"');
+    expect((await request(service.app).get('/userinfo').set('Authorization', `Bearer ${accessToken}`)).status).toBe(401);
+    const refreshed = await request(service.app).post('/token').type('form').set('Authorization', browserClient.basic).send({ grant_type: 'refresh_token', refresh_token: refreshToken });
+    expect(refreshed.status).toBe(400);
+    expect(refreshed.body).toEqual({ error: 'invalid_grant', error_description: 'the refresh token is invalid, expired or revoked' });
   });
 
   it('asks by username in a form too; a newer link and an older one: using one ends the other', async () => {

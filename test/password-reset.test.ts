@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -384,6 +384,36 @@ describe('the mail server down', () => {
     const line = down.logs.entries().find((entry) => entry['msg'] === 'the password reset mail could not be sent')!;
     expect(line).toMatchObject({ level: 'error', user_id: user.id, code: 'ESOCKET' });
     expect(JSON.stringify(down.logs.entries())).not.toContain('token=');
+  });
+});
+
+describe('a mail server that hangs', () => {
+  it('holds at most 10 connections: mail past them is refused at once and logged, still a 202', async () => {
+    // Accepts the connection and never says a word: each try would wait out the greeting timeout.
+    const sockets: Socket[] = [];
+    const hanging = createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = hanging.address() as AddressInfo;
+      const stuck = await services.forTest({ ...mailEnv(), SMTP_URL: `smtp://127.0.0.1:${port}` });
+      const users = await Promise.all(Array.from({ length: 14 }, () => userWithEmail(stuck)));
+      for (const user of users) {
+        const res = await ask({ username: user.username }, stuck);
+        expect(res.status).toBe(202);
+        expect(res.body).toEqual(ACCEPTED);
+      }
+      const failed = () => stuck.logs.entries().filter((line) => line['msg'] === 'the password reset mail could not be sent');
+      await waitFor(() => failed().length === 4);
+      expect(failed()).toEqual(Array.from({ length: 4 }, () => expect.objectContaining({ level: 'error', code: 'EBUSY' })));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(sockets.length).toBe(10);
+      // The server goes away: the 10 waiting end with an error each.
+      for (const socket of sockets) socket.destroy();
+      await waitFor(() => failed().length === 14);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => hanging.close(() => resolve()));
+    }
   });
 });
 

@@ -20,13 +20,28 @@ export interface Mailer {
  */
 const TIMEOUTS = { connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 30_000 } as const;
 
+/**
+ * Each mail is a connection of its own, open until the server answers or a timeout ends it (and a
+ * server that trickles bytes resets the idle one): at most this many at once per process, so that
+ * a server that hangs holds no more sockets and memory than this however many resets are asked.
+ * Mail past it is refused at once (EBUSY) and logged like any other failure.
+ */
+export const MAX_MAILS_IN_FLIGHT = 10;
+
 /** nodemailer over SMTP_URL (smtp:// uses STARTTLS when the server offers it; smtps:// is TLS from the start). */
 export function createMailer(config: Pick<PasswordResetConfig, 'smtpUrl' | 'mailFrom'>, log: Logger): Mailer {
   // logger: false: nodemailer's own log would print the message, and a reset link is a secret.
   const transport = createTransport({ url: config.smtpUrl, ...TIMEOUTS, logger: false, debug: false }, { from: config.mailFrom });
+  let inFlight = 0;
   return {
     async send(message) {
-      await transport.sendMail({ to: message.to, subject: message.subject, text: message.text });
+      if (inFlight >= MAX_MAILS_IN_FLIGHT) throw Object.assign(new Error('too many mails in flight'), { code: 'EBUSY' });
+      inFlight += 1;
+      try {
+        await transport.sendMail({ to: message.to, subject: message.subject, text: message.text });
+      } finally {
+        inFlight -= 1;
+      }
     },
     close() {
       transport.close();

@@ -84,6 +84,9 @@ export function readPasswordReset(
   const smtp = parseUrl(smtpUrl);
   if (smtp === undefined || !['smtp:', 'smtps:'].includes(smtp.protocol) || smtp.hostname === '') {
     problems.push('SMTP_URL must be an smtp:// or smtps:// URL such as smtps://user:password@mail.example.com:465');
+  } else if (smtp.search !== '') {
+    // nodemailer reads a query string as transport options over Tessera's own (logger=true would log the reset link).
+    problems.push('SMTP_URL must not have a query string: only smtp(s)://user:password@host:port is read');
   }
   if (parseAddress(mailFrom) === undefined) {
     problems.push(`MAIL_FROM must be an email address or "Name <address>" (got "${mailFrom}")`);

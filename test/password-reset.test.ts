@@ -447,6 +447,10 @@ describe('off without SMTP_URL', () => {
     for (const loopback of ['http://localhost:3000/reset', 'http://127.0.0.1/reset', 'http://[::1]:8080/reset']) {
       expect(loadConfig({ ...base, SMTP_URL: 'smtp://127.0.0.1:25', MAIL_FROM: 'auth@example.com', PASSWORD_RESET_URL: loopback }).passwordReset?.resetUrl).toBe(loopback);
     }
+    // A query string would be read by nodemailer as options over Tessera's own (logger=true).
+    expect(() => loadConfig({ ...base, SMTP_URL: 'smtp://mail.example.com:587?logger=true', MAIL_FROM: 'auth@example.com', PASSWORD_RESET_URL: 'https://app.example.com/reset' })).toThrow(
+      'Invalid configuration: SMTP_URL must not have a query string: only smtp(s)://user:password@host:port is read',
+    );
     const config = loadConfig({ ...base, SMTP_URL: 'smtps://u:p@mail.example.com:465', MAIL_FROM: 'Tessera <auth@example.com>', PASSWORD_RESET_URL: 'https://app.example.com/reset' });
     expect(config.passwordReset).toEqual({ smtpUrl: 'smtps://u:p@mail.example.com:465', mailFrom: 'Tessera <auth@example.com>', resetUrl: 'https://app.example.com/reset' });
   });

@@ -1,5 +1,7 @@
 import { createTransport } from 'nodemailer';
+import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js';
 import type { Logger } from 'pino';
+import { isLoopbackHost } from '../auth/redirect-uris.js';
 import type { PasswordResetConfig } from '../config.js';
 
 export interface MailMessage {
@@ -28,10 +30,21 @@ const TIMEOUTS = { connectionTimeout: 10_000, greetingTimeout: 10_000, socketTim
  */
 export const MAX_MAILS_IN_FLIGHT = 10;
 
-/** nodemailer over SMTP_URL (smtp:// uses STARTTLS when the server offers it; smtps:// is TLS from the start). */
+/**
+ * nodemailer's options for SMTP_URL. smtps:// is TLS from the start. smtp:// uses STARTTLS when the
+ * server offers it, and must when the URL holds credentials for another host: otherwise someone on
+ * the path strips the offer and reads the password and every reset link. Only a relay on this
+ * machine may take them in clear. logger: false, as nodemailer's own log would print the message.
+ */
+export function smtpTransportOptions(smtpUrl: string): SMTPTransport.Options & { url: string } {
+  const url = new URL(smtpUrl);
+  const credentials = url.username !== '' || url.password !== '';
+  const requireTLS = url.protocol === 'smtp:' && credentials && !isLoopbackHost(url.hostname);
+  return { url: smtpUrl, ...TIMEOUTS, requireTLS, logger: false, debug: false };
+}
+
 export function createMailer(config: Pick<PasswordResetConfig, 'smtpUrl' | 'mailFrom'>, log: Logger): Mailer {
-  // logger: false: nodemailer's own log would print the message, and a reset link is a secret.
-  const transport = createTransport({ url: config.smtpUrl, ...TIMEOUTS, logger: false, debug: false }, { from: config.mailFrom });
+  const transport = createTransport(smtpTransportOptions(config.smtpUrl), { from: config.mailFrom });
   let inFlight = 0;
   return {
     async send(message) {

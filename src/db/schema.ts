@@ -134,6 +134,8 @@ export interface AuthorizationCodesTable {
   user_id: string;
   browser_session_id: string;
   redirect_uri: string;
+  /** Whether the authorization request named redirect_uri (RFC 6749 §4.1.3); null on codes made before this column. */
+  redirect_uri_given: boolean | null;
   code_challenge: string;
   scope: string[];
   nonce: string | null;

@@ -65,6 +65,8 @@ export const authorizationCodeGrant: Grant = {
     // Another client learns nothing and uses nothing up (RFC 6749 §4.1.3: issued to this client).
     if (issued.client_id !== client.id) return refuse('other_client', { user_id: issued.user_id });
     if (deps.clock.now() >= issued.expires_at.getTime()) return refuse('expired', { user_id: issued.user_id });
+    // RFC 6749 §4.1.3: required if the authorization request named it, and then identical.
+    if (redirectUri === undefined && issued.redirect_uri_given !== false) return refuse('redirect_uri_missing', { user_id: issued.user_id });
     if (redirectUri !== undefined && redirectUri !== issued.redirect_uri) return refuse('redirect_uri_mismatch', { user_id: issued.user_id });
     if (!verifierMatchesChallenge(verifier, issued.code_challenge)) return refuse('pkce_mismatch', { user_id: issued.user_id });
     // A logout between the code and its exchange ends the code too.

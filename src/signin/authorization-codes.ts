@@ -45,6 +45,7 @@ export async function issueAuthorizationCode(
     user_id: session.user_id,
     browser_session_id: session.id,
     redirect_uri: request.redirectUri,
+    redirect_uri_given: request.redirectUriGiven,
     code_challenge: request.codeChallenge,
     scope,
     nonce: request.nonce ?? null,

@@ -38,6 +38,8 @@ export class AuthorizeError extends Error {
 export interface AuthorizationRequest {
   readonly client: Client;
   readonly redirectUri: string;
+  /** Whether the request named redirect_uri (else the one registered): the token request must then name it too. */
+  readonly redirectUriGiven: boolean;
   readonly state: string | undefined;
   readonly codeChallenge: string;
   /** Undefined: the client's default scopes. */
@@ -141,6 +143,7 @@ export async function readAuthorizationRequest(clients: ClientLookup, input: Rea
   return {
     client,
     redirectUri,
+    redirectUriGiven: given !== undefined,
     state,
     codeChallenge,
     scope,

@@ -181,6 +181,30 @@ describe('J3 PKCE downgrade, a wrong or missing verifier, another client, anothe
     expect(service.logs.entries('authorization_code_refused').map((line) => line['reason'])).toEqual(expect.arrayContaining(['other_client', 'redirect_uri_mismatch']));
   });
 
+  it('a code whose request named its redirect_uri needs that redirect_uri at the token endpoint (RFC 6749 section 4.1.3)', async () => {
+    const agent = request.agent(app());
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(agent, authorizeParams(client, challenge), user);
+    const form = { grant_type: 'authorization_code', code, code_verifier: verifier };
+    const without = await request(app()).post('/token').type('form').set('Authorization', client.basic).send(form);
+    expect(without.status).toBe(400);
+    expect(without.body).toEqual({ error: 'invalid_grant', error_description: 'the authorization code is invalid, expired or already used' });
+    expect(service.logs.entries('authorization_code_refused').map((line) => line['reason'])).toContain('redirect_uri_missing');
+    // Refused without using the code up.
+    expect((await exchangeCode(app(), client, code, verifier)).status).toBe(200);
+  });
+
+  it('a code whose request left redirect_uri out is exchanged without one, or with the registered one', async () => {
+    for (const extra of [{}, { redirect_uri: REDIRECT_URI }]) {
+      const agent = request.agent(app());
+      const { verifier, challenge } = pkce();
+      const { redirect_uri: _dropped, ...params } = authorizeParams(client, challenge);
+      const { code } = await signInForCode(agent, params, user);
+      const res = await request(app()).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'authorization_code', code, code_verifier: verifier, ...extra });
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+    }
+  });
+
   it('a public client cannot authenticate with a secret it does not have, nor a confidential one without its secret', async () => {
     const agent = request.agent(app());
     const { verifier, challenge } = pkce();

@@ -85,6 +85,31 @@ describe('GET /authorize and the sign-in page', () => {
     expect(service().logs.entries().filter((line) => line['event'] === 'login_failed' && line['client_id'] === confidential.id)).toHaveLength(2);
   });
 
+  it('takes the authorization request by POST as well as GET (OpenID Connect Core section 3.1.2.1)', async () => {
+    const agent = request.agent(service().app);
+    const { challenge } = pkce();
+    const params = authorizeParams(confidential, challenge);
+    const page = await agent.post('/authorize').type('form').send(params);
+    expect(page.status, page.text).toBe(200);
+    expect(page.text).toContain('<form method="post" action="/authorize">');
+    expect(formFields(page.text)).toMatchObject({ client_id: confidential.id, redirect_uri: REDIRECT_URI, code_challenge: challenge, state: params['state'] });
+    const posted = await agent.post('/authorize').type('form').send({ ...formFields(page.text), username: user.username, password: user.password });
+    expect(posted.status).toBe(303);
+    // With the session, a POSTed request goes straight back with a code (303: the browser GETs the redirect URI).
+    const again = await agent.post('/authorize').type('form').send(authorizeParams(confidential, pkce().challenge, { state: 'posted' }));
+    expect(again.status).toBe(303);
+    expect(locationParams(again).get('state')).toBe('posted');
+    expect(locationParams(again).get('code')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    // A bad client or redirect URI is a page there too, and errors go back to the client with iss.
+    const elsewhere = await request(service().app).post('/authorize').type('form').send({ ...params, redirect_uri: 'https://evil.example/cb' });
+    expect(elsewhere.status).toBe(400);
+    expect(elsewhere.headers['location']).toBeUndefined();
+    expect(elsewhere.text).toContain('<p class="error" role="alert">The redirect_uri is not registered for this client.</p>');
+    const none = await request(service().app).post('/authorize').type('form').send({ ...params, prompt: 'none', state: 'n' });
+    expect(none.status).toBe(303);
+    expect(none.headers['location']).toBe(`${REDIRECT_URI}?error=login_required&error_description=the+user+is+not+signed+in&state=n&iss=http%3A%2F%2Ftessera.test`);
+  });
+
   it('prompt=none without a session is login_required at the redirect URI', async () => {
     const res = await request(service().app).get('/authorize').query(authorizeParams(confidential, pkce().challenge, { prompt: 'none', state: 'x y' }));
     expect(res.status).toBe(302);

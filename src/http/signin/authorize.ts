@@ -64,21 +64,30 @@ export function authorizeRouter(deps: Deps): Router {
     );
   };
 
-  router.get('/authorize', async (req, res) => {
-    const request = await readAuthorizationRequest(deps.clients, req.query);
+  /** An authorization request (RFC 6749 §4.1.1), by GET or, as OIDC Core §3.1.2.1 asks, by a form POST. */
+  const authorizationRequest = async (req: Request, res: Response) => {
+    const request = await readAuthorizationRequest(deps.clients, req.method === 'POST' ? (req.body as Record<string, unknown>) : req.query);
     // HEAD changes nothing: it never issues a code.
     const session = request.prompt.has('login') || req.method === 'HEAD' ? undefined : await findBrowserSession(deps, readCookie(req, cookies.session));
     // OIDC Core §3.1.2.1: max_age asks for a sign-in at most that old.
     const fresh = session !== undefined && (request.maxAge === undefined || deps.clock.now() - session.auth_time.getTime() <= request.maxAge * 1000);
     if (fresh) {
-      sendRedirect(res, 302, await complete(req, request, session));
+      sendRedirect(res, req.method === 'POST' ? 303 : 302, await complete(req, request, session));
       return;
     }
     if (request.prompt.has('none')) throw new AuthorizeError('login_required', 'the user is not signed in', request.redirectUri, request.state);
     showSignIn(req, res, request, 200);
-  });
+  };
 
-  router.post('/authorize', requireFormPage, parseForm, ...deps.limits.signIn, async (req, res) => {
+  router.get('/authorize', authorizationRequest);
+
+  // A POST without any field of the sign-in form is an authorization request, not a sign-in (and
+  // not counted by the login layers); one with a username or password but no CSRF token is a
+  // sign-in, and refused below.
+  router.post('/authorize', requireFormPage, parseForm, (req, _res, next) => {
+    const body = (req.body ?? {}) as Record<string, unknown>;
+    next(SIGN_IN_FIELDS.some((name) => body[name] !== undefined) ? undefined : 'route');
+  }, ...deps.limits.signIn, async (req, res) => {
     const body = (req.body ?? {}) as Record<string, unknown>;
     // Before anything else: a form this browser was not shown (login CSRF) is never acted on.
     const csrfField = typeof body['csrf_token'] === 'string' ? body['csrf_token'] : undefined;
@@ -113,10 +122,14 @@ export function authorizeRouter(deps: Deps): Router {
     const target = await complete(req, request, { id: session.id, user_id: user.id, password_changed_at: user.password_changed_at, auth_time: session.authTime });
     sendRedirect(res, 303, target);
   });
+  router.post('/authorize', authorizationRequest);
   router.all('/authorize', methodNotAllowed('GET', 'HEAD', 'POST'));
   router.use('/authorize', htmlErrors(deps.log, deps.config.issuer));
   return router;
 }
+
+/** The fields only the sign-in form sends. */
+const SIGN_IN_FIELDS = ['csrf_token', 'username', 'password'] as const;
 
 /** The form posts application/x-www-form-urlencoded; anything else is a page, not JSON. */
 function requireFormPage(req: Request, _res: Response, next: () => void): void {

@@ -226,6 +226,21 @@ describe('logout everywhere', () => {
     expect((await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge))).status).toBe(200);
   });
 
+  it('disabling a user ends the browser session for good: enabling the user again does not bring it back', async () => {
+    const admin = await loginAdmin(service());
+    const disabled = await createTestUser(service(), { scopes: ['profile'] });
+    const agent = request.agent(service().app);
+    const { verifier, challenge } = pkce();
+    // A code issued before the disable, not yet exchanged.
+    const { code } = await signInForCode(agent, authorizeParams(confidential, challenge), disabled);
+    for (const flag of [true, false]) {
+      const res = await request(service().app).patch(`/admin/users/${disabled.id}`).set('Authorization', admin.authorization).send({ disabled: flag });
+      expect(res.status).toBe(200);
+    }
+    expect((await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge))).status).toBe(200);
+    expect((await exchangeCode(service().app, confidential, code, verifier)).body).toEqual(invalidGrant);
+  });
+
   it('a password change ends the browser session (the next /authorize asks again)', async () => {
     const changing = await createTestUser(service(), { scopes: ['profile'] });
     const agent = request.agent(service().app);

@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import { isForeignKeyViolation, isUniqueViolation } from '../db/errors.js';
 import { findExistingRoles, replaceUserRoles } from '../db/roles.js';
 import type { Database, User } from '../db/schema.js';
+import { endUserBrowserSessions } from '../db/browser-sessions.js';
 import { endUserResetTokens } from '../db/password-reset-tokens.js';
 import { revokeUserFamilies } from '../db/refresh-families.js';
 import { inTransaction } from '../db/transaction.js';
@@ -173,7 +174,11 @@ export async function updateAccount(
       }
       // A reset link went to the address as it was, for the account as it was.
       if (profile.email !== undefined || profile.email_verified === false || changes.disabled === true) await endUserResetTokens(trx, userId, now);
-      return changes.disabled === true ? revokeUserFamilies(trx, userId, 'user_disabled', now) : 0;
+      if (changes.disabled !== true) return 0;
+      // Browser sessions too: a disabled user's session is only refused while the flag stands,
+      // and enabling the user again must not bring it back.
+      await endUserBrowserSessions(trx, userId, now);
+      return revokeUserFamilies(trx, userId, 'user_disabled', now);
     }),
   );
 }

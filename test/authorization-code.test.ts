@@ -275,6 +275,19 @@ describe('GET /logout', () => {
     expect((await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge))).status).toBe(200);
   });
 
+  it('HEAD with an id_token_hint ends nothing (HEAD is safe, as at /authorize)', async () => {
+    const agent = request.agent(service().app);
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(agent, authorizeParams(confidential, challenge), user);
+    const tokens = (await exchangeCode(service().app, confidential, code, verifier)).body;
+    const res = await agent.head('/logout').query({ id_token_hint: tokens.id_token, post_logout_redirect_uri: POST_LOGOUT_URI });
+    expect(res.status).toBe(200);
+    expect(res.headers['location']).toBeUndefined();
+    expect((await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge))).status).toBe(302);
+    const refreshed = await request(service().app).post('/token').type('form').set('Authorization', confidential.basic).send({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token });
+    expect(refreshed.status).toBe(200);
+  });
+
   it('without a hint asks first, on a form with a CSRF token, then shows the signed-out page', async () => {
     const agent = request.agent(service().app);
     await signInForCode(agent, authorizeParams(confidential, pkce().challenge), user);

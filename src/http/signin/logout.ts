@@ -79,7 +79,8 @@ export function logoutRouter(deps: Deps): Router {
 
   router.get('/logout', async (req, res) => {
     const request = await readRequest(req.query);
-    if (request.hint !== undefined) return signOut(req, res, request);
+    // HEAD changes nothing (RFC 9110 §9.2.1): it gets the page a GET without a hint would.
+    if (request.hint !== undefined && req.method !== 'HEAD') return signOut(req, res, request);
     let csrfCookie = readCookie(req, cookies.csrf);
     if (csrfCookie === undefined || !isWellFormedOpaqueSecret(csrfCookie)) {
       csrfCookie = generateOpaqueSecret();

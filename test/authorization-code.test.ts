@@ -275,6 +275,27 @@ describe('GET /logout', () => {
     expect((await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge))).status).toBe(200);
   });
 
+  it('with the hint of another session asks first, and ends neither session by a link (RP-Initiated Logout section 2: MUST ask)', async () => {
+    const first = request.agent(service().app);
+    const second = request.agent(service().app);
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(first, authorizeParams(confidential, challenge), user);
+    const tokens = (await exchangeCode(service().app, confidential, code, verifier)).body;
+    await signInForCode(second, authorizeParams(confidential, pkce().challenge), user);
+    const query = { id_token_hint: tokens.id_token, post_logout_redirect_uri: POST_LOGOUT_URI, state: 'bye' };
+    // The same user's other browser, and a browser with no session at all (a link an attacker holding an old ID token sends).
+    for (const browser of [second, request.agent(service().app)]) {
+      const res = await browser.get('/logout').query(query);
+      expect(res.status).toBe(200);
+      expect(res.headers['location']).toBeUndefined();
+      expect(res.text).toContain('<form method="post" action="/logout">');
+      expect(formFields(res.text)).toMatchObject({ client_id: confidential.id, post_logout_redirect_uri: POST_LOGOUT_URI, state: 'bye' });
+    }
+    for (const browser of [first, second]) expect((await browser.get('/authorize').query(authorizeParams(confidential, pkce().challenge))).status).toBe(302);
+    const refreshed = await request(service().app).post('/token').type('form').set('Authorization', confidential.basic).send({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token });
+    expect(refreshed.status).toBe(200);
+  });
+
   it('HEAD with an id_token_hint ends nothing (HEAD is safe, as at /authorize)', async () => {
     const agent = request.agent(service().app);
     const { verifier, challenge } = pkce();

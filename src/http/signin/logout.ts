@@ -27,9 +27,10 @@ const MAX_STATE_LENGTH = 1024;
 
 /**
  * GET /logout, the end_session_endpoint (OpenID Connect RP-Initiated Logout 1.0). With a valid
- * `id_token_hint` the relying party has shown it speaks for this user: the session ends at once.
- * Without one, anyone could link a browser here, so the user is asked first (§2: "the OP SHOULD
- * ask the End-User"), on a page whose form (POST /logout) carries a CSRF token. Ending a session
+ * `id_token_hint` of this browser's current session the relying party has shown it speaks for
+ * this session: it ends at once. Without one, or with an ID token of another (or an ended)
+ * session, anyone could link a browser here, so the user is asked first (§2: the OP "MUST ask
+ * the End-User" then), on a page whose form (POST /logout) carries a CSRF token. Ending a session
  * ends every refresh family its codes started. The browser is sent to `post_logout_redirect_uri`
  * only if that exact URI is registered for the client the hint (or `client_id`) names; otherwise
  * a page says the user is signed out. Never an open redirect.
@@ -79,8 +80,12 @@ export function logoutRouter(deps: Deps): Router {
 
   router.get('/logout', async (req, res) => {
     const request = await readRequest(req.query);
-    // HEAD changes nothing (RFC 9110 §9.2.1): it gets the page a GET without a hint would.
-    if (request.hint !== undefined && req.method !== 'HEAD') return signOut(req, res, request);
+    // At once only for a hint of this browser's own session (§2: the OP MUST ask the user if the
+    // ID token does not belong to the current session); an older or another browser's ID token,
+    // which a third party may hold, gets the question like a link without one. HEAD changes
+    // nothing (RFC 9110 §9.2.1): it gets the page.
+    const current = request.hint === undefined || req.method === 'HEAD' ? undefined : await findBrowserSession(deps, readCookie(req, cookies.session));
+    if (current !== undefined && current.id === request.hint!.sid && current.user_id === request.hint!.sub) return signOut(req, res, request);
     let csrfCookie = readCookie(req, cookies.csrf);
     if (csrfCookie === undefined || !isWellFormedOpaqueSecret(csrfCookie)) {
       csrfCookie = generateOpaqueSecret();

@@ -110,6 +110,29 @@ describe('GET /authorize and the sign-in page', () => {
     expect(none.headers['location']).toBe(`${REDIRECT_URI}?error=login_required&error_description=the+user+is+not+signed+in&state=n&iss=http%3A%2F%2Ftessera.test`);
   });
 
+  it('an id_token_hint of another user is not answered with this session\'s user (OpenID Connect Core section 3.1.2.1)', async () => {
+    const other = await createTestUser(service(), { scopes: ['profile'] });
+    const otherAgent = request.agent(service().app);
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(otherAgent, authorizeParams(confidential, challenge), other);
+    const otherIdToken = (await exchangeCode(service().app, confidential, code, verifier)).body.id_token as string;
+    const agent = request.agent(service().app);
+    const mine = await signInForCode(agent, authorizeParams(confidential, challenge), user);
+    const myIdToken = (await exchangeCode(service().app, confidential, mine.code, verifier)).body.id_token as string;
+
+    const silent = await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge, { prompt: 'none', id_token_hint: otherIdToken, state: 's' }));
+    expect(silent.status).toBe(302);
+    expect(silent.headers['location']).toBe(`${REDIRECT_URI}?error=login_required&error_description=the+user+is+not+signed+in&state=s&iss=http%3A%2F%2Ftessera.test`);
+    expect((await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge, { id_token_hint: otherIdToken }))).status).toBe(200);
+    const same = await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge, { prompt: 'none', id_token_hint: myIdToken }));
+    expect(same.status).toBe(302);
+    expect(locationParams(same).get('code')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const forged = await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge, { id_token_hint: 'not.a.token', state: 's' }));
+    expect(forged.headers['location']).toBe(
+      `${REDIRECT_URI}?error=invalid_request&error_description=the+id_token_hint+is+not+an+ID+token+this+service+issued+to+this+client&state=s&iss=http%3A%2F%2Ftessera.test`,
+    );
+  });
+
   it('prompt=none without a session is login_required at the redirect URI', async () => {
     const res = await request(service().app).get('/authorize').query(authorizeParams(confidential, pkce().challenge, { prompt: 'none', state: 'x y' }));
     expect(res.status).toBe(302);

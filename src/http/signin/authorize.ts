@@ -7,6 +7,7 @@ import { issueAuthorizationCode } from '../../signin/authorization-codes.js';
 import { AUTHORIZATION_PARAMETERS, AuthorizeError, type AuthorizationRequest, readAuthorizationRequest } from '../../signin/authorization-request.js';
 import { findBrowserSession, startBrowserSession } from '../../signin/browser-sessions.js';
 import { csrfTokenFor, generateOpaqueSecret, isCsrfTokenOf, isWellFormedOpaqueSecret } from '../../signin/secrets.js';
+import { readIdTokenHint } from '../../tokens/id-token.js';
 import { methodNotAllowed } from '../errors.js';
 import { parseForm } from '../form.js';
 import { readCookie, setCsrfCookie, setSessionCookie, signInCookies } from './cookies.js';
@@ -64,11 +65,26 @@ export function authorizeRouter(deps: Deps): Router {
     );
   };
 
+  /** The user an `id_token_hint` names: an ID token this service issued to this client, expired or not. */
+  const readHintedUser = async (input: Record<string, unknown>, request: AuthorizationRequest): Promise<string | undefined> => {
+    const text = input['id_token_hint'];
+    if (text === undefined || text === '') return undefined;
+    const hint = typeof text === 'string' ? await readIdTokenHint(deps, text) : undefined;
+    if (hint === undefined || hint.clientId !== request.client.id) {
+      throw new AuthorizeError('invalid_request', 'the id_token_hint is not an ID token this service issued to this client', request.redirectUri, request.state);
+    }
+    return hint.sub;
+  };
+
   /** An authorization request (RFC 6749 §4.1.1), by GET or, as OIDC Core §3.1.2.1 asks, by a form POST. */
   const authorizationRequest = async (req: Request, res: Response) => {
-    const request = await readAuthorizationRequest(deps.clients, req.method === 'POST' ? (req.body as Record<string, unknown>) : req.query);
+    const input = (req.method === 'POST' ? req.body : req.query) as Record<string, unknown>;
+    const request = await readAuthorizationRequest(deps.clients, input);
+    const hintedUser = await readHintedUser(input, request);
     // HEAD changes nothing: it never issues a code.
-    const session = request.prompt.has('login') || req.method === 'HEAD' ? undefined : await findBrowserSession(deps, readCookie(req, cookies.session));
+    const found = request.prompt.has('login') || req.method === 'HEAD' ? undefined : await findBrowserSession(deps, readCookie(req, cookies.session));
+    // OIDC Core §3.1.2.1: a session of another user than the id_token_hint's is no answer to this request.
+    const session = hintedUser !== undefined && found?.user_id !== hintedUser ? undefined : found;
     // OIDC Core §3.1.2.1: max_age asks for a sign-in at most that old.
     const fresh = session !== undefined && (request.maxAge === undefined || deps.clock.now() - session.auth_time.getTime() <= request.maxAge * 1000);
     if (fresh) {

@@ -133,6 +133,17 @@ describe('GET /authorize and the sign-in page', () => {
     );
   });
 
+  it('a response_mode other than query is refused, not answered in the query (discovery lists query alone)', async () => {
+    for (const mode of ['fragment', 'form_post']) {
+      const res = await request(service().app).get('/authorize').query(authorizeParams(confidential, pkce().challenge, { response_mode: mode, state: 'm' }));
+      expect(res.status).toBe(302);
+      expect(res.headers['location']).toBe(`${REDIRECT_URI}?error=invalid_request&error_description=only+response_mode%3Dquery+is+supported&state=m&iss=http%3A%2F%2Ftessera.test`);
+    }
+    const query = await request(service().app).get('/authorize').query(authorizeParams(confidential, pkce().challenge, { response_mode: 'query' }));
+    expect(query.status).toBe(200);
+    expect(formFields(query.text)['response_mode']).toBe('query');
+  });
+
   it('prompt=none without a session is login_required at the redirect URI', async () => {
     const res = await request(service().app).get('/authorize').query(authorizeParams(confidential, pkce().challenge, { prompt: 'none', state: 'x y' }));
     expect(res.status).toBe(302);

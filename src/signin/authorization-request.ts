@@ -56,6 +56,7 @@ export const AUTHORIZATION_PARAMETERS = [
   'client_id',
   'redirect_uri',
   'response_type',
+  'response_mode',
   'scope',
   'state',
   'code_challenge',
@@ -113,6 +114,9 @@ export async function readAuthorizationRequest(clients: ClientLookup, input: Rea
   const responseType = single('response_type');
   if (responseType === undefined) throw fail('invalid_request', 'response_type is required');
   if (responseType !== 'code') throw fail('unsupported_response_type', 'only response_type=code is supported');
+  // OAuth 2.0 Multiple Response Types §2.1: the client says how it expects the answer; only the query is served.
+  const responseMode = single('response_mode');
+  if (responseMode !== undefined && responseMode !== 'query') throw fail('invalid_request', 'only response_mode=query is supported');
   if (!client.grant_types.includes('authorization_code')) throw fail('unauthorized_client', 'this client may not use the authorization code grant');
 
   const codeChallenge = single('code_challenge');

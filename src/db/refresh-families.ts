@@ -9,7 +9,8 @@ import { userScopesOf } from './users.js';
  * changePassword always moves it). The user row is held FOR SHARE until commit, so a password
  * change or a disable either happens first (and no family is created) or waits and then ends this
  * family too, in its own transaction: a login racing "logout everywhere" cannot survive it. This
- * is what keeps a session from outliving a password change, with no clock compared.
+ * is what keeps a session from outliving a password change, with no clock compared. A family
+ * from a code exchange holds its browser session's row the same way, so it cannot outlive a logout.
  * `firstTokenHash` is undefined for a session without refresh tokens (a client without the
  * refresh grant). Returns false when the guard fails.
  */
@@ -27,6 +28,12 @@ export async function insertFamily(
       .forShare()
       .executeTakeFirst();
     if (user === undefined || user.disabled || user.password_changed_at.getTime() !== passwordChangedAt.getTime()) return false;
+    // A family of a browser session (a code exchange) only while that session stands: the share
+    // lock makes a logout racing this wait for the insert, and then end the family with the session.
+    if (family.browser_session_id !== undefined) {
+      const session = await trx.selectFrom('browser_sessions').select('ended_at').where('id', '=', family.browser_session_id).forShare().executeTakeFirst();
+      if (session === undefined || session.ended_at !== null) return false;
+    }
     await trx.insertInto('refresh_families').values(family).execute();
     if (firstTokenHash === undefined) return true;
     await trx

@@ -275,6 +275,30 @@ describe('logout everywhere', () => {
     expect((await exchangeCode(service().app, confidential, code, verifier)).body).toEqual(invalidGrant);
   });
 
+  it('signing in again as the same user (prompt=login, max_age) keeps what the first session started; the next logout ends it', async () => {
+    const agent = request.agent(service().app);
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(agent, authorizeParams(confidential, challenge), user);
+    const first = (await exchangeCode(service().app, confidential, code, verifier)).body;
+    // Another client asks for a fresh sign-in: the user enters the password again.
+    const again = await signInForCode(agent, authorizeParams(publicClient, challenge, { prompt: 'login' }), user);
+    const second = (await exchangeCode(service().app, publicClient, again.code, verifier)).body;
+    const refresh = (client: TestClient, token: string) =>
+      request(service().app)
+        .post('/token')
+        .type('form')
+        .set(client.secret === undefined ? {} : { Authorization: client.basic })
+        .send({ grant_type: 'refresh_token', refresh_token: token, ...(client.secret === undefined ? { client_id: client.id } : {}) });
+    const kept = await refresh(confidential, first.refresh_token);
+    expect(kept.status, JSON.stringify(kept.body)).toBe(200);
+    // A logout of the browser's session (the hint of the second sign-in) ends both clients' sessions.
+    const out = await agent.get('/logout').query({ id_token_hint: second.id_token });
+    expect(out.status).toBe(200);
+    expect(out.text).toContain('You are signed out.');
+    expect((await refresh(confidential, kept.body.refresh_token)).body).toEqual({ error: 'invalid_grant', error_description: 'the refresh token is invalid, expired or revoked' });
+    expect((await refresh(publicClient, second.refresh_token)).body).toEqual({ error: 'invalid_grant', error_description: 'the refresh token is invalid, expired or revoked' });
+  });
+
   it('a password change ends the browser session (the next /authorize asks again)', async () => {
     const changing = await createTestUser(service(), { scopes: ['profile'] });
     const agent = request.agent(service().app);

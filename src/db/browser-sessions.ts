@@ -76,6 +76,25 @@ export async function endBrowserSession(db: Kysely<Database>, id: string, now: D
   });
 }
 
+/**
+ * The same user signed in again in this browser (prompt=login, max_age): the old session ends and
+ * the live families its codes started go on under the new one, so that a later logout still ends
+ * them. Returns the families handed over.
+ */
+export async function handOverBrowserSession(db: Kysely<Database>, previousId: string, nextId: string, now: Date): Promise<string[]> {
+  return inTransaction(db, async (trx) => {
+    await trx.updateTable('browser_sessions').set({ ended_at: now }).where('id', '=', previousId).where('ended_at', 'is', null).execute();
+    const moved = await trx
+      .updateTable('refresh_families')
+      .set({ browser_session_id: nextId })
+      .where('browser_session_id', '=', previousId)
+      .where('revoked_at', 'is', null)
+      .returning('id')
+      .execute();
+    return moved.map((row) => row.id);
+  });
+}
+
 /** Deletes up to `batchSize` sessions past their lifetime (codes go with them: cascade). */
 export async function purgeDeadBrowserSessions(db: Kysely<Database>, now: Date, batchSize: number): Promise<number> {
   const result = await db

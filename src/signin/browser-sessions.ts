@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { auditedChange } from '../audit/writer.js';
-import { endBrowserSession as endSessionRows, findLiveBrowserSession, insertBrowserSession, type LiveBrowserSession } from '../db/browser-sessions.js';
+import {
+  endBrowserSession as endSessionRows,
+  findLiveBrowserSession,
+  handOverBrowserSession,
+  insertBrowserSession,
+  type LiveBrowserSession,
+} from '../db/browser-sessions.js';
 import type { User } from '../db/schema.js';
 import type { Deps } from '../deps.js';
 import { generateOpaqueSecret, hashOpaqueSecret, isWellFormedOpaqueSecret } from './secrets.js';
@@ -23,8 +29,11 @@ export interface StartedBrowserSession {
 /**
  * A successful sign-in starts a new session with a new cookie value (so a value fixed in the
  * browser before sign-in is never the one that is signed in: session fixation), and ends the
- * session the browser held before, if any. Undefined if the user's password changed, or the user
- * was disabled, since the password was verified.
+ * session the browser held before, if any: another user's with the families its codes started;
+ * the same user's (signing in again for prompt=login or max_age) handing those families over to
+ * the new session, since asking for the password again is no logout of the other clients.
+ * Undefined if the user's password changed, or the user was disabled, since the password was
+ * verified.
  */
 export async function startBrowserSession(
   deps: Pick<Deps, 'db' | 'clock' | 'log'>,
@@ -32,10 +41,8 @@ export async function startBrowserSession(
   context: { readonly ip: string; readonly clientId: string; readonly previousCookie: string | undefined },
 ): Promise<StartedBrowserSession | undefined> {
   const now = new Date(deps.clock.now());
-  if (context.previousCookie !== undefined) {
-    const previous = await findBrowserSession(deps, context.previousCookie);
-    if (previous !== undefined) await endBrowserSession(deps, previous.id, { reason: 'replaced', ip: context.ip });
-  }
+  const previous = await findBrowserSession(deps, context.previousCookie);
+  if (previous !== undefined && previous.user_id !== user.id) await endBrowserSession(deps, previous.id, { reason: 'replaced', ip: context.ip });
   const id = randomUUID();
   const cookie = generateOpaqueSecret();
   const row = {
@@ -56,6 +63,14 @@ export async function startBrowserSession(
       inserted ? { event: 'browser_session_started', fields: { user_id: user.id, client_id: context.clientId, ip: context.ip, session_id: id } } : undefined,
   );
   if (!started) return undefined;
+  if (previous !== undefined && previous.user_id === user.id) {
+    await auditedChange(
+      deps,
+      { actor: { type: 'user', id: user.id }, ip: context.ip },
+      (trx) => handOverBrowserSession(trx, previous.id, id, now),
+      (families) => ({ event: 'browser_session_ended', fields: { session_id: previous.id, reason: 'replaced', ip: context.ip, successor_id: id, handed_over_family_ids: families, family_ids: [] } }),
+    );
+  }
   return { id, cookie, authTime: now };
 }
 

@@ -151,6 +151,69 @@ describe('GET /authorize and the sign-in page', () => {
   });
 });
 
+describe('loopback redirect URIs (RFC 8252 section 7.3: any port)', () => {
+  const notRegistered = '<p class="error" role="alert">The redirect_uri is not registered for this client.</p>';
+
+  it('a registered port-less loopback IP URI takes any port, and the code is bound to the URI with that port', async () => {
+    const native = await createBrowserClient(service(), { type: 'public', redirectUris: ['http://127.0.0.1/callback', 'http://[::1]/cb?app=1'] });
+    const agent = request.agent(service().app);
+    const { challenge, verifier } = pkce();
+    const params = authorizeParams(native, challenge, { redirect_uri: 'http://127.0.0.1:54321/callback', state: 'loop' });
+    const page = await agent.get('/authorize').query(params);
+    expect(page.status, page.text).toBe(200);
+    // The form may lead back to that listener (CSP form-action names its origin, port and all).
+    expect(page.headers['content-security-policy']).toContain("form-action 'self' http://127.0.0.1:54321;");
+    const posted = await agent.post('/authorize').type('form').send({ ...formFields(page.text), username: user.username, password: user.password });
+    expect(posted.status).toBe(303);
+    expect(posted.headers['location']).toMatch(/^http:\/\/127\.0\.0\.1:54321\/callback\?code=[A-Za-z0-9_-]{43}&state=loop&iss=http%3A%2F%2Ftessera\.test$/);
+    const code = locationParams(posted).get('code')!;
+    // RFC 6749 section 4.1.3: the token request names the very URI the code was sent to.
+    for (const other of ['http://127.0.0.1/callback', 'http://127.0.0.1:54322/callback']) {
+      const res = await exchangeCode(service().app, native, code, verifier, { redirect_uri: other });
+      expect(res.status).toBe(400);
+      expect(res.body).toEqual(invalidGrant);
+    }
+    const tokens = await exchangeCode(service().app, native, code, verifier, { redirect_uri: 'http://127.0.0.1:54321/callback' });
+    expect(tokens.status, tokens.text).toBe(200);
+
+    // [::1] too, with its query kept exactly; and an error goes back to the port the request named.
+    const v6 = await request(service().app).get('/authorize').query(authorizeParams(native, challenge, { redirect_uri: 'http://[::1]:8080/cb?app=1', prompt: 'none', state: 'v6' }));
+    expect(v6.status).toBe(302);
+    expect(v6.headers['location']).toBe('http://[::1]:8080/cb?app=1&error=login_required&error_description=the+user+is+not+signed+in&state=v6&iss=http%3A%2F%2Ftessera.test');
+  });
+
+  it('only the port may differ: another path, query, host, scheme, localhost or a fragment is refused on the page, never redirected', async () => {
+    const native = await createBrowserClient(service(), {
+      type: 'public',
+      redirectUris: ['http://127.0.0.1/callback', 'http://localhost/callback', 'https://app.example.test:8443/callback'],
+    });
+    for (const uri of [
+      'http://127.0.0.1:54321/other',
+      'http://127.0.0.1:54321/callback/',
+      'http://127.0.0.1:54321/callback?x=1',
+      'http://127.0.0.1:54321/callback#x',
+      'http://127.0.0.1:99999/callback',
+      'http://127.0.0.1:/callback',
+      'http://127.0.0.2:54321/callback',
+      'http://[::1]:54321/callback',
+      'https://127.0.0.1:54321/callback',
+      'http://localhost:54321/callback',
+      'http://127.0.0.1.example.test:54321/callback',
+      'https://app.example.test/callback',
+      'https://app.example.test:9443/callback',
+    ]) {
+      const res = await request(service().app).get('/authorize').query(authorizeParams(native, pkce().challenge, { redirect_uri: uri }));
+      expect(res.status, uri).toBe(400);
+      expect(res.headers['location'], uri).toBeUndefined();
+      expect(res.text, uri).toContain(notRegistered);
+    }
+    // localhost and https stay exact: as registered, they are accepted.
+    for (const uri of ['http://localhost/callback', 'https://app.example.test:8443/callback']) {
+      expect((await request(service().app).get('/authorize').query(authorizeParams(native, pkce().challenge, { redirect_uri: uri }))).status, uri).toBe(200);
+    }
+  });
+});
+
 describe('grant_type=authorization_code', () => {
   it('a confidential client gets an access token, a refresh token and an ID token', async () => {
     const agent = request.agent(service().app);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkRedirectUri } from './redirect-uris.js';
+import { checkRedirectUri, matchesRedirectUri } from './redirect-uris.js';
 
 describe('checkRedirectUri', () => {
   it.each([
@@ -27,5 +27,35 @@ describe('checkRedirectUri', () => {
     ['', 'a redirect URI has 1 to 255 characters'],
   ])('refuses %s', (uri, message) => {
     expect(checkRedirectUri(uri)).toContain(message);
+  });
+});
+
+describe('matchesRedirectUri', () => {
+  it.each([
+    ['http://127.0.0.1/callback', 'http://127.0.0.1/callback'],
+    ['http://127.0.0.1/callback', 'http://127.0.0.1:54321/callback'],
+    ['http://127.0.0.1:8080/callback', 'http://127.0.0.1:54321/callback'],
+    ['http://127.0.0.1:8080/callback', 'http://127.0.0.1/callback'],
+    ['http://127.0.0.1', 'http://127.0.0.1:65535'],
+    ['http://[::1]/cb?app=1', 'http://[::1]:1/cb?app=1'],
+    ['https://app.example.com/cb', 'https://app.example.com/cb'],
+  ])('%s takes %s', (registered, given) => {
+    expect(matchesRedirectUri(registered, given)).toBe(true);
+  });
+
+  it.each([
+    ['http://127.0.0.1/callback', 'http://127.0.0.1:54321/other'],
+    ['http://127.0.0.1/callback', 'http://127.0.0.1:54321/callback?x=1'],
+    ['http://127.0.0.1/callback', 'http://127.0.0.1:54321/callback#x'],
+    ['http://127.0.0.1/callback', 'http://127.0.0.1:65536/callback'],
+    ['http://127.0.0.1/callback', 'http://127.0.0.1:0/callback'],
+    ['http://127.0.0.1/callback', 'http://127.0.0.1:/callback'],
+    ['http://127.0.0.1/callback', 'http://[::1]:54321/callback'],
+    ['http://127.0.0.1/callback', 'https://127.0.0.1:54321/callback'],
+    ['http://127.0.0.1/callback', 'http://127.0.0.1:54321@evil.example/callback'],
+    ['http://localhost/callback', 'http://localhost:54321/callback'],
+    ['https://app.example.com/cb', 'https://app.example.com:8443/cb'],
+  ])('%s refuses %s', (registered, given) => {
+    expect(matchesRedirectUri(registered, given)).toBe(false);
   });
 });

@@ -1,6 +1,7 @@
 /**
  * The rules for a client's registered redirect URIs (RFC 6749 §3.1.2, RFC 9700 §2.1, RFC 8252 §7).
- * Each is compared byte for byte at /authorize and /logout, so what is registered is what must be sent.
+ * Each is compared byte for byte at /authorize and /logout, so what is registered is what must be sent,
+ * with one exception (matchesRedirectUri): the port of an http URI on a loopback IP literal.
  *
  * - https, any host: a web application;
  * - http only on a loopback host, 127.0.0.1, [::1] or localhost (RFC 8252 §7.3, §8.3): a native
@@ -19,6 +20,27 @@ const NEVER = new Set(['javascript', 'data', 'file', 'vbscript', 'blob', 'about'
 /** The hosts where http is allowed (this machine): a URL's `hostname`, as `new URL` gives it. */
 export function isLoopbackHost(hostname: string): boolean {
   return LOOPBACK_HOSTS.has(hostname);
+}
+
+/**
+ * `http://127.0.0.1` or `http://[::1]`, an optional port, then the rest (path and query) or nothing.
+ * IP literals only: `localhost` may resolve elsewhere (RFC 8252 §8.3: NOT RECOMMENDED), so a
+ * registered `http://localhost...` is compared byte for byte like any other URI.
+ */
+const LOOPBACK_IP_URI = /^(http:\/\/(?:127\.0\.0\.1|\[::1\]))(?::([1-9][0-9]{0,4}))?([/?][^#]*)?$/;
+
+/**
+ * Whether the redirect_uri of a request is `registered`: byte for byte (RFC 9700 §2.1), except that
+ * an http URI on a loopback IP literal may name any port (RFC 8252 §7.3: the server "MUST allow any
+ * port to be specified at the time of the request", for a native app's ephemeral listener). The
+ * scheme, host, path and query are still exact; the port is the only thing that may differ.
+ */
+export function matchesRedirectUri(registered: string, given: string): boolean {
+  if (registered === given) return true;
+  const want = LOOPBACK_IP_URI.exec(registered);
+  const got = LOOPBACK_IP_URI.exec(given);
+  if (want === null || got === null || Number(got[2] ?? 80) > 65535) return false;
+  return want[1] === got[1] && (want[3] ?? '') === (got[3] ?? '');
 }
 
 /** What is wrong with one redirect URI, or undefined. */

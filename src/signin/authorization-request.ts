@@ -1,4 +1,5 @@
 import type { ClientLookup } from '../auth/client-cache.js';
+import { matchesRedirectUri } from '../auth/redirect-uris.js';
 import { parseScope } from '../auth/scopes.js';
 import type { Client } from '../db/schema.js';
 import { isValidClientId } from '../oauth/client-auth.js';
@@ -98,9 +99,11 @@ export async function readAuthorizationRequest(clients: ClientLookup, input: Rea
   if (repeated('redirect_uri')) throw untrusted('the parameter redirect_uri is repeated');
   const registered = client.redirect_uris ?? [];
   const given = single('redirect_uri');
-  // RFC 6749 §3.1.2.3: optional only when exactly one is registered; compared exactly (RFC 9700 §2.1).
+  // RFC 6749 §3.1.2.3: optional only when exactly one is registered; compared exactly (RFC 9700 §2.1)
+  // but for a loopback IP's port (RFC 8252 §7.3). The URI as given, port and all, is the one the
+  // code is sent to and bound to: the token request must name that same URI (RFC 6749 §4.1.3).
   if (given === undefined && registered.length !== 1) throw untrusted('redirect_uri is required');
-  if (given !== undefined && !registered.includes(given)) throw untrusted('the redirect_uri is not registered for this client');
+  if (given !== undefined && !registered.some((uri) => matchesRedirectUri(uri, given))) throw untrusted('the redirect_uri is not registered for this client');
   const redirectUri = given ?? registered[0]!;
 
   const state = repeated('state') ? undefined : single('state');

@@ -91,7 +91,7 @@ describe('GET /authorize and the sign-in page', () => {
     const params = authorizeParams(confidential, challenge);
     const page = await agent.post('/authorize').type('form').send(params);
     expect(page.status, page.text).toBe(200);
-    expect(page.text).toContain('<form method="post" action="/authorize">');
+    expect(page.text).toContain('<form method="post" action="authorize">');
     expect(formFields(page.text)).toMatchObject({ client_id: confidential.id, redirect_uri: REDIRECT_URI, code_challenge: challenge, state: params['state'] });
     const posted = await agent.post('/authorize').type('form').send({ ...formFields(page.text), username: user.username, password: user.password });
     expect(posted.status).toBe(303);
@@ -142,6 +142,31 @@ describe('GET /authorize and the sign-in page', () => {
     const query = await request(service().app).get('/authorize').query(authorizeParams(confidential, pkce().challenge, { response_mode: 'query' }));
     expect(query.status).toBe(200);
     expect(formFields(query.text)['response_mode']).toBe('query');
+  });
+
+  it('the forms post to a relative action, so that behind a proxy that strips a path prefix of ISSUER they stay under it', async () => {
+    const actionOf = (html: string) => /<form method="post" action="([^"]*)">/.exec(html)?.[1];
+    const agent = request.agent(service().app);
+    const params = authorizeParams(confidential, pkce().challenge);
+    const page = await agent.get('/authorize').query(params);
+    const failed = await agent.post('/authorize').type('form').send({ ...formFields(page.text), username: user.username, password: 'wrong-password-1' });
+    const logout = await agent.get('/logout');
+    expect(failed.status).toBe(400);
+    expect(logout.status).toBe(200);
+    // The browser resolves the action against the page's URL (RFC 3986 section 5.2), with the prefix the proxy saw.
+    for (const [res, endpoint] of [[page, 'authorize'], [failed, 'authorize'], [logout, 'logout']] as const) {
+      const action = actionOf(res.text)!;
+      expect(new URL(action, `https://host.example/auth/${endpoint}?state=x`).href).toBe(`https://host.example/auth/${endpoint}`);
+      expect(new URL(action, `${TEST_ISSUER}/${endpoint}?state=x`).href).toBe(`${TEST_ISSUER}/${endpoint}`);
+      // form-action 'self' covers it: the same origin as the page.
+      expect(res.headers['content-security-policy']).toContain("form-action 'self'");
+    }
+    // No page at /authorize/ or /logout/, whose relative action would resolve one level too deep.
+    for (const path of ['/authorize/', '/logout/']) {
+      const res = await request(service().app).get(path).query(params);
+      expect(res.status, path).toBe(404);
+      expect(res.body).toEqual({ error: 'invalid_request', error_description: 'there is no such endpoint' });
+    }
   });
 
   it('prompt=none without a session is login_required at the redirect URI', async () => {
@@ -409,7 +434,7 @@ describe('GET /logout', () => {
       const res = await browser.get('/logout').query(query);
       expect(res.status).toBe(200);
       expect(res.headers['location']).toBeUndefined();
-      expect(res.text).toContain('<form method="post" action="/logout">');
+      expect(res.text).toContain('<form method="post" action="logout">');
       expect(formFields(res.text)).toMatchObject({ client_id: confidential.id, post_logout_redirect_uri: POST_LOGOUT_URI, state: 'bye' });
     }
     for (const browser of [first, second]) expect((await browser.get('/authorize').query(authorizeParams(confidential, pkce().challenge))).status).toBe(302);
@@ -435,7 +460,7 @@ describe('GET /logout', () => {
     await signInForCode(agent, authorizeParams(confidential, pkce().challenge), user);
     const ask = await agent.get('/logout');
     expect(ask.status).toBe(200);
-    expect(ask.text).toContain('<form method="post" action="/logout">');
+    expect(ask.text).toContain('<form method="post" action="logout">');
     // Still signed in: a link alone ends nothing.
     expect((await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge))).status).toBe(302);
     const done = await agent.post('/logout').type('form').send(formFields(ask.text));

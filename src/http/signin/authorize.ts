@@ -25,7 +25,8 @@ export const CSRF_PURPOSE = 'sign-in csrf v1';
  * one message for every failure.
  */
 export function authorizeRouter(deps: Deps): Router {
-  const router = Router();
+  // Strict: the sign-in form posts to a relative `authorize` (pages.ts, SIGN_IN_ACTION).
+  const router = Router({ strict: true });
   const cookies = signInCookies(deps.config);
   const csrfKeys = deps.keyRing.derive(CSRF_PURPOSE);
   const ip = (req: Request) => req.ip ?? '';

@@ -13,7 +13,7 @@ import { parseForm } from '../form.js';
 import { CSRF_PURPOSE } from './authorize.js';
 import { clearSessionCookie, readCookie, setCsrfCookie, signInCookies } from './cookies.js';
 import { htmlErrors } from './html-errors.js';
-import { hiddenFields, sendMessagePage, sendPage, sendRedirect } from './pages.js';
+import { hiddenFields, LOGOUT_ACTION, sendMessagePage, sendPage, sendRedirect } from './pages.js';
 
 interface LogoutRequest {
   readonly hint: IdTokenHint | undefined;
@@ -36,7 +36,8 @@ const MAX_STATE_LENGTH = 1024;
  * a page says the user is signed out. Never an open redirect.
  */
 export function logoutRouter(deps: Deps): Router {
-  const router = Router();
+  // Strict: the confirmation page's form posts to a relative `logout` (pages.ts, LOGOUT_ACTION).
+  const router = Router({ strict: true });
   const cookies = signInCookies(deps.config);
   const csrfKeys = deps.keyRing.derive(CSRF_PURPOSE);
 
@@ -98,7 +99,7 @@ export function logoutRouter(deps: Deps): Router {
       formTarget: request.postLogoutRedirectUri,
       body:
         `<h1>Sign out</h1><p>Do you want to sign out of this service?</p>` +
-        `<form method="post" action="/logout">${hiddenFields({ ...carried, csrf_token: csrfTokenFor(csrfCookie, csrfKeys) })}` +
+        `<form method="post" action="${LOGOUT_ACTION}">${hiddenFields({ ...carried, csrf_token: csrfTokenFor(csrfCookie, csrfKeys) })}` +
         `<button type="submit" autofocus>Sign out</button></form>`,
     });
   });

@@ -106,7 +106,7 @@ export function sendSignInPage(res: Response, status: number, form: SignInForm, 
     ...(headers === undefined ? {} : { headers }),
     body:
       `<h1>Sign in</h1><p class="client">to continue to ${escapeHtml(form.clientName)}</p>${error}` +
-      `<form method="post" action="/authorize">${hiddenFields({ ...form.request, csrf_token: form.csrf })}` +
+      `<form method="post" action="${SIGN_IN_ACTION}">${hiddenFields({ ...form.request, csrf_token: form.csrf })}` +
       `<label for="username">Username</label>` +
       `<input id="username" name="username" type="text" autocomplete="username" autocapitalize="none" spellcheck="false" required` +
       `${focusPassword ? '' : ' autofocus'} value="${escapeHtml(form.username ?? '')}"${invalid}>` +
@@ -115,6 +115,17 @@ export function sendSignInPage(res: Response, status: number, form: SignInForm, 
       `<button type="submit">Sign in</button></form>`,
   });
 }
+
+/**
+ * The forms post back to the page's own endpoint by a relative reference, resolved against the
+ * page's URL as the browser sees it (RFC 3986 §5.2): `https://host/auth/authorize` posts to
+ * `https://host/auth/authorize` behind a proxy that strips `/auth`, and `/authorize` reached
+ * directly posts to `/authorize`, whatever ISSUER says. A root-relative `/authorize` would leave
+ * the prefix behind. The routers are strict, so that `/authorize/` is no page whose form would
+ * resolve to `/authorize/authorize`. `form-action 'self'` allows it: it is the page's origin.
+ */
+export const SIGN_IN_ACTION = 'authorize';
+export const LOGOUT_ACTION = 'logout';
 
 /** A redirect without a body (Express's own writes one): `Location` is all a browser needs. */
 export function sendRedirect(res: Response, status: 302 | 303, location: string): void {

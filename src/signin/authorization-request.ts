@@ -67,7 +67,12 @@ export const AUTHORIZATION_PARAMETERS = [
   'max_age',
 ] as const;
 
-const MAX_STATE_LENGTH = 1024;
+/**
+ * RFC 6749 sets no bound on `state`; clients that pack data into it (a broker's own state, an
+ * encrypted return path) reach several hundred characters, so 2048 leaves room while keeping the
+ * Location header that echoes it well under the 4 to 8 KB proxies allow. /logout shares it.
+ */
+export const MAX_STATE_LENGTH = 2048;
 const MAX_NONCE_LENGTH = 255;
 const PROMPTS = new Set(['none', 'login', 'consent', 'select_account']);
 /** RFC 7636 §4.2: BASE64URL(SHA256(verifier)) is always 43 characters. */
@@ -107,9 +112,12 @@ export async function readAuthorizationRequest(clients: ClientLookup, input: Rea
   const redirectUri = given ?? registered[0]!;
 
   const state = repeated('state') ? undefined : single('state');
+  // On the page, not at the redirect URI: an error there must carry `state` as given (RFC 6749
+  // §4.1.2.1), which would echo the oversized value into the Location header (where a proxy may
+  // refuse it), and one without it could not be matched to its request by the client.
+  if (state !== undefined && state.length > MAX_STATE_LENGTH) throw untrusted(`state has at most ${MAX_STATE_LENGTH} characters`);
   const fail = (code: AuthorizeErrorCode, description: string) => new AuthorizeError(code, description, redirectUri, state);
   for (const name of AUTHORIZATION_PARAMETERS) if (repeated(name)) throw fail('invalid_request', `the parameter ${name} is repeated`);
-  if (state !== undefined && state.length > MAX_STATE_LENGTH) throw fail('invalid_request', `state has at most ${MAX_STATE_LENGTH} characters`);
   // OIDC Core §6: request objects are not supported.
   if (input['request'] !== undefined) throw fail('request_not_supported', 'request objects are not supported');
   if (input['request_uri'] !== undefined) throw fail('request_uri_not_supported', 'request_uri is not supported');

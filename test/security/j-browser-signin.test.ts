@@ -299,6 +299,29 @@ describe('J6 state, nonce, and ID tokens kept apart from access tokens', () => {
     expect(locationParams(again).get('state')).toBe(state);
   });
 
+  it('a state over 2048 characters is refused on the page, never echoed to the redirect URI; a nonce over 255 is invalid_request there', async () => {
+    const { challenge } = pkce();
+    const long = 's'.repeat(2049);
+    for (const extra of [{}, { response_type: 'token' }, { code_challenge_method: 'plain' }] as Record<string, string>[]) {
+      const res = await request(app()).get('/authorize').query(authorizeParams(client, challenge, { state: long, ...extra }));
+      expectErrorPage(res, 400, 'State has at most 2048 characters.');
+      expect(res.text).not.toContain(long);
+    }
+    expectErrorPage(await request(app()).post('/authorize').type('form').send(authorizeParams(client, challenge, { state: long })), 400, 'State has at most 2048 characters.');
+    // 2048 is still a sign-in page, and the state comes back whole.
+    const agent = request.agent(app());
+    const { redirect } = await signInForCode(agent, authorizeParams(client, challenge, { state: 's'.repeat(2048) }), user);
+    expect(redirect.get('state')).toBe('s'.repeat(2048));
+    // /logout has the same bound.
+    expectErrorPage(await request(app()).get('/logout').query({ client_id: client.id, post_logout_redirect_uri: POST_LOGOUT_URI, state: long }), 400, 'State has at most 2048 characters.');
+    // A long nonce is not echoed (it would go into the ID token): invalid_request at the redirect URI, with the (short) state.
+    const nonce = await request(app()).get('/authorize').query(authorizeParams(client, challenge, { state: 'n', nonce: 'n'.repeat(256) }));
+    expect(nonce.status).toBe(302);
+    expect(nonce.headers['location']).toBe(
+      `${REDIRECT_URI}?error=invalid_request&error_description=nonce+has+at+most+255+printable+ASCII+characters&state=n&iss=${ISS}`,
+    );
+  });
+
   it('an ID token is no access token, and an access token is no id_token_hint', async () => {
     const agent = request.agent(app());
     const { verifier, challenge } = pkce();

@@ -4,7 +4,7 @@ import { findBrowserSessionById } from '../../db/browser-sessions.js';
 import type { Deps } from '../../deps.js';
 import { isValidClientId } from '../../oauth/client-auth.js';
 import { invalidRequest } from '../../oauth/errors.js';
-import { redirectTo } from '../../signin/authorization-request.js';
+import { MAX_STATE_LENGTH, redirectTo } from '../../signin/authorization-request.js';
 import { endBrowserSession, findBrowserSession } from '../../signin/browser-sessions.js';
 import { csrfTokenFor, generateOpaqueSecret, isCsrfTokenOf, isWellFormedOpaqueSecret } from '../../signin/secrets.js';
 import { readIdTokenHint, type IdTokenHint } from '../../tokens/id-token.js';
@@ -22,8 +22,6 @@ interface LogoutRequest {
   readonly postLogoutRedirectUri: string | undefined;
   readonly state: string | undefined;
 }
-
-const MAX_STATE_LENGTH = 1024;
 
 /**
  * GET /logout, the end_session_endpoint (OpenID Connect RP-Initiated Logout 1.0). With a valid

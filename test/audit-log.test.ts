@@ -14,12 +14,14 @@ import { createLogger } from '../src/logger.js';
 import { listen } from '../src/service.js';
 import { captureLogs } from './helpers/logs.js';
 import { authorizeParams, createBrowserClient, exchangeCode, pkce, signInForCode } from './helpers/signin.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import type { TestDatabase } from './helpers/database.js';
 import { knownSecrets } from './helpers/secrets.js';
 import {
+  type AdminService,
   createTestClient,
   createTestUser,
   passwordGrant,
+  startAdminService,
   startTestService,
   type TestClient,
   testEnv,
@@ -34,19 +36,13 @@ let env: ReturnType<typeof testEnv>;
 let gateway: TestClient;
 let admin: Awaited<ReturnType<typeof createTestUser>>;
 let adminToken: string;
+let started: AdminService | undefined;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  env = testEnv(database);
-  service = await startTestService(database, { env });
-  gateway = await createTestClient(service, { scopes: ['admin', 'profile'], defaultScopes: ['profile'] });
-  admin = await createTestUser(service, { roles: { [uniqueName('administrators')]: ['admin'] } });
-  adminToken = (await login(admin, 'admin')).access_token;
+  started = await startAdminService({ scopes: ['profile'], defaultScopes: ['profile'] });
+  ({ database, service, env, gateway, admin, adminToken } = started);
 });
-afterAll(async () => {
-  await service?.close();
-  await database?.drop();
-});
+afterAll(() => started?.close());
 
 async function login(user: { username: string; password: string }, scope?: string, client: TestClient = gateway) {
   const res = await passwordGrant(service.app, client, user, scope ? { scope } : {});

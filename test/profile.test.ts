@@ -3,14 +3,13 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Env } from '../src/config.js';
 import { runCliOn } from './helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import type { TestDatabase } from './helpers/database.js';
 import {
-  createTestClient,
+  type AdminService,
   createTestUser,
   passwordGrant,
-  startTestService,
+  startAdminService,
   type TestClient,
-  testEnv,
   type TestService,
   uniqueName,
 } from './helpers/service.js';
@@ -23,19 +22,13 @@ let service: TestService;
 let env: Env;
 let gateway: TestClient;
 let adminToken: string;
+let started: AdminService | undefined;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  env = testEnv(database, { REGISTRATION: 'open' });
-  service = await startTestService(database, { env });
-  gateway = await createTestClient(service, { scopes: ['admin', 'profile', 'email', 'orders:read'], defaultScopes: ['orders:read'] });
-  const admin = await createTestUser(service, { roles: { administrators: ['admin'] } });
-  adminToken = (await passwordGrant(service.app, gateway, admin, { scope: 'admin' })).body.access_token as string;
+  started = await startAdminService({ env: { REGISTRATION: 'open' }, scopes: ['profile', 'email', 'orders:read'], defaultScopes: ['orders:read'] });
+  ({ database, service, env, gateway, adminToken } = started);
 });
-afterAll(async () => {
-  await service?.close();
-  await database?.drop();
-});
+afterAll(() => started?.close());
 
 const admin = () => ({
   post: (path: string, body: object) => request(service.app).post(path).set('Authorization', `Bearer ${adminToken}`).send(body),

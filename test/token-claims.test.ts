@@ -4,14 +4,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Env } from '../src/config.js';
 import { addUserRole, insertRole } from '../src/db/roles.js';
 import { runCliOn } from './helpers/cli.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import type { TestDatabase } from './helpers/database.js';
 import {
+  type AdminService,
   createTestClient,
   createTestUser,
   passwordGrant,
-  startTestService,
+  startAdminService,
   type TestClient,
-  testEnv,
   type TestService,
   uniqueName,
 } from './helpers/service.js';
@@ -22,21 +22,14 @@ import {
 let database: TestDatabase;
 let service: TestService;
 let env: Env;
-let adminClient: TestClient;
 let adminToken: string;
+let started: AdminService | undefined;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  env = testEnv(database);
-  service = await startTestService(database, { env });
-  adminClient = await createTestClient(service, { scopes: ['admin'] });
-  const admin = await createTestUser(service, { roles: { administrators: ['admin'] } });
-  adminToken = (await passwordGrant(service.app, adminClient, admin, { scope: 'admin' })).body.access_token as string;
+  started = await startAdminService();
+  ({ database, service, env, adminToken } = started);
 });
-afterAll(async () => {
-  await service?.close();
-  await database?.drop();
-});
+afterAll(() => started?.close());
 
 const asAdmin = (test: request.Test) => test.set('Authorization', `Bearer ${adminToken}`);
 const patchClient = (id: string, body: object) => asAdmin(request(service.app).patch(`/admin/clients/${id}`)).send(body);

@@ -305,6 +305,46 @@ function fail(message: string): never {
   throw new Error(message);
 }
 
+/** A service on a database of its own, with a gateway client and an administrator holding an `admin`-scoped token. */
+export interface AdminService {
+  readonly database: TestDatabase;
+  readonly service: TestService;
+  readonly env: Env;
+  /** A confidential client allowed `admin` and `scopes`, for the admin's token and the tests' logins. */
+  readonly gateway: TestClient;
+  readonly admin: User & { password: string };
+  readonly adminToken: string;
+  /** Stops the service and drops the database. */
+  close(): Promise<void>;
+}
+
+/** The set-up of the files that drive the admin API: call it in `beforeAll`, and `close()` in `afterAll`. */
+export async function startAdminService(
+  options: { env?: Env; scopes?: readonly string[]; defaultScopes?: readonly string[] } = {},
+): Promise<AdminService> {
+  const database = await createTestDatabase();
+  const env = testEnv(database, options.env);
+  const service = await startTestService(database, { env });
+  const scopes = ['admin', ...(options.scopes ?? [])];
+  const gateway = await createTestClient(service, { scopes, ...(options.defaultScopes === undefined ? {} : { defaultScopes: [...options.defaultScopes] }) });
+  // A role of its own: a test of the file may create, rename or delete `administrators`.
+  const admin = await createTestUser(service, { roles: { [uniqueName('administrators')]: ['admin'] } });
+  const res = await passwordGrant(service.app, gateway, admin, { scope: 'admin' });
+  if (res.status !== 200) throw new Error(`the administrator's token was refused: ${res.status} ${JSON.stringify(res.body)}`);
+  return {
+    database,
+    service,
+    env,
+    gateway,
+    admin,
+    adminToken: res.body.access_token as string,
+    close: async () => {
+      await service.close();
+      await database.drop();
+    },
+  };
+}
+
 /**
  * For files whose tests each start services of their own, with the limits they need, on one
  * database the file creates: every service gets a Redis prefix of its own, so its counters start

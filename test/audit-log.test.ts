@@ -417,6 +417,12 @@ describe('GET /admin/audit: filters and paging', () => {
   });
 
   it('a cursor edited, cut short or taken from another list is a 400', async () => {
+    // Two events, and two users besides the admin, whatever ran before: both lists have a next page.
+    for (let i = 0; i < 2; i++) {
+      const created = await request(service.app).post('/admin/users').set('Authorization', `Bearer ${adminToken}`).send({ username: uniqueName('paged') });
+      expect(created.status).toBe(201);
+    }
+    await service.deps.audit.flush();
     const first = await audit({ limit: '1' });
     const cursor = (first.body as AuditPage).next_cursor!;
     expect(cursor).toEqual(expect.any(String));
@@ -550,7 +556,8 @@ describe('no secret in the details', () => {
     await service.deps.audit.flush();
 
     const rows = await sql<{ row: string }>`select row_to_json(a)::text as row from audit_events a`.execute(database.db);
-    expect(rows.rows.length).toBeGreaterThan(10);
+    // At least the four changes above, whatever ran before (and, in file order, every other test's rows).
+    expect(rows.rows.length).toBeGreaterThanOrEqual(4);
     const secrets = [...knownSecrets().keys(), created.body.password as string, client.body.client_secret as string];
     for (const { row } of rows.rows) {
       for (const secret of secrets) expect(row, 'an audit row holds a secret').not.toContain(secret);

@@ -750,6 +750,11 @@ describe('tessera clients list|rotate-secret|delete', () => {
     expect(result).toEqual({ code: 0, stdout: 'client_id: doomed\ndeleted: true\n', stderr: '' });
     expect(await database.db.selectFrom('clients').select('id').where('id', '=', 'doomed').executeTakeFirst()).toBeUndefined();
 
+    // The service forgets the client when PostgreSQL's notification of the change arrives
+    // (src/auth/client-cache.ts): within milliseconds, later on a loaded machine. Polled with a
+    // request that authenticates and then fails without a login, so no login limit counts it.
+    const refresh = () => token().set('Authorization', basic('doomed', secret)).send({ grant_type: 'refresh_token', refresh_token: 'not-a-token' });
+    await expect.poll(async () => (await refresh()).status, { interval: 50, timeout: 5000 }).toBe(401);
     const res = await attempt();
     expect(res.status).toBe(401);
     expect(res.body).toEqual({ error: 'invalid_client', error_description: 'client authentication failed' });

@@ -75,6 +75,27 @@ const MODULES = [
     mutate: ['src/http/admin/auth.ts', 'src/auth/admin-access.ts'],
     tests: ['test/admin-auth.test.ts'],
   },
+  {
+    name: 'redirect-uris',
+    mutate: ['src/auth/redirect-uris.ts'],
+    tests: ['src/auth/redirect-uris.test.ts'],
+  },
+  {
+    // PKCE, the opaque secrets (session cookies, authorization codes) and the signed CSRF token.
+    name: 'signin-secrets',
+    mutate: ['src/signin/secrets.ts'],
+    tests: ['src/signin/secrets.test.ts'],
+  },
+  {
+    name: 'token-claims',
+    mutate: ['src/auth/token-claims.ts'],
+    tests: ['src/auth/token-claims.test.ts', 'test/token-claims.test.ts'],
+  },
+  {
+    name: 'authorization-code',
+    mutate: ['src/grants/authorization-code.ts'],
+    tests: ['test/authorization-code.test.ts', 'test/security/j-browser-signin.test.ts'],
+  },
 ];
 
 /**

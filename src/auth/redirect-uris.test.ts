@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkRedirectUri, matchesRedirectUri } from './redirect-uris.js';
+import { checkRedirectUri, checkRedirectUris, matchesRedirectUri } from './redirect-uris.js';
 
 describe('checkRedirectUri', () => {
   it.each([
@@ -25,8 +25,47 @@ describe('checkRedirectUri', () => {
     ['myapp:/cb', 'a redirect URI is https, http on a loopback host'],
     ['https://app.example.com/c b', 'a redirect URI is printable ASCII'],
     ['', 'a redirect URI has 1 to 255 characters'],
+    [`https://app.example.com/${'a'.repeat(232)}`, 'a redirect URI has 1 to 255 characters'],
+    ['https://user@app.example.com/cb', 'a redirect URI has no user information'],
+    ['https://:pw@app.example.com/cb', 'a redirect URI has no user information'],
+    // The scheme's every label, first to last, must have a character: not only some run of them.
+    ['com..example.app:/cb', 'a redirect URI is https, http on a loopback host'],
+    ['com.example.:/cb', 'a redirect URI is https, http on a loopback host'],
   ])('refuses %s', (uri, message) => {
     expect(checkRedirectUri(uri)).toContain(message);
+  });
+
+  it('takes 255 characters, not 256', () => {
+    const uri = `https://app.example.com/${'a'.repeat(231)}`;
+    expect(uri).toHaveLength(255);
+    expect(checkRedirectUri(uri)).toBeUndefined();
+  });
+
+  it('shows a refused URI whole up to 100 characters, and its first 100 then ... beyond', () => {
+    const hundred = `http://app.example.com/${'a'.repeat(77)}`;
+    expect(hundred).toHaveLength(100);
+    const base = 'an http redirect URI must be on a loopback host (127.0.0.1, [::1], localhost); use https: ';
+    expect(checkRedirectUri(hundred)).toBe(`${base}${hundred}`);
+    expect(checkRedirectUri(`${hundred}b`)).toBe(`${base}${hundred}...`);
+  });
+});
+
+describe('checkRedirectUris', () => {
+  const uri = (i: number) => `https://app.example.com/cb${i}`;
+
+  it('takes up to 20 good URIs, or none', () => {
+    expect(checkRedirectUris(Array.from({ length: 20 }, (_, i) => uri(i)))).toBeUndefined();
+    expect(checkRedirectUris([])).toBeUndefined();
+  });
+
+  it('refuses a 21st URI', () => {
+    expect(checkRedirectUris(Array.from({ length: 21 }, (_, i) => uri(i)))).toBe('a client has at most 20 redirect URIs of each kind');
+  });
+
+  it('names the first bad URI of the list', () => {
+    expect(checkRedirectUris([uri(1), 'http://app.example.com/cb', 'myapp:/cb'])).toBe(
+      'an http redirect URI must be on a loopback host (127.0.0.1, [::1], localhost); use https: http://app.example.com/cb',
+    );
   });
 });
 
@@ -55,6 +94,8 @@ describe('matchesRedirectUri', () => {
     ['http://127.0.0.1/callback', 'http://127.0.0.1:54321@evil.example/callback'],
     ['http://localhost/callback', 'http://localhost:54321/callback'],
     ['https://app.example.com/cb', 'https://app.example.com:8443/cb'],
+    ['https://app.example.com/callback', 'http://127.0.0.1:54321/callback'],
+    ['http://127.0.0.1/callback', 'evil:http://127.0.0.1:54321/callback'],
   ])('%s refuses %s', (registered, given) => {
     expect(matchesRedirectUri(registered, given)).toBe(false);
   });

@@ -472,3 +472,141 @@ describe('GET /logout', () => {
     expect((await agent.get('/authorize').query(authorizeParams(confidential, pkce().challenge))).status).toBe(200);
   });
 });
+
+/** The reasons of the refusals of codes logged for this user, in order. */
+const reasons = (userId: string) =>
+  service()
+    .logs.entries('authorization_code_refused')
+    .filter((line) => line['user_id'] === userId)
+    .map((line) => line['reason']);
+
+describe('grant_type=authorization_code refusals, and the reason each leaves in the log', () => {
+
+  it('a missing or empty code is invalid_request', async () => {
+    for (const extra of [{}, { code: '' }]) {
+      const res = await request(service().app)
+        .post('/token')
+        .type('form')
+        .set('Authorization', confidential.basic)
+        .send({ grant_type: 'authorization_code', code_verifier: pkce().verifier, redirect_uri: REDIRECT_URI, ...extra });
+      expect(res.status).toBe(400);
+      expect(res.body).toEqual({ error: 'invalid_request', error_description: 'code is required' });
+    }
+  });
+
+  it('a verifier of 43 to 128 unreserved characters is taken; 42, 129 or another character is invalid_request', async () => {
+    // RFC 7636 §4.1: ALPHA / DIGIT / "-" / "." / "_" / "~", 43 to 128 of them.
+    for (const verifier of ['a'.repeat(43), `Az09-._~${'x'.repeat(120)}`]) {
+      const agent = request.agent(service().app);
+      const { code } = await signInForCode(agent, authorizeParams(confidential, createHash('sha256').update(verifier).digest('base64url')), user);
+      const res = await exchangeCode(service().app, confidential, code, verifier);
+      expect(res.status, `${verifier.length}: ${res.text}`).toBe(200);
+    }
+    const malformed = { error: 'invalid_request', error_description: 'code_verifier must be 43 to 128 unreserved characters (RFC 7636 section 4.1)' };
+    const { code } = await signInForCode(request.agent(service().app), authorizeParams(confidential, pkce().challenge), user);
+    const empty = await exchangeCode(service().app, confidential, code, '');
+    expect(empty.body).toEqual({ error: 'invalid_request', error_description: 'code_verifier is required (PKCE)' });
+    for (const verifier of ['a'.repeat(42), 'a'.repeat(129), `${'a'.repeat(42)}+`, `${'a'.repeat(42)}/`, ` ${'a'.repeat(43)}`, `${'a'.repeat(43)} `]) {
+      const res = await exchangeCode(service().app, confidential, code, verifier);
+      expect(res.status, verifier).toBe(400);
+      expect(res.body, verifier).toEqual(malformed);
+    }
+  });
+
+  it('an unknown or malformed code is invalid_grant (unknown_code), and so is a wrong verifier (pkce_mismatch), neither using the code up', async () => {
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(request.agent(service().app), authorizeParams(confidential, challenge), user);
+    const before = service().logs.entries('authorization_code_refused').length;
+    for (const other of [pkce().verifier, `${code}x`, code.slice(1)]) {
+      expect((await exchangeCode(service().app, confidential, other, verifier)).body).toEqual(invalidGrant);
+    }
+    expect(service().logs.entries('authorization_code_refused').slice(before)).toEqual([
+      expect.objectContaining({ reason: 'unknown_code', client_id: confidential.id }),
+      expect.objectContaining({ reason: 'unknown_code', client_id: confidential.id }),
+      expect.objectContaining({ reason: 'unknown_code', client_id: confidential.id }),
+    ]);
+    const wrong = await exchangeCode(service().app, confidential, code, pkce().verifier);
+    expect(wrong.body).toEqual(invalidGrant);
+    expect(service().logs.entries('authorization_code_refused').at(-1)).toMatchObject({ reason: 'pkce_mismatch', client_id: confidential.id, user_id: user.id });
+    expect((await exchangeCode(service().app, confidential, code, verifier)).status).toBe(200);
+  });
+
+  it('a code is taken until its 60th second and refused at it (expired)', async () => {
+    const alive = await createTestUser(service(), { scopes: ['profile'] });
+    const first = pkce();
+    const { code } = await signInForCode(request.agent(service().app), authorizeParams(confidential, first.challenge), alive);
+    service().clock.advance(59_999);
+    expect((await exchangeCode(service().app, confidential, code, first.verifier)).status).toBe(200);
+    const second = pkce();
+    const late = await signInForCode(request.agent(service().app), authorizeParams(confidential, second.challenge), alive);
+    service().clock.advance(60_000);
+    expect((await exchangeCode(service().app, confidential, late.code, second.verifier)).body).toEqual(invalidGrant);
+    expect(reasons(alive.id)).toEqual(['expired']);
+  });
+
+  it('a code whose browser session ended before the exchange is refused (session_ended)', async () => {
+    const admin = await loginAdmin(service());
+    const ending = await createTestUser(service(), { scopes: ['profile'] });
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(request.agent(service().app), authorizeParams(confidential, challenge), ending);
+    expect((await request(service().app).delete(`/admin/users/${ending.id}/sessions`).set('Authorization', admin.authorization)).status).toBe(200);
+    expect((await exchangeCode(service().app, confidential, code, verifier)).body).toEqual(invalidGrant);
+    expect(reasons(ending.id)).toEqual(['session_ended']);
+  });
+
+  it('a client without the refresh_token grant gets no refresh token; without a nonce the ID token has none', async () => {
+    const noRefresh = await createBrowserClient(service(), { grantTypes: ['authorization_code'] });
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(request.agent(service().app), authorizeParams(noRefresh, challenge), user);
+    const res = await exchangeCode(service().app, noRefresh, code, verifier);
+    expect(res.status, res.text).toBe(200);
+    expect(res.body).toEqual({ access_token: expect.any(String), token_type: 'Bearer', expires_in: 900, scope: 'openid', id_token: expect.any(String) });
+    expect(Object.keys(decodeJwt(res.body.id_token)).sort()).toEqual(['at_hash', 'aud', 'auth_time', 'exp', 'iat', 'iss', 'sid', 'sub']);
+    expect(service().logs.entries('authorization_code_exchanged').at(-1)).toEqual(
+      expect.objectContaining({ client_id: noRefresh.id, user_id: user.id, family_id: expect.stringMatching(/^[0-9a-f-]{36}$/), session_id: decodeJwt(res.body.id_token).sid }),
+    );
+  });
+});
+
+describe('grant_type=authorization_code: refusals name the user, and a replay starts nothing', () => {
+
+  it('another client, a missing redirect_uri, another redirect_uri: each refusal is logged with the code\'s user', async () => {
+    const named = await createTestUser(service(), { scopes: ['profile'] });
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(request.agent(service().app), authorizeParams(confidential, challenge), named);
+    expect((await exchangeCode(service().app, publicClient, code, verifier)).body).toEqual(invalidGrant);
+    const without = await request(service().app).post('/token').type('form').set('Authorization', confidential.basic).send({ grant_type: 'authorization_code', code, code_verifier: verifier });
+    expect(without.body).toEqual(invalidGrant);
+    expect((await exchangeCode(service().app, confidential, code, verifier, { redirect_uri: `${REDIRECT_URI}/other` })).body).toEqual(invalidGrant);
+    expect(reasons(named.id)).toEqual(['other_client', 'redirect_uri_missing', 'redirect_uri_mismatch']);
+  });
+
+  it('a second use revokes the first one\'s family as reuse and starts no family of its own', async () => {
+    const replaying = await createTestUser(service(), { scopes: ['profile'] });
+    const { verifier, challenge } = pkce();
+    const { code } = await signInForCode(request.agent(service().app), authorizeParams(confidential, challenge), replaying);
+    expect((await exchangeCode(service().app, confidential, code, verifier)).status).toBe(200);
+    expect((await exchangeCode(service().app, confidential, code, verifier)).body).toEqual(invalidGrant);
+    const families = await service().deps.db.selectFrom('refresh_families').select(['revoked_reason']).where('user_id', '=', replaying.id).execute();
+    expect(families).toEqual([{ revoked_reason: 'reuse' }]);
+  });
+
+  it('a code issued before a password change is refused after it (user_changed)', async () => {
+    const changing = await createTestUser(service(), { scopes: ['profile'] });
+    const agent = request.agent(service().app);
+    const first = pkce();
+    const { code } = await signInForCode(agent, authorizeParams(confidential, first.challenge), changing);
+    // A second code from the same browser session, before the change.
+    const second = pkce();
+    const skipped = await agent.get('/authorize').query(authorizeParams(confidential, second.challenge));
+    expect(skipped.status).toBe(302);
+    const tokens = (await exchangeCode(service().app, confidential, code, first.verifier)).body;
+    const changed = await request(service().app)
+      .post('/users/me/password')
+      .set('Authorization', `Bearer ${tokens.access_token}`)
+      .send({ current_password: changing.password, new_password: `New-${changing.password}-x9` });
+    expect(changed.status).toBe(204);
+    expect((await exchangeCode(service().app, confidential, locationParams(skipped).get('code')!, second.verifier)).body).toEqual(invalidGrant);
+    expect(reasons(changing.id)).toEqual(['user_changed']);
+  });
+});

@@ -35,3 +35,15 @@ export function decodeCursor(keys: readonly Buffer[], list: string, cursor: stri
     return undefined;
   }
 }
+
+/** One page of `rows` (fetched with limit + 1) and the cursor of the next. */
+export function cursorPage<T>(
+  keys: readonly Buffer[],
+  list: string,
+  rows: readonly T[],
+  limit: number,
+  position: (row: T) => readonly string[],
+): { items: T[]; next_cursor: string | null } {
+  const items = rows.slice(0, limit);
+  return { items, next_cursor: rows.length > limit ? encodeCursor(keys, list, position(items[items.length - 1]!)) : null };
+}

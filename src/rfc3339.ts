@@ -6,3 +6,11 @@ export function parseRfc3339(text: string): Date | undefined {
   const time = new Date(text);
   return Number.isNaN(time.getTime()) ? undefined : time;
 }
+
+/** A filter's time, `name=text`: undefined when not given; otherwise an RFC 3339 time, or `fail` with the message every list gives. */
+export function readRfc3339Filter(name: string, text: string | undefined, fail: (message: string) => Error): Date | undefined {
+  if (text === undefined) return undefined;
+  const time = parseRfc3339(text);
+  if (time === undefined) throw fail(`${name} must be an RFC 3339 time such as 2026-12-06T10:00:00Z`);
+  return time;
+}

@@ -1,8 +1,8 @@
 import type { Kysely } from 'kysely';
-import { decodeCursor, encodeCursor } from '../cursor.js';
+import { cursorPage, decodeCursor } from '../cursor.js';
 import { type AuditEventFilter, pageAuditEvents } from '../db/audit-events.js';
 import type { AuditActorType, AuditEventRow, Database } from '../db/schema.js';
-import { parseRfc3339 } from '../rfc3339.js';
+import { readRfc3339Filter } from '../rfc3339.js';
 
 /** A filter or cursor that cannot be read: a 400 at the admin API, a usage error in the CLI. */
 export class AuditQueryError extends Error {
@@ -42,10 +42,7 @@ const EVENT_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 const MAX_VALUE_LENGTH = 255;
 
 function readTime(name: string, text: string | undefined): Date | undefined {
-  if (text === undefined) return undefined;
-  const time = parseRfc3339(text);
-  if (time === undefined) throw new AuditQueryError(`${name} must be an RFC 3339 time such as 2026-12-06T10:00:00Z`);
-  return time;
+  return readRfc3339Filter(name, text, (message) => new AuditQueryError(message));
 }
 
 function readValue(name: string, text: string | undefined): string | undefined {
@@ -114,8 +111,6 @@ export async function listAuditEvents(
     after = { occurredAt, id: position[1]! };
   }
   const rows = await pageAuditEvents(db, filter, { limit: page.limit + 1, after });
-  const items = rows.slice(0, page.limit);
-  const last = items[items.length - 1];
-  const next_cursor = rows.length > page.limit && last ? encodeCursor(cursorKeys, LIST, [last.occurred_at.toISOString(), String(last.id)]) : null;
+  const { items, next_cursor } = cursorPage(cursorKeys, LIST, rows, page.limit, (row) => [row.occurred_at.toISOString(), String(row.id)]);
   return { items: items.map(viewAuditEvent), next_cursor };
 }

@@ -1,14 +1,14 @@
 import { Router } from 'express';
 import { keepAdminAccess } from '../../auth/admin-access.js';
 import { clientView, registerClient, removeClient, requireClient, rotateClientSecret, updateClientSettings } from '../../auth/client-registry.js';
-import { CURSOR_KEY_PURPOSE } from '../../cursor.js';
+import { CURSOR_KEY_PURPOSE, cursorPage } from '../../cursor.js';
 import { pageClients } from '../../db/clients.js';
 import { invalidRequest } from '../../oauth/errors.js';
 import type { Deps } from '../../deps.js';
 import { methodNotAllowed } from '../errors.js';
 import { actingAdmin, adminChange } from './auth.js';
 import { asAdminAction } from './errors.js';
-import { type Body, cursorPage, readBody, readCursor, readLimit, readQuery, requireSomeField } from './input.js';
+import { type Body, readBody, readCursor, readLimit, readQuery, requireSomeField } from './input.js';
 
 
 const SETTINGS = {

@@ -1,7 +1,7 @@
 import type { Request, RequestHandler } from 'express';
-import { decodeCursor, encodeCursor } from '../../cursor.js';
+import { decodeCursor } from '../../cursor.js';
 import { invalidRequest, OAuthError } from '../../oauth/errors.js';
-import { parseRfc3339 } from '../../rfc3339.js';
+import { readRfc3339Filter } from '../../rfc3339.js';
 import { safeName } from '../form.js';
 
 /**
@@ -146,18 +146,6 @@ export function readCursor(keys: readonly Buffer[], list: string, cursor: string
   return position;
 }
 
-/** One page of `rows` (fetched with limit + 1) and the cursor of the next. */
-export function cursorPage<T>(
-  keys: readonly Buffer[],
-  list: string,
-  rows: readonly T[],
-  limit: number,
-  position: (row: T) => readonly string[],
-): { items: T[]; next_cursor: string | null } {
-  const items = rows.slice(0, limit);
-  return { items, next_cursor: rows.length > limit ? encodeCursor(keys, list, position(items[items.length - 1]!)) : null };
-}
-
 /** A filter that is `true` or `false`. */
 export function readBooleanParameter(name: string, value: string | undefined): boolean | undefined {
   if (value === undefined) return undefined;
@@ -167,10 +155,7 @@ export function readBooleanParameter(name: string, value: string | undefined): b
 
 /** A filter that is an RFC 3339 time. */
 export function readTimeParameter(name: string, value: string | undefined): Date | undefined {
-  if (value === undefined) return undefined;
-  const time = parseRfc3339(value);
-  if (time === undefined) throw invalidRequest(`${name} must be an RFC 3339 time such as 2026-12-06T10:00:00Z`);
-  return time;
+  return readRfc3339Filter(name, value, invalidRequest);
 }
 
 /** `after` is the first form of paging of the users and sessions lists, kept for the clients of that form. */

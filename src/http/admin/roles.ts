@@ -1,13 +1,13 @@
 import { Router } from 'express';
 import { keepAdminAccess } from '../../auth/admin-access.js';
 import { createRole, removeRole, requireRole, updateRole } from '../../auth/roles.js';
-import { CURSOR_KEY_PURPOSE } from '../../cursor.js';
+import { CURSOR_KEY_PURPOSE, cursorPage } from '../../cursor.js';
 import { pageRoles } from '../../db/roles.js';
 import type { Deps } from '../../deps.js';
 import { methodNotAllowed } from '../errors.js';
 import { actingAdmin, adminChange } from './auth.js';
 import { asAdminAction } from './errors.js';
-import { cursorPage, readBody, readCursor, readLimit, readQuery, requireSomeField } from './input.js';
+import { readBody, readCursor, readLimit, readQuery, requireSomeField } from './input.js';
 
 const CREATE = { name: { type: 'string', required: true }, description: { type: 'string' }, scopes: { type: 'strings' } } as const;
 const UPDATE = { description: { type: 'string' }, scopes: { type: 'strings' } } as const;

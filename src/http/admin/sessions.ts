@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import { CURSOR_KEY_PURPOSE } from '../../cursor.js';
+import { CURSOR_KEY_PURPOSE, cursorPage } from '../../cursor.js';
 import { endUserBrowserSessions } from '../../db/browser-sessions.js';
 import { findFamilyById, pageFamilies, revokeFamily, revokeUserFamilies } from '../../db/refresh-families.js';
 import type { RefreshFamily } from '../../db/schema.js';
@@ -10,7 +10,7 @@ import { invalidRequest } from '../../oauth/errors.js';
 import { methodNotAllowed } from '../errors.js';
 import { adminChange } from './auth.js';
 import { notFound } from './errors.js';
-import { cursorPage, readCursor, readLimit, readQuery, refuseBothCursors } from './input.js';
+import { readCursor, readLimit, readQuery, refuseBothCursors } from './input.js';
 import { requireUser } from './users.js';
 
 /** A session is a refresh-token family: one login and every token rotated from it. Never a token or its hash. */

@@ -13,10 +13,9 @@ import { methodNotAllowed } from '../errors.js';
 import { actingAdmin, actorOf, adminChange } from './auth.js';
 import { asAdminAction, conflict, notFound } from './errors.js';
 import { checkRoleName } from '../../auth/roles.js';
-import { CURSOR_KEY_PURPOSE } from '../../cursor.js';
+import { CURSOR_KEY_PURPOSE, cursorPage } from '../../cursor.js';
 import {
   type Body,
-  cursorPage,
   readBody,
   readBooleanParameter,
   readCursor,

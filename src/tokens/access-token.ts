@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { errors as joseErrors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { epochSeconds } from '../clock.js';
 import type { Deps } from '../deps.js';
 import { SIGNING_ALGORITHM } from '../keys/key-store.js';
 import { OAuthError } from '../oauth/errors.js';
+import { signJwt } from './jws.js';
 
 /** RFC 9068 §2.1: the media type of a JWT access token. */
 export const ACCESS_TOKEN_TYPE = 'at+jwt';
@@ -57,20 +58,18 @@ export async function signAccessToken(
   // The user claims first, so that even a reserved name that got past checkTokenClaims is overwritten.
   const claims = {
     ...subject.userClaims,
+    iss: deps.config.issuer,
+    sub: subject.sub,
+    aud: audience.length === 1 ? audience[0]! : audience,
+    jti: randomUUID(),
+    iat: now,
+    exp: now + ttl,
     client_id: subject.clientId,
     scope: subject.scope.join(' '),
     auth_time: subject.authTime,
     sid: subject.sid,
   };
-  const token = await new SignJWT(claims)
-    .setProtectedHeader({ alg: SIGNING_ALGORITHM, typ: ACCESS_TOKEN_TYPE, kid })
-    .setIssuer(deps.config.issuer)
-    .setSubject(subject.sub)
-    .setAudience(audience.length === 1 ? audience[0]! : audience)
-    .setJti(randomUUID())
-    .setIssuedAt(now)
-    .setExpirationTime(now + ttl)
-    .sign(privateKey);
+  const token = await signJwt({ alg: SIGNING_ALGORITHM, typ: ACCESS_TOKEN_TYPE, kid }, claims, privateKey);
   return { token, expiresIn: ttl };
 }
 

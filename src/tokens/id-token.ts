@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { compactVerify, decodeProtectedHeader, errors as joseErrors, SignJWT } from 'jose';
+import { compactVerify, decodeProtectedHeader, errors as joseErrors } from 'jose';
 import { epochSeconds } from '../clock.js';
 import type { Deps } from '../deps.js';
 import { SIGNING_ALGORITHM } from '../keys/key-store.js';
+import { signJwt } from './jws.js';
 
 export interface IdTokenSubject {
   readonly sub: string;
@@ -30,14 +31,11 @@ export async function signIdToken(deps: Pick<Deps, 'config' | 'clock' | 'keys'>,
     at_hash: atHash(subject.accessToken),
     ...(subject.nonce === undefined ? {} : { nonce: subject.nonce }),
   };
-  return new SignJWT(claims)
-    .setProtectedHeader({ alg: SIGNING_ALGORITHM, typ: 'JWT', kid })
-    .setIssuer(deps.config.issuer)
-    .setSubject(subject.sub)
-    .setAudience(subject.clientId)
-    .setIssuedAt(now)
-    .setExpirationTime(now + deps.config.accessTokenTtl)
-    .sign(privateKey);
+  return signJwt(
+    { alg: SIGNING_ALGORITHM, typ: 'JWT', kid },
+    { ...claims, iss: deps.config.issuer, sub: subject.sub, aud: subject.clientId, iat: now, exp: now + deps.config.accessTokenTtl },
+    privateKey,
+  );
 }
 
 /** OIDC Core §3.1.3.6: the left half of SHA-256 over the access token's ASCII, base64url (RS256). */

@@ -134,3 +134,25 @@ it('a rotation PostgreSQL refuses (its disk full) answers 503 and is not logged 
   expect(await familyRow(familyId)).toMatchObject({ generation: 1, revoked_at: null, rotated_at: null });
   expect((await refresh()).status).toBe(200);
 });
+
+it('a refresh without a scope reads and rotates its family in one statement; with a scope, the scope is decided between a read and the rotation', async () => {
+  const { refresh } = await startSession();
+  const familyStatements = proxy.countSent('"refresh_families"');
+  const first = await refresh();
+  expect(first.status).toBe(200);
+  // One round trip to PostgreSQL for the whole rotation: the read, the compare-and-set and the successor.
+  expect(familyStatements()).toBe(1);
+
+  const client = await createTestClient(service);
+  const user = await createTestUser(service, { scopes: ['profile'] });
+  const login = await passwordGrant(service.app, client, user);
+  const narrowed = proxy.countSent('"refresh_families"');
+  const res = await request(service.app)
+    .post('/token')
+    .type('form')
+    .set('Authorization', client.basic)
+    .send({ grant_type: 'refresh_token', refresh_token: login.body.refresh_token, scope: 'profile' });
+  expect(res.status).toBe(200);
+  expect(res.body.scope).toBe('profile');
+  expect(narrowed()).toBe(2);
+});

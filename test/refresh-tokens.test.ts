@@ -182,6 +182,7 @@ describe('races and replays', () => {
     const next = await refresh(client, tokens.refresh_token);
     const family = await familyRow(familyOf(tokens.access_token));
     const sealed = family.successor_ciphertext!;
+    expect(sealed.startsWith('v2.')).toBe(true);
     expect(openSuccessor(tokens.refresh_token, sealed, family.id, service.deps.successorKeys)).toBe(next.body.refresh_token);
     // A dump plus the (consumed) parent token, without KEY_ENCRYPTION_KEYS: nothing.
     expect(openSuccessor(tokens.refresh_token, sealed, family.id, [randomBytes(32)])).toBeUndefined();

@@ -1,4 +1,4 @@
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, type QueryCreator, sql } from 'kysely';
 import type { Database, FamilyRevocationReason, RefreshFamily } from './schema.js';
 import { compileOnce } from './compiled.js';
 import { userScopesOf } from './users.js';
@@ -55,8 +55,11 @@ export interface TokenFamily extends RefreshFamily {
   readonly user_scopes: string[];
 }
 
-/** The family of the token with this hash, with its token and user (findTokenFamily). */
-const tokenFamilyQuery = (db: Kysely<Database>, tokenHash: string) =>
+/**
+ * The family of the token with this hash, with its token and user (findTokenFamily); from any
+ * query creator over the schema, so that advanceCurrentToken's statement can end with it.
+ */
+const tokenFamilyQuery = (db: QueryCreator<Database>, tokenHash: string) =>
   db
     .selectFrom('refresh_tokens as t')
     .innerJoin('refresh_families as f', 'f.id', 't.family_id')
@@ -150,6 +153,80 @@ const advance = compileOnce<
         ]),
     ),
 );
+
+/**
+ * A refresh in one round trip: reads the family of the token with this hash (as findTokenFamily
+ * does) and, in the same statement, moves it on as advanceFamily does, but only if the token is
+ * the current one and the family can be refreshed by this client now (its client, not revoked,
+ * user enabled, before its absolute and idle deadlines: what rotation.ts's refusalReason checks).
+ * The family comes back as it stood before the statement (every part of a statement sees the same
+ * snapshot), with `advanced` saying whether it moved. When it did not, nothing changed and the
+ * family as read says why (or an unknown token reads nothing): the caller goes on as after a read.
+ * The write is advanceFamily's compare-and-set, FOR UPDATE SKIP LOCKED: it never waits.
+ */
+export async function advanceCurrentToken(
+  db: Kysely<Database>,
+  rotation: { tokenHash: string; clientId: string; successorHash: string; successorCiphertext: string; now: Date; idleSince: Date },
+): Promise<{ family: TokenFamily | undefined; advanced: boolean }> {
+  const { rows } = await advanceCurrent.run(db, rotation);
+  const row = rows[0];
+  if (row === undefined) return { family: undefined, advanced: false };
+  const { advanced, ...family } = row;
+  return { family, advanced };
+}
+
+// Every refresh without a `scope` runs it: compiled once (src/db/compiled.ts). Its text starts as
+// advanceFamily's does (`with "advanced" as`): the rotation's write, wherever a test or an
+// operator looks for it.
+const advanceCurrent = compileOnce<
+  { tokenHash: string; clientId: string; successorHash: string; successorCiphertext: string; now: Date; idleSince: Date },
+  TokenFamily & { advanced: boolean }
+>((db, value) => {
+  const rotating = db
+    .with('advanced', (db) =>
+      db
+        .updateTable('refresh_families')
+        .set((eb) => ({
+          generation: eb('generation', '+', 1),
+          rotated_at: value('now'),
+          last_used_at: value('now'),
+          successor_ciphertext: value('successorCiphertext'),
+        }))
+        .where('id', '=', (eb) =>
+          eb
+            .selectFrom('refresh_tokens as t')
+            .innerJoin('refresh_families as f', 'f.id', 't.family_id')
+            .innerJoin('users as u', 'u.id', 'f.user_id')
+            .select('f.id')
+            .where('t.token_hash', '=', value('tokenHash'))
+            .whereRef('f.generation', '=', 't.generation')
+            .where('f.client_id', '=', value('clientId'))
+            .where('f.revoked_at', 'is', null)
+            .where('u.disabled', '=', false)
+            .where('f.expires_at', '>', value('now'))
+            .where('f.last_used_at', '>', value('idleSince'))
+            .forUpdate('f')
+            .skipLocked(),
+        )
+        .returning(['id', 'generation']),
+    )
+    .with('inserted', (db) =>
+      db
+        .insertInto('refresh_tokens')
+        .columns(['token_hash', 'family_id', 'generation', 'created_at'])
+        .expression((eb) =>
+          eb
+            .selectFrom('advanced')
+            .select([
+              sql<string>`${value('successorHash')}::text`.as('token_hash'),
+              'advanced.id',
+              'advanced.generation',
+              sql<Date>`${value('now')}::timestamptz`.as('created_at'),
+            ]),
+        ),
+    );
+  return tokenFamilyQuery(rotating, value('tokenHash')).select(sql<boolean>`exists (select from "advanced")`.as('advanced'));
+});
 
 export async function revokeFamily(db: Kysely<Database>, familyId: string, reason: FamilyRevocationReason, now: Date): Promise<boolean> {
   const result = await db

@@ -27,6 +27,7 @@ export const refreshTokenGrant: Grant = {
       client: request.client,
       ip: request.ip,
       requestId: request.requestId,
+      scopeCannotFail: requested === undefined,
       decideScope: (family) => {
         const userScopes = new Set(family.user_scopes);
         return resolveScope({

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { AuditContext } from '../audit/entry.js';
 import { auditedChange } from '../audit/writer.js';
 import { isDatabaseAnswer } from '../db/errors.js';
-import { advanceFamily, findTokenFamily, insertFamily, revokeFamily, type TokenFamily } from '../db/refresh-families.js';
+import { advanceCurrentToken, advanceFamily, findTokenFamily, insertFamily, revokeFamily, type TokenFamily } from '../db/refresh-families.js';
 import type { Client, RefreshFamily } from '../db/schema.js';
 import type { Deps } from '../deps.js';
 import { OAuthError } from '../oauth/errors.js';
@@ -94,7 +94,9 @@ function keyMissing(): OAuthError {
  * lock is held between the two. If the database fails before the statement commits, nothing is
  * consumed and the presented token still works; if it commits but its answer is lost (or it lands
  * late, after the client was told 503), the retry below gets its successor. `decideScope` runs
- * before the write, so an invalid_scope leaves the token unused too.
+ * before the write, so an invalid_scope leaves the token unused too. When it cannot fail (no scope
+ * asked for, the usual refresh), one round trip: the read and the compare-and-set are one
+ * statement (readAndAdvance below), with the same checks and the same outcomes.
  *
  * - The current token rotates: its successor is stored (hash, plus the sealed copy for replays).
  * - The immediate parent, again, by the same client, while the successor has not been used, gets
@@ -117,6 +119,11 @@ export async function rotateRefreshToken(
     readonly requestId?: string | undefined;
     /** The scope of the new access token, from the family as read; may throw invalid_scope. */
     readonly decideScope: (family: TokenFamily) => string[];
+    /**
+     * decideScope cannot throw (no scope was asked for: a default is narrowed, never refused), so
+     * it may run after the write: the first attempt reads and moves the family in one statement.
+     */
+    readonly scopeCannotFail?: boolean;
   },
 ): Promise<Rotation> {
   const now = deps.clock.now();
@@ -132,28 +139,63 @@ export async function rotateRefreshToken(
     return reason === undefined ? family : { kind: 'refused', reason, family };
   };
 
+  /**
+   * No answer from PostgreSQL to a rotation (a timeout, a lost connection): it may have committed,
+   * or may still, with no token_refreshed line. Say so, so that a later replay of this token can be
+   * matched with it. (An error PostgreSQL answered means it did not commit.)
+   */
+  const recordOutcomeUnknown = (family: TokenFamily | undefined): void => {
+    const fields = family === undefined ? context : { ...context, user_id: family.user_id, family_id: family.id, generation_presented: family.token_generation };
+    deps.audit.record('refresh_outcome_unknown', fields, auditContext, 'warn');
+  };
+
   /** The compare-and-set from the presented (current) token to `successor`. */
   const advance = (family: TokenFamily, successor: string): Promise<boolean> =>
     advanceFamily(deps.db, {
       familyId: family.id,
       fromGeneration: family.generation,
       tokenHash: hashRefreshToken(successor),
-      successorCiphertext: sealSuccessor(request.token, successor, family.id, deps.successorKeys),
+      successorCiphertext: sealSuccessor(request.token, successor, deps.successorKeys),
       now: new Date(now),
     }).catch((error: unknown) => {
-      // No answer from PostgreSQL (a timeout, a lost connection): the rotation may have committed,
-      // or may still, with no token_refreshed line. Say so, so that a later replay of this token
-      // can be matched with it. An error PostgreSQL answered means it did not commit.
-      if (!isDatabaseAnswer(error)) {
-        const fields = { ...context, user_id: family.user_id, family_id: family.id, generation_presented: family.generation };
-        deps.audit.record('refresh_outcome_unknown', fields, auditContext, 'warn');
-      }
+      if (!isDatabaseAnswer(error)) recordOutcomeUnknown(family);
       throw error;
     });
 
+  /**
+   * The first attempt when the scope cannot fail: the read and the compare-and-set in one
+   * statement (advanceCurrentToken), which moves the family on only where the read below would
+   * have found nothing to refuse. Not moved: what the family as read says, as after read(); a
+   * current token that lost the compare-and-set to another writer is read again once that write
+   * has ended, as after a lost advance().
+   */
+  const readAndAdvance = async (): Promise<TokenFamily | Outcome> => {
+    const successor = generateRefreshToken();
+    const { family, advanced } = await advanceCurrentToken(deps.db, {
+      tokenHash,
+      clientId: request.client.id,
+      successorHash: hashRefreshToken(successor),
+      successorCiphertext: sealSuccessor(request.token, successor, deps.successorKeys),
+      now: new Date(now),
+      idleSince: new Date(now - deps.config.refreshTokenIdleTtl * 1000),
+    }).catch((error: unknown) => {
+      // Which family this was is in the answer that did not come: the event names it once a read
+      // finds it (after the 503: that read may wait on the connection the lost statement holds),
+      // or, with the database gone, names the client and source only.
+      if (!isDatabaseAnswer(error)) void findTokenFamily(deps.db, tokenHash).then(recordOutcomeUnknown, () => recordOutcomeUnknown(undefined));
+      throw error;
+    });
+    if (family === undefined) return { kind: 'refused', reason: 'unknown_token' };
+    if (advanced) return { kind: 'rotated', token: successor, family, scope: request.decideScope(family) };
+    const reason = refusalReason(family, request.client, now, deps.config.refreshTokenIdleTtl);
+    if (reason !== undefined) return { kind: 'refused', reason, family };
+    return family.token_generation === family.generation ? read({ afterWriters: true }) : family;
+  };
+
   const decide = async (): Promise<Outcome> => {
-    let family = await read();
-    for (let attempt = 1; ; attempt += 1) {
+    let family = request.scopeCannotFail === true ? await readAndAdvance() : await read();
+    // After readAndAdvance, its statement was the first attempt.
+    for (let attempt = request.scopeCannotFail === true ? 2 : 1; ; attempt += 1) {
       if ('kind' in family) return family;
       if (family.token_generation !== family.generation) break;
       const scope = request.decideScope(family);

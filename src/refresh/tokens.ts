@@ -34,28 +34,37 @@ export function isWellFormedRefreshToken(token: string): boolean {
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 export const SUCCESSOR_SEAL_PURPOSE = 'refresh successor v1';
+/**
+ * How a successor sealed since issue 17 begins. It is bound to its parent's hash (the row the
+ * parent is stored as) rather than to the family's id, so that it can be sealed before the family
+ * is read: the read and the rotation are one statement (src/db/refresh-families.ts,
+ * advanceCurrentToken). Successors sealed before (no prefix, bound to the family) still open.
+ */
+const V2 = 'v2.';
 
-function successorKey(parent: string, serverKey: Buffer, familyId: string): Buffer {
-  return Buffer.from(
-    hkdfSync('sha256', Buffer.concat([serverKey, Buffer.from(parent)]), Buffer.from(familyId), 'tessera refresh successor v1', 32),
-  );
+function successorKey(parent: string, serverKey: Buffer, binding: string, info: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', Buffer.concat([serverKey, Buffer.from(parent)]), Buffer.from(binding), info, 32));
 }
 
-export function sealSuccessor(parent: string, successor: string, familyId: string, serverKeys: readonly Buffer[]): string {
+export function sealSuccessor(parent: string, successor: string, serverKeys: readonly Buffer[]): string {
+  const binding = hashRefreshToken(parent);
   const iv = randomBytes(IV_BYTES);
-  const cipher = createCipheriv('aes-256-gcm', successorKey(parent, serverKeys[0]!, familyId), iv);
-  cipher.setAAD(Buffer.from(familyId));
+  const cipher = createCipheriv('aes-256-gcm', successorKey(parent, serverKeys[0]!, binding, 'tessera refresh successor v2'), iv);
+  cipher.setAAD(Buffer.from(binding));
   const body = Buffer.concat([cipher.update(successor), cipher.final()]);
-  return Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64url');
+  return V2 + Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64url');
 }
 
 /** Undefined if `parent` is not the token the successor was sealed for (or no server key matches). */
 export function openSuccessor(parent: string, sealed: string, familyId: string, serverKeys: readonly Buffer[]): string | undefined {
-  const raw = Buffer.from(sealed, 'base64url');
+  const v2 = sealed.startsWith(V2);
+  const binding = v2 ? hashRefreshToken(parent) : familyId;
+  const info = v2 ? 'tessera refresh successor v2' : 'tessera refresh successor v1';
+  const raw = Buffer.from(v2 ? sealed.slice(V2.length) : sealed, 'base64url');
   for (const serverKey of serverKeys) {
     try {
-      const decipher = createDecipheriv('aes-256-gcm', successorKey(parent, serverKey, familyId), raw.subarray(0, IV_BYTES));
-      decipher.setAAD(Buffer.from(familyId));
+      const decipher = createDecipheriv('aes-256-gcm', successorKey(parent, serverKey, binding, info), raw.subarray(0, IV_BYTES));
+      decipher.setAAD(Buffer.from(binding));
       decipher.setAuthTag(raw.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
       return Buffer.concat([decipher.update(raw.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]).toString('utf8');
     } catch {

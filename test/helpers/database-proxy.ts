@@ -12,13 +12,15 @@ import { startTestService, testEnv, type TestService } from './service.js';
  * `lose-answer` lets that query reach PostgreSQL and run but holds back everything PostgreSQL
  * answers on that connection; `delay-query` holds the query itself (and both directions of that
  * connection) before it reaches PostgreSQL. `restore()` ends all of these; whatever was held
- * carries on where it stopped.
+ * carries on where it stopped. `countSent(marker)` counts, from then on, the queries sent that
+ * contain `marker` (node-postgres sends each query in one write, and one query at a time per connection).
  */
 export interface DatabaseProxy {
   readonly port: number;
   cut(): void;
   stall(): void;
   faultOn(marker: string, fault: 'lose-answer' | 'delay-query'): void;
+  countSent(marker: string): () => number;
   restore(): void;
   close(): Promise<void>;
 }
@@ -40,6 +42,7 @@ export async function startDatabaseProxy(target: { host: string; port: number })
   const pairs = new Set<Pair>();
   let state: 'up' | 'cut' | 'stalled' = 'up';
   let fault: { marker: Buffer; kind: 'lose-answer' | 'delay-query' } | undefined;
+  const counters: { marker: Buffer; count: number }[] = [];
 
   const upstreamOf = (pair: Pair): Socket => {
     if (pair.upstream === undefined) {
@@ -53,6 +56,7 @@ export async function startDatabaseProxy(target: { host: string; port: number })
     return pair.upstream;
   };
   const fromClient = (pair: Pair, chunk: Buffer) => {
+    for (const counter of counters) if (chunk.includes(counter.marker)) counter.count += 1;
     const seen = Buffer.concat([pair.tail, chunk]);
     pair.tail = seen.subarray(Math.max(0, seen.length - 256));
     if (fault !== undefined && !pair.holdToServer && seen.includes(fault.marker)) {
@@ -110,6 +114,11 @@ export async function startDatabaseProxy(target: { host: string; port: number })
     },
     faultOn(marker, kind) {
       fault = { marker: Buffer.from(marker, 'utf8'), kind };
+    },
+    countSent(marker) {
+      const counter = { marker: Buffer.from(marker, 'utf8'), count: 0 };
+      counters.push(counter);
+      return () => counter.count;
     },
     restore() {
       state = 'up';

@@ -124,8 +124,8 @@ export function createRateLimits(
   const limitOf = (client: Client) => client.rate_limit ?? config.client.limit;
   const clientOf = (res: Response) => res.locals[CLIENT] as Client;
   const perClient = limiter('client', config.client.window, {
+    // Entered only for a client with a limit (countRequest below).
     limit: (_req, res) => limitOf(clientOf(res))!,
-    skip: (_req, res) => limitOf(clientOf(res)) === undefined,
     keyGenerator: (_req, res) => clientOf(res).id,
   });
 
@@ -145,10 +145,14 @@ export function createRateLimits(
       if (totalHits === config.clientAuthFailure.limit) recordAudit('rate_limit_tripped', { layer: 'client_auth', ip }, SYSTEM, 'warn');
     },
     countRequest: (req, res, client) =>
-      new Promise<void>((resolve, reject) => {
-        res.locals[CLIENT] = client;
-        void perClient(req, res, (error?: unknown) => (error === undefined ? resolve() : reject(error)));
-      }),
+      // No limit for this client (CLIENT_RATE_LIMIT unset, the default): not even a skip() inside
+      // express-rate-limit, whose wrapper cost every request a few promises and lookups.
+      limitOf(client) === undefined
+        ? Promise.resolve()
+        : new Promise<void>((resolve, reject) => {
+            res.locals[CLIENT] = client;
+            void perClient(req, res, (error?: unknown) => (error === undefined ? resolve() : reject(error)));
+          }),
   };
 
   return {

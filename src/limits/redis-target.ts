@@ -86,6 +86,19 @@ export function hashTagOf(prefix: string): string | undefined {
   return close > open + 1 ? prefix.slice(open + 1, close) : undefined;
 }
 
+/**
+ * The cluster slot of `key` (Redis Cluster specification, "Key distribution model"): CRC16
+ * (XMODEM) of its hash tag, or of the whole key without one, modulo 16384.
+ */
+export function keySlot(key: string): number {
+  let crc = 0;
+  for (const byte of Buffer.from(hashTagOf(key) ?? key)) {
+    crc ^= byte << 8;
+    for (let bit = 0; bit < 8; bit++) crc = (crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1) & 0xffff;
+  }
+  return crc % 16384;
+}
+
 /** `host:port,host:port,...`; an IPv6 address in brackets (`[::1]:26379`). */
 function parseHostPorts(name: string, text: string, problems: string[]): HostPort[] | undefined {
   const entries = text.split(',').map((entry) => entry.trim());

@@ -1,5 +1,7 @@
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { SERVER_OPTIONS, credentials, retryDelay, sentinelOptions } from './redis-options.js';
+import { createSubscriber, keepSubscribed, type SubscriptionHandlers } from './redis-subscription.js';
 import type { RedisTarget, RedisTopology } from './redis-target.js';
 
 /** After a failed command, Redis is skipped for this long (or until it reconnects), so requests do not each wait on it. */
@@ -30,40 +32,22 @@ export interface RedisLink {
   ready(timeoutMs: number): Promise<void>;
   /** Runs `listener` every time Redis becomes usable again. */
   onReady(listener: () => void): void;
+  /**
+   * Keeps a connection of its own subscribed to `channel` (a subscribed connection can send no other
+   * command) until close(): it reconnects by itself (on a cluster, first to the node holding the
+   * key named like the channel, then to any node: every node hears every PUBLISH), and checks
+   * every 15 s that the connection still answers (src/limits/redis-subscription.ts).
+   */
+  subscribe(channel: string, handlers: SubscriptionHandlers): void;
   close(): Promise<void>;
 }
-
-const retryDelay = (attempt: number) => Math.min(attempt * 250, 2_000);
-
-/** What every connection to a Redis server gets, whatever the topology. */
-const SERVER_OPTIONS = {
-  enableOfflineQueue: false,
-  maxRetriesPerRequest: 0,
-  commandTimeout: 250,
-  connectTimeout: 1_000,
-  retryStrategy: retryDelay,
-  // A primary demoted under an open connection (a Sentinel failover without a restart) answers
-  // writes with READONLY: reconnect, through the sentinels, to the new one. Nothing else
-  // reconnects: a Redis problem never surfaces as a crash or an unhandled rejection.
-  reconnectOnError: (error: Error) => (error.message.startsWith('READONLY') ? 1 : false),
-} satisfies RedisOptions;
 
 function createClient(target: RedisTarget): Redis | Cluster {
   switch (target.topology) {
     case 'single':
       return new Redis(target.url, SERVER_OPTIONS);
     case 'sentinel':
-      return new Redis({
-        ...SERVER_OPTIONS,
-        sentinels: [...target.sentinels],
-        name: target.master,
-        ...credentials(target),
-        ...(target.sentinelPassword === undefined ? {} : { sentinelPassword: target.sentinelPassword }),
-        sentinelRetryStrategy: retryDelay,
-        // Subscribes to the sentinels' +switch-master: a failover is followed at once, even when
-        // the old primary lives on (without it, only once that connection breaks).
-        failoverDetector: true,
-      });
+      return new Redis(sentinelOptions(target, SERVER_OPTIONS));
     case 'cluster':
       return new Cluster([...target.nodes], {
         enableOfflineQueue: false,
@@ -73,19 +57,13 @@ function createClient(target: RedisTarget): Redis | Cluster {
   }
 }
 
-function credentials(target: { readonly username: string | undefined; readonly password: string | undefined }): RedisOptions {
-  return {
-    ...(target.username === undefined ? {} : { username: target.username }),
-    ...(target.password === undefined ? {} : { password: target.password }),
-  };
-}
-
 export function connectRedis(target: RedisTarget, log: Logger, now: () => number = Date.now): RedisLink {
   const client = createClient(target);
   let down = false;
   let closing = false;
   let skipUntil = 0;
   const listeners: (() => void)[] = [];
+  const subscriptions: { close(): void }[] = [];
 
   const markDown = (error: unknown) => {
     skipUntil = now() + COOLDOWN_MS;
@@ -140,8 +118,12 @@ export function connectRedis(target: RedisTarget, log: Logger, now: () => number
     onReady: (listener) => {
       listeners.push(listener);
     },
+    subscribe: (channel, handlers) => {
+      if (!closing) subscriptions.push(keepSubscribed(channel, handlers, (failures) => createSubscriber(target, client, channel, failures), log));
+    },
     close: async () => {
       closing = true;
+      for (const subscription of subscriptions) subscription.close();
       client.disconnect();
     },
   };

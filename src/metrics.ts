@@ -42,6 +42,8 @@ export interface MetricSources {
   readonly databasePool: (() => PoolUsage) | undefined;
   /** Seconds since the signing key in use became active (src/keys/key-store.ts, signingKeyAgeSeconds). */
   readonly signingKeyAgeSeconds: () => number;
+  /** Whether client_auth answers from its copy of every replica's blocks; undefined without Redis. */
+  readonly clientAuthBlocksSynced: (() => boolean) | undefined;
 }
 
 export interface HttpLabels {
@@ -246,8 +248,23 @@ export function createMetrics(): Metrics {
       sources = watched;
       const pool = watched.databasePool;
       if (pool !== undefined) watchDatabasePool(registry, pool);
+      const synced = watched.clientAuthBlocksSynced;
+      if (synced !== undefined) watchClientAuthBlocks(registry, synced);
     },
   };
+}
+
+/** Registered only with Redis: without it client_auth never reads anything but memory. */
+function watchClientAuthBlocks(registry: Registry, synced: () => boolean): void {
+  new Gauge({
+    name: 'tessera_client_auth_blocks_synced',
+    help: 'Whether client_auth checks answer from this process\'s synced copy of every replica\'s blocks (1), or read Redis on each client authentication (0: subscription down, or being read again).',
+    registers: [registry],
+    aggregator: 'min', // across cluster workers: 1 only if every worker answers from its copy
+    collect() {
+      this.set(synced() ? 1 : 0);
+    },
+  });
 }
 
 /** Registered only where there is a pool: on the embedded database these would be zeros that mean nothing. */

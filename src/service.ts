@@ -116,6 +116,7 @@ export async function prepareDeps(config: Config, handle: DatabaseHandle, log: L
     argon2Load: () => passwords.load,
     databasePool: handle.poolUsage,
     signingKeyAgeSeconds: () => signingKeyAgeSeconds(keys.current()),
+    clientAuthBlocksSynced: limits.clientAuthBlocksSynced,
   });
   if (config.redis === undefined) log.info('no REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES: rate limits are kept per process, in memory');
   const clients = createClientLookup(handle.db, handle.listen);

@@ -114,6 +114,7 @@ describe('GET /metrics', () => {
       tessera_db_pool_waiting: 'gauge',
       tessera_db_pool_max_connections: 'gauge',
       tessera_signing_key_age_seconds: 'gauge',
+      tessera_client_auth_blocks_synced: 'gauge',
       tessera_build_info: 'gauge',
     });
     for (const name of ['process_cpu_seconds_total', 'process_start_time_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds']) {
@@ -299,6 +300,8 @@ describe('the rate-limit backend', () => {
       const { samples } = await scrape(unreachable.app);
       expect(samples.get(seriesKey('tessera_rate_limit_backend', { backend: 'memory_fallback' }))).toBe(1);
       expect(samples.get(seriesKey('tessera_rate_limit_backend', { backend: 'redis' }))).toBe(0);
+      // Nor can client_auth answer from its copy of the blocks: it reads (here, memory) per request.
+      expect(samples.get('tessera_client_auth_blocks_synced')).toBe(0);
     } finally {
       await unreachable.close();
     }

@@ -1,4 +1,4 @@
-import type { Options, Store } from 'express-rate-limit';
+import type { ClientRateLimitInfo, Options, Store } from 'express-rate-limit';
 import { RedisStore } from 'rate-limit-redis';
 import { BoundedMemoryStore } from './bounded-memory-store.js';
 import type { RedisLink } from './redis.js';
@@ -59,6 +59,20 @@ export class FailoverStore implements Store {
       async (store) => this.memory.remember(key, await store.increment(key)),
       (store) => store.increment(key),
     );
+  }
+
+  /** As increment, and whether the count is the one Redis keeps for every replica (else this process's own). */
+  async incrementShared(key: string): Promise<ClientRateLimitInfo & { shared: boolean }> {
+    let shared = false;
+    const info = await this.either(
+      async (store) => {
+        const counted = this.memory.remember(key, await store.increment(key));
+        shared = true;
+        return counted;
+      },
+      (store) => store.increment(key),
+    );
+    return { ...info, shared };
   }
 
   async decrement(key: string) {

@@ -6,6 +6,7 @@ import { SYSTEM } from '../audit/entry.js';
 import type { RecordAudit } from '../audit/writer.js';
 import type { LimitSetting, RateLimitConfig } from '../config.js';
 import type { Client } from '../db/schema.js';
+import { watchBlockedSources } from './blocked-sources.js';
 import { FailoverStore } from './failover-store.js';
 import { type LimitBackend, type LimitLayer, type LimitTopology, secondsUntil, tooManyRequests } from './layers.js';
 import { createLoginAttempts, type LoginAttempts } from './login-attempts.js';
@@ -32,7 +33,11 @@ export type { LimitBackend, LimitLayer, LimitTopology } from './layers.js';
  * - client_auth: failed client authentications per client IP. Checked before the client is looked
  *   up, so a flood of invented clients from one source stops costing the database anything;
  *   counted only once a client authentication has failed, so a gateway with valid credentials,
- *   however busy, is never counted here.
+ *   however busy, is never counted here. The check costs no Redis round trip: a source whose count
+ *   reaches the limit goes into a set in Redis and is announced over pub/sub, and each process
+ *   answers from its copy of that set (src/limits/blocked-sources.ts). While the copy may be
+ *   incomplete (not subscribed, being read again, full, Redis failing) the count is read per
+ *   request, as before, from Redis or, without it, from memory.
  * - client: refresh, revoke, introspection and client-credentials requests per authenticated
  *   client, once it is authenticated: off unless the client has a rate limit of its own or
  *   CLIENT_RATE_LIMIT sets a default (one gateway is one client for all its users).
@@ -59,6 +64,8 @@ export interface RateLimits {
   /** client_auth and client, around client authentication (src/http/client-authentication.ts). */
   readonly clients: ClientLayers;
   backend(): LimitBackend;
+  /** Whether client_auth answers from its synced copy of the blocks, without Redis (undefined without Redis). */
+  readonly clientAuthBlocksSynced: (() => boolean) | undefined;
   /** Which Redis deployment `redis` means: one server, Sentinel or Cluster (fixed at start-up). */
   readonly topology: LimitTopology;
   /** Closes the Redis connection. */
@@ -131,18 +138,32 @@ export function createRateLimits(
 
   const failures = new FailoverStore(redis, `${config.prefix}client_auth:`);
   failures.init({ windowMs: config.clientAuthFailure.window * 1000 } as Options);
+  const blocks = redis && watchBlockedSources(redis, `${config.prefix}client_auth:blocked`);
   const clients: ClientLayers = {
     async checkSource(ip) {
-      const info = await failures.get(ipKey(ip));
-      if ((info?.totalHits ?? 0) >= config.clientAuthFailure.limit) {
+      const { limit, window } = config.clientAuthFailure;
+      const key = ipKey(ip);
+      if (blocks?.isComplete()) {
+        // Every replica's blocks are known here: no Redis round trip (src/limits/blocked-sources.ts).
+        const until = blocks.blockedUntil(key);
+        if (until === undefined) return;
         rejected('client_auth');
-        throw tooManyRequests(secondsUntil(info?.resetTime, config.clientAuthFailure.window));
+        throw tooManyRequests(secondsUntil(new Date(until), window));
+      }
+      const info = await failures.get(key);
+      if ((info?.totalHits ?? 0) >= limit) {
+        rejected('client_auth');
+        throw tooManyRequests(secondsUntil(info?.resetTime, window));
       }
     },
     async sourceFailed(ip) {
-      const { totalHits } = await failures.increment(ipKey(ip));
+      const { limit, window } = config.clientAuthFailure;
+      const key = ipKey(ip);
+      const { totalHits, resetTime, shared } = await failures.incrementShared(key);
       // Once per key and window: the count reaches the limit once.
-      if (totalHits === config.clientAuthFailure.limit) recordAudit('rate_limit_tripped', { layer: 'client_auth', ip }, SYSTEM, 'warn');
+      if (totalHits === limit) recordAudit('rate_limit_tripped', { layer: 'client_auth', ip }, SYSTEM, 'warn');
+      // At and past it (a replica whose announcement was lost is corrected by the next failure anywhere).
+      if (totalHits >= limit) await blocks?.block(key, resetTime?.getTime() ?? Date.now() + window * 1000, shared);
     },
     countRequest: (req, res, client) =>
       // No limit for this client (CLIENT_RATE_LIMIT unset, the default): not even a skip() inside
@@ -174,8 +195,12 @@ export function createRateLimits(
     logins: createLoginAttempts(config, redis, recordAudit, rejected),
     clients,
     backend: () => (redis === undefined ? 'memory' : redis.isUsable() ? 'redis' : 'memory_fallback'),
+    clientAuthBlocksSynced: blocks && (() => blocks.isComplete()),
     topology: redis?.topology ?? 'none',
-    close: async () => redis?.close(),
+    close: async () => {
+      blocks?.close();
+      await redis?.close();
+    },
   };
 }
 

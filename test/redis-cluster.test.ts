@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { stopAll } from './helpers/process.js';
 import { flushScripts, keysByServer, type RedisClusterSet, slotsOf, startRedisClusterSet } from './helpers/redis-topologies.js';
-import { clusterErrors, expectCountingInRedis, expectSharedLoginLimit, type Replica, rateLimitMode, redisWarnings, startDeployment, untilCountingInRedis, wrongPasswords } from './helpers/replicas.js';
+import { clusterErrors, expectCountingInRedis, expectSharedClientAuthBlock, expectSharedLoginLimit, type Replica, rateLimitMode, redisWarnings, startDeployment, untilCountingInRedis, wrongPasswords } from './helpers/replicas.js';
 import { basicAuth, fetchPasswordGrant, type TestClient, uniqueName } from './helpers/service.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -11,6 +11,7 @@ import { waitFor } from './helpers/wait.js';
 // request or makes a replica fall back to memory), and the counters spread over the nodes.
 
 const LIMIT = 4; // LOGIN_IP_ACCOUNT_FAILURE_LIMIT: both replicas share the 127.0.0.1 source
+const CLIENT_AUTH_LIMIT = 6; // CLIENT_AUTH_FAILURE_LIMIT, from sources X-Forwarded-For names: above the 4 wrong secrets from 127.0.0.1 below
 
 let database: TestDatabase;
 let cluster: RedisClusterSet;
@@ -25,7 +26,7 @@ beforeAll(async () => {
   ({ replicas, prefix, client, users } = await startDeployment(
     database,
     { REDIS_CLUSTER_NODES: cluster.nodes },
-    { LOGIN_IP_ACCOUNT_FAILURE_LIMIT: String(LIMIT) },
+    { LOGIN_IP_ACCOUNT_FAILURE_LIMIT: String(LIMIT), CLIENT_AUTH_FAILURE_LIMIT: String(CLIENT_AUTH_LIMIT), TRUST_PROXY: 'loopback' },
     4,
   ));
 }, 120_000);
@@ -49,6 +50,10 @@ describe('rate limits on Redis Cluster', () => {
 
   it('a login limit is shared by the two replicas', async () => {
     await expectSharedLoginLimit(replicas, client, LIMIT);
+  });
+
+  it('a source blocked by failed client authentications at one replica is refused at the other: the announcement reaches every node', async () => {
+    await expectSharedClientAuthBlock(replicas, client, CLIENT_AUTH_LIMIT);
   });
 
   it('every limiter operation works on the cluster, with its counters over several slots and nodes', async () => {
@@ -118,5 +123,7 @@ describe('rate limits on Redis Cluster', () => {
     await untilCountingInRedis(replicas);
     expect(statuses.filter((status) => status !== 400)).toEqual([]);
     await expectSharedLoginLimit(replicas, client, LIMIT);
+    // A subscription on the lost node moved to another one, and read the blocks again.
+    await expectSharedClientAuthBlock(replicas, client, CLIENT_AUTH_LIMIT);
   });
 });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { stopAll } from './helpers/process.js';
 import { keysByServer, type RedisSentinelSet, startRedisSentinelSet } from './helpers/redis-topologies.js';
-import { expectCountingInRedis, expectSharedLoginLimit, type Replica, rateLimitMode, redisWarnings, startDeployment, untilCountingInRedis } from './helpers/replicas.js';
+import { expectCountingInRedis, expectSharedClientAuthBlock, expectSharedLoginLimit, type Replica, rateLimitMode, redisWarnings, startDeployment, untilCountingInRedis } from './helpers/replicas.js';
 import { fetchPasswordGrant, type TestClient, uniqueName } from './helpers/service.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -11,6 +11,7 @@ import { waitFor } from './helpers/wait.js';
 // primary without a 5xx, and are shared again through the promoted replica without a restart.
 
 const LIMIT = 4; // LOGIN_IP_ACCOUNT_FAILURE_LIMIT: both replicas share the 127.0.0.1 source
+const CLIENT_AUTH_LIMIT = 6; // CLIENT_AUTH_FAILURE_LIMIT, from sources X-Forwarded-For names
 const FAILOVER_MS = 60_000;
 
 let database: TestDatabase;
@@ -26,7 +27,7 @@ beforeAll(async () => {
   const deployment = await startDeployment(
     database,
     { REDIS_SENTINELS: sentinel.sentinels, REDIS_SENTINEL_MASTER: sentinel.master },
-    { LOGIN_IP_ACCOUNT_FAILURE_LIMIT: String(LIMIT) },
+    { LOGIN_IP_ACCOUNT_FAILURE_LIMIT: String(LIMIT), CLIENT_AUTH_FAILURE_LIMIT: String(CLIENT_AUTH_LIMIT), TRUST_PROXY: 'loopback' },
   );
   ({ replicas, prefix, client } = deployment);
   user = deployment.users[0]!;
@@ -47,6 +48,10 @@ describe('rate limits on Redis Sentinel', () => {
     // On the primary, whichever server that is now (the failover test may have run first).
     const primary = (await sentinel.currentPrimaryPort())!;
     expect((await keysByServer([primary], `${prefix}login_ip_account:`)).get(primary)).not.toEqual([]);
+  });
+
+  it('a source blocked by failed client authentications at one replica is refused at the other, which heard of it over the subscription', async () => {
+    await expectSharedClientAuthBlock(replicas, client, CLIENT_AUTH_LIMIT);
   });
 
   it('the primary killed under load: no 5xx, the limits hold per process, and are shared again through the new primary on both replicas', { timeout: 3 * FAILOVER_MS }, async () => {
@@ -103,6 +108,8 @@ describe('rate limits on Redis Sentinel', () => {
     await expectSharedLoginLimit(replicas, client, LIMIT);
     expect((await keysByServer([sentinel.replicaPort], `${prefix}login_ip_account:`)).get(sentinel.replicaPort)!.length).toBeGreaterThan(before.length);
     await expectCountingInRedis(replicas, 'sentinel');
+    // The client_auth subscription followed the failover too.
+    await expectSharedClientAuthBlock(replicas, client, CLIENT_AUTH_LIMIT);
     // The outage was noticed and logged.
     for (const replica of replicas) expect(redisWarnings(replica)).not.toEqual([]);
   });

@@ -4,7 +4,7 @@ import type { Env } from '../../src/config.js';
 import type { TestDatabase } from './database.js';
 import { freePort, logLines, type Spawned, startTessera, waitUntilReady } from './process.js';
 import { waitFor } from './wait.js';
-import { createTestClient, createTestUser, fetchPasswordGrant, startTestService, type TestClient, testEnv, uniqueName } from './service.js';
+import { basicAuth, createTestClient, createTestUser, fetchPasswordGrant, startTestService, type TestClient, testEnv, uniqueName } from './service.js';
 
 /** A `tessera serve` the test started: one replica of a deployment. */
 export interface Replica {
@@ -131,6 +131,44 @@ export async function expectSharedLoginLimit(replicas: readonly Replica[], clien
     if (disturbed && attempt < 3) continue;
     expect(disturbed, 'a replica fell back to memory during every attempt').toBe(false);
     expect(statuses).toEqual([...Array(limit).fill(400), ...replicas.map(() => 429)]);
+    return;
+  }
+}
+
+/**
+ * A source blocked by failed client authentications at the first replica is refused at the others
+ * (the right secret, 429), which answered from their copy of the blocks throughout: the block
+ * reached them over the subscription (src/limits/blocked-sources.ts). Needs TRUST_PROXY=loopback
+ * (the source is an X-Forwarded-For) and CLIENT_AUTH_FAILURE_LIMIT=`limit`. Retried, like
+ * expectSharedLoginLimit, when a replica fell back to memory meanwhile.
+ */
+export async function expectSharedClientAuthBlock(replicas: readonly Replica[], client: TestClient, limit: number): Promise<void> {
+  const revoke = (replica: Replica, from: string, authorization: string) =>
+    fetch(`${replica.base}/revoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization, 'x-forwarded-for': from },
+      body: new URLSearchParams({ token: 'A'.repeat(43) }),
+    });
+  const synced = async () => (await Promise.all(replicas.map((replica) => metricValue(replica, 'tessera_client_auth_blocks_synced')))).every((value) => value === 1);
+  for (let attempt = 1; ; attempt++) {
+    await untilCountingInRedis(replicas);
+    await waitFor('every replica to answer client_auth from its copy of the blocks', synced, { timeoutMs: 60_000 });
+    const warned = replicas.map((replica) => redisWarnings(replica).length);
+    const from = `198.51.100.${attempt}${randomBytes(1)[0]! % 10}`;
+    const failed: number[] = [];
+    for (let i = 0; i < limit; i++) failed.push((await revoke(replicas[0]!, from, basicAuth(client.id, 'not-the-secret'))).status);
+    // The announcement takes a moment: at once from the node it is made on, later from another
+    // cluster node (over the cluster bus), where a subscription may be after a failover.
+    const others = await Promise.all(
+      replicas.slice(1).map((replica) =>
+        waitFor('the block to reach the replica', async () => ((await revoke(replica, from, client.basic)).status === 429 ? 429 : false), { timeoutMs: 2_000, intervalMs: 10 }).catch(() => 200),
+      ),
+    );
+    const disturbed = !(await synced()) || replicas.some((replica, i) => redisWarnings(replica).length > warned[i]!);
+    if (disturbed && attempt < 3) continue;
+    expect(disturbed, 'a replica fell back to reading per request during every attempt').toBe(false);
+    expect(failed).toEqual(Array(limit).fill(401));
+    expect(others).toEqual(replicas.slice(1).map(() => 429));
     return;
   }
 }

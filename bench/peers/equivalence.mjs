@@ -4,7 +4,7 @@ import { FORM, form } from '../harness.mjs';
 
 /** What Tessera does per request that the peers, as configured here, do not (printed, and in BENCHMARKS.md). */
 export const UNEQUAL = [
-  'Tessera reads, in Redis, the count of failed client authentications from the source address before every client authentication (one round trip per token and introspection request; the password grant also counts its login limits); its per-client limit is off, its default (CLIENT_RATE_LIMIT unset); the peers have no rate limiting',
+  'Tessera checks the source address against the blocks of its failed client authentications before every client authentication, from its copy of them kept by Redis pub/sub (a Redis round trip only when an authentication fails; the password grant also counts its login limits); its per-client limit is off, its default (CLIENT_RATE_LIMIT unset); the peers have no rate limiting',
   'Tessera writes an audit line and a request log line (pino, with redaction) per request and keeps Prometheus metrics; the peers log nothing and keep no metrics',
   'refresh: Tessera keeps a family per login (generation compare-and-set, reuse detection that revokes the family, a parent replayed within REFRESH_REUSE_GRACE gets the same successor back, sealed with an HKDF-derived key); oauth2-server deletes the presented token and inserts its successor (a replay is only invalid_grant, nothing is revoked)',
   'password grant: Tessera runs at most ARGON2_MAX_CONCURRENCY (3) Argon2id verifies at once and checks the account (disabled, login limits); oauth2-server verifies on libuv\'s pool (4 threads) and checks nothing else',

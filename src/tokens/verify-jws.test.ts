@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { Deps } from '../deps.js';
 import type { KeyStore } from '../keys/key-store.js';
 import { OAuthError } from '../oauth/errors.js';
-import { ACCESS_TOKEN_TYPE, verifyAccessToken } from './access-token.js';
+import { verifyAccessToken } from './access-token.js';
 import { type JwtFailure, JwtVerificationError, verifyJwt } from './verify-jws.js';
 
 // A differential test: every token of the corpus goes to Tessera's verifyAccessToken (node:crypto,
@@ -58,7 +58,7 @@ const es256: Signer = (input) => sign('sha256', Buffer.from(input), { key: ec.pr
 const publicPem = keyA.publicKey.export({ format: 'pem', type: 'spki' });
 const hs256WithPublicKey: Signer = (input) => createHmac('sha256', publicPem).update(input).digest('base64url');
 
-const HEADER = { alg: 'RS256', typ: ACCESS_TOKEN_TYPE, kid: 'kA' };
+const HEADER = { alg: 'RS256', typ: 'at+jwt', kid: 'kA' };
 const CLAIMS = {
   iss: ISSUER,
   sub: 'user-1',
@@ -169,7 +169,7 @@ async function jose(value: string, audience = AUDIENCE): Promise<Outcome> {
       },
       {
         algorithms: ['RS256'],
-        typ: ACCESS_TOKEN_TYPE,
+        typ: 'at+jwt',
         issuer: ISSUER,
         audience,
         requiredClaims: ['exp', 'iat', 'sub', 'jti', 'client_id'],
@@ -190,7 +190,7 @@ function failureOf(value: string, audience = AUDIENCE): JwtFailure | undefined {
   try {
     verifyJwt(value, {
       keys: publicKeys,
-      typ: ACCESS_TOKEN_TYPE,
+      typ: 'at+jwt',
       issuer: ISSUER,
       audience,
       requiredClaims: ['exp', 'iat', 'sub', 'jti', 'client_id'],
@@ -431,7 +431,7 @@ describe('verifyAccessToken on node:crypto', () => {
   it('verifies synchronously, and refuses on invalid options rather than letting NaN through', () => {
     const options = {
       keys: publicKeys,
-      typ: ACCESS_TOKEN_TYPE,
+      typ: 'at+jwt',
       issuer: ISSUER,
       audience: AUDIENCE,
       requiredClaims: ['exp'],
@@ -447,7 +447,7 @@ describe('verifyAccessToken on node:crypto', () => {
   });
 
   it('checks the claims its caller requires, and iss, aud and iat always', () => {
-    const options = { keys: publicKeys, typ: ACCESS_TOKEN_TYPE, issuer: ISSUER, audience: AUDIENCE, clockTolerance: 0, maxTokenAge: TTL, now: N };
+    const options = { keys: publicKeys, typ: 'at+jwt', issuer: ISSUER, audience: AUDIENCE, clockTolerance: 0, maxTokenAge: TTL, now: N };
     const withoutSid = token({ claims: { sid: undefined } });
     expect(() => verifyJwt(withoutSid, { ...options, requiredClaims: ['sid'] })).toThrow(expect.objectContaining({ failure: 'claims' }));
     expect(verifyJwt(withoutSid, { ...options, requiredClaims: [] })).toMatchObject({ sub: 'user-1' });

@@ -257,6 +257,11 @@ describe('openid-client (panva) against Tessera', () => {
       expect(await openid.fetchUserInfo(config, tokens.access_token, user.id)).toMatchObject({ sub: user.id });
       const refreshed = await openid.refreshTokenGrant(config, tokens.refresh_token!);
       expect(refreshed.access_token).toEqual(expect.any(String));
+      // OIDC Core §12.2: a new ID token, which the library validates as at the code exchange (its
+      // iss, aud, exp and iat); it keeps the sign-in's sub, auth_time and sid, and has no nonce.
+      const signedIn = tokens.claims()!;
+      expect(refreshed.claims()).toMatchObject({ iss: tessera.issuer, sub: user.id, aud: browserClient.id, auth_time: signedIn.auth_time, sid: signedIn['sid'] });
+      expect(refreshed.claims()).not.toHaveProperty('nonce');
 
       const logoutUrl = openid.buildEndSessionUrl(config, { id_token_hint: tokens.id_token!, post_logout_redirect_uri: signedOut, state: 'bye' });
       const logout = await fetch(logoutUrl, { redirect: 'manual', headers: { Cookie: cookies } });

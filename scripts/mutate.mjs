@@ -16,12 +16,12 @@ const MODULES = [
   {
     name: 'rotation',
     mutate: ['src/refresh/rotation.ts'],
-    tests: ['test/refresh-tokens.test.ts', 'test/security/b-refresh.test.ts', 'test/refresh-outage.test.ts', 'test/security/i-sessions.test.ts', 'test/metrics.test.ts'],
+    tests: ['test/refresh-tokens.test.ts', 'test/security/b-refresh.test.ts', 'test/refresh-outage.test.ts', 'test/security/i-sessions.test.ts', 'test/metrics.test.ts', 'test/id-token-refresh.test.ts'],
   },
   {
     name: 'refresh-tokens',
     mutate: ['src/refresh/tokens.ts', 'src/refresh/housekeeping.ts'],
-    tests: ['src/refresh/tokens.test.ts', 'test/refresh-tokens.test.ts', 'test/security/b-refresh.test.ts'],
+    tests: ['src/refresh/tokens.test.ts', 'test/refresh-tokens.test.ts', 'test/security/b-refresh.test.ts', 'test/audit-log.test.ts', 'test/password-reset.test.ts', 'test/browser-session-purge.test.ts'],
   },
   {
     name: 'client-auth',

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import request from 'supertest';
 import { decodeJwt } from 'jose';
-import { beforeAll, expect, it } from 'vitest';
+import { beforeAll, expect, it, vi } from 'vitest';
 import type { TestDatabase } from './helpers/database.js';
 import { type DatabaseProxy, useProxiedService } from './helpers/database-proxy.js';
 import { createTestClient, createTestUser, passwordGrant, type TestService } from './helpers/service.js';
@@ -103,8 +103,13 @@ it('a rotation that keeps losing the compare-and-set answers 503 busy after thre
   // A share lock on the family (what another transaction's foreign-key check takes) makes every
   // compare-and-set (FOR UPDATE SKIP LOCKED) skip the row, while the re-read (FOR SHARE) does not
   // wait for it: each attempt loses, and the refresh must give up rather than spin.
+  const rotations = proxy.countSent('with "advanced" as');
+  const rereads = proxy.countSent('for share');
   const res = await whileHeld(familyId, 'for share', () => refresh());
   expect(res.status).toBe(503);
+  // Three compare-and-sets (the first one with the read), each lost one followed by a re-read
+  // that waits for writers: then busy, not a fourth.
+  expect([rotations(), rereads()]).toEqual([3, 2]);
   expect(res.headers['retry-after']).toBe('1');
   expect(res.body).toEqual({ error: 'temporarily_unavailable', error_description: 'the service is busy; retry shortly' });
 
@@ -117,6 +122,7 @@ it('a rotation that keeps losing the compare-and-set answers 503 busy after thre
 
 it('a rotation PostgreSQL refuses (its disk full) answers 503 and is not logged as of unknown outcome: it did not commit', async () => {
   const { refresh, familyId } = await startSession();
+  const unknownBefore = service.logs.entries('refresh_outcome_unknown').length;
   // A trigger stands in for a full disk: PostgreSQL answers the rotation's insert with SQLSTATE 53100.
   await sql`create or replace function tessera_test_disk_full() returns trigger language plpgsql as $$
     begin raise exception 'could not extend file' using errcode = 'disk_full'; end $$`.execute(database.db);
@@ -130,18 +136,28 @@ it('a rotation PostgreSQL refuses (its disk full) answers 503 and is not logged 
   } finally {
     await sql`drop trigger tessera_test_disk_full on refresh_tokens`.execute(database.db);
   }
-  expect(service.logs.entries('refresh_outcome_unknown').filter((entry) => entry['family_id'] === familyId)).toEqual([]);
   expect(await familyRow(familyId)).toMatchObject({ generation: 1, revoked_at: null, rotated_at: null });
   expect((await refresh()).status).toBe(200);
+  // Looked for after a later request: an event of unknown outcome would name its family from a read made after the 503.
+  expect(service.logs.entries('refresh_outcome_unknown').slice(unknownBefore)).toEqual([]);
 });
 
 it('a refresh without a scope reads and rotates its family in one statement; with a scope, the scope is decided between a read and the rotation', async () => {
   const { refresh } = await startSession();
+  // A day after the login, well inside REFRESH_TOKEN_IDLE_TTL: the statement itself checks the idle deadline.
+  service.clock.advance(24 * 60 * 60 * 1000);
   const familyStatements = proxy.countSent('"refresh_families"');
   const first = await refresh();
   expect(first.status).toBe(200);
   // One round trip to PostgreSQL for the whole rotation: the read, the compare-and-set and the successor.
   expect(familyStatements()).toBe(1);
+  // The parent again, within REFRESH_REUSE_GRACE: the same statement reads the family, moves
+  // nothing, and the sealed successor is opened from what it read: still one statement.
+  const replayed = proxy.countSent('"refresh_families"');
+  const replay = await refresh();
+  expect(replay.status).toBe(200);
+  expect(replay.body.refresh_token).toBe(first.body.refresh_token);
+  expect(replayed()).toBe(1);
 
   const client = await createTestClient(service);
   const user = await createTestUser(service, { scopes: ['profile'] });
@@ -155,4 +171,56 @@ it('a refresh without a scope reads and rotates its family in one statement; wit
   expect(res.status).toBe(200);
   expect(res.body.scope).toBe('profile');
   expect(narrowed()).toBe(2);
+});
+
+it('with a scope, an unknown token and a token of another client are refused as without one, and use nothing up', async () => {
+  const { familyId } = await startSession();
+  const parent = await database.db
+    .selectFrom('refresh_tokens')
+    .select('generation')
+    .where('family_id', '=', familyId)
+    .executeTakeFirstOrThrow();
+  expect(parent.generation).toBe(1);
+  const other = await createTestClient(service);
+  const user = await createTestUser(service, { scopes: ['profile'] });
+  const login = await passwordGrant(service.app, other, user);
+  const withScope = (client: { basic: string }, token: string) =>
+    request(service.app).post('/token').type('form').set('Authorization', client.basic).send({ grant_type: 'refresh_token', refresh_token: token, scope: 'profile' });
+  const stranger = await createTestClient(service);
+  for (const res of [await withScope(other, 'A'.repeat(43)), await withScope(stranger, login.body.refresh_token)]) {
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual({ error: 'invalid_grant', error_description: 'the refresh token is invalid, expired or revoked' });
+  }
+  expect(service.logs.entries('refresh_failed').map((entry) => entry['reason'])).toEqual(expect.arrayContaining(['unknown_token', 'other_client']));
+  expect((await withScope(other, login.body.refresh_token)).status).toBe(200);
+});
+
+it('a rotation whose statement and whose look-up both go unanswered (the database gone) logs its unknown outcome with what it knows', { timeout: 20_000 }, async () => {
+  const { refresh } = await startSession();
+  // Until the client is answered from memory (its cache holds entries only while the service
+  // listens for client changes, which an earlier cut may have ended), so that the stall meets the rotation first.
+  const clientReads = proxy.countSent('"clients"');
+  await vi.waitFor(
+    async () => {
+      const seen = clientReads();
+      expect((await refresh()).status).toBe(200);
+      expect(clientReads()).toBe(seen);
+    },
+    { timeout: 10_000, interval: 100 },
+  );
+  const before = service.logs.entries('refresh_outcome_unknown').length;
+  proxy.stall();
+  try {
+    const res = await refresh();
+    expect(res.status).toBe(503);
+    // The look-up of its family after the 503 gets no answer either: the event names no family.
+    await vi.waitFor(() => expect(service.logs.entries('refresh_outcome_unknown').length).toBe(before + 1), { timeout: 10_000, interval: 100 });
+  } finally {
+    proxy.restore();
+  }
+  const [event] = service.logs.entries('refresh_outcome_unknown').slice(before);
+  expect(event).toMatchObject({ level: 'warn', ip: '127.0.0.1' });
+  expect(event).toHaveProperty('client_id');
+  expect(event).not.toHaveProperty('family_id');
+  expect(event).not.toHaveProperty('user_id');
 });

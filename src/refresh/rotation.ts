@@ -6,6 +6,7 @@ import { advanceCurrentToken, advanceFamily, findTokenFamily, insertFamily, revo
 import type { Client, RefreshFamily } from '../db/schema.js';
 import type { Deps } from '../deps.js';
 import { OAuthError } from '../oauth/errors.js';
+import { waitUnless } from '../wait.js';
 import { generateRefreshToken, hashRefreshToken, openSuccessor, sealSuccessor } from './tokens.js';
 
 export interface NewSession {
@@ -83,6 +84,8 @@ const MAX_ROTATION_ATTEMPTS = 3;
 function busy(): OAuthError {
   return new OAuthError('temporarily_unavailable', 'the service is busy; retry shortly', { headers: { 'Retry-After': '1' } });
 }
+/** How long the family of a rotation of unknown outcome is looked for: past the pool's query_timeout (src/db/connect.ts). */
+const OUTCOME_LOOKUP_MS = 3_000;
 /** A successor this replica cannot open: its KEY_ENCRYPTION_KEYS lack the key another replica sealed it with. */
 function keyMissing(): OAuthError {
   return new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable; retry later', { headers: { 'Retry-After': '5' } });
@@ -181,8 +184,11 @@ export async function rotateRefreshToken(
     }).catch((error: unknown) => {
       // Which family this was is in the answer that did not come: the event names it once a read
       // finds it (after the 503: that read may wait on the connection the lost statement holds),
-      // or, with the database gone, names the client and source only.
-      if (!isDatabaseAnswer(error)) void findTokenFamily(deps.db, tokenHash).then(recordOutcomeUnknown, () => recordOutcomeUnknown(undefined));
+      // or, with the database gone (no answer within OUTCOME_LOOKUP_MS), names the client and source only.
+      if (!isDatabaseAnswer(error)) {
+        const lookup = findTokenFamily(deps.db, tokenHash).catch(() => undefined);
+        void waitUnless(OUTCOME_LOOKUP_MS, lookup).then(recordOutcomeUnknown);
+      }
       throw error;
     });
     if (family === undefined) return { kind: 'refused', reason: 'unknown_token' };

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import request from 'supertest';
 import { decodeJwt } from 'jose';
-import { beforeAll, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import type { TestDatabase } from './helpers/database.js';
 import { type DatabaseProxy, useProxiedService } from './helpers/database-proxy.js';
 import { createTestClient, createTestUser, passwordGrant, type TestService } from './helpers/service.js';
@@ -40,7 +40,7 @@ async function startSession() {
       .type('form')
       .set('Authorization', client.basic)
       .send({ grant_type: 'refresh_token', refresh_token: res.body.refresh_token });
-  return { refresh, familyId: decodeJwt(res.body.access_token).sid as string };
+  return { refresh, client, parent: res.body.refresh_token as string, familyId: decodeJwt(res.body.access_token).sid as string };
 }
 
 /** Runs `during` while another connection holds the family row with `lock` (`for update`, `for share`); rolls back after. */
@@ -138,7 +138,9 @@ it('a rotation PostgreSQL refuses (its disk full) answers 503 and is not logged 
   }
   expect(await familyRow(familyId)).toMatchObject({ generation: 1, revoked_at: null, rotated_at: null });
   expect((await refresh()).status).toBe(200);
-  // Looked for after a later request: an event of unknown outcome would name its family from a read made after the 503.
+  // An event of unknown outcome would come from a read made after the 503: looked for after a
+  // later request and a moment more, long enough for that read on an idle database.
+  await new Promise((resolve) => setTimeout(resolve, 300));
   expect(service.logs.entries('refresh_outcome_unknown').slice(unknownBefore)).toEqual([]);
 });
 
@@ -223,4 +225,49 @@ it('a rotation whose statement and whose look-up both go unanswered (the databas
   expect(event).toHaveProperty('client_id');
   expect(event).not.toHaveProperty('family_id');
   expect(event).not.toHaveProperty('user_id');
+});
+
+describe('with a scope (the read first, then the compare-and-set)', () => {
+  const withScope = (session: Awaited<ReturnType<typeof startSession>>) => () =>
+    request(service.app).post('/token').type('form').set('Authorization', session.client.basic).send({ grant_type: 'refresh_token', refresh_token: session.parent, scope: 'profile' });
+
+  it('a rotation that keeps losing answers busy after three compare-and-sets, as without one', async () => {
+    const session = await startSession();
+    const rotations = proxy.countSent('with "advanced" as');
+    const rereads = proxy.countSent('for share');
+    const res = await whileHeld(session.familyId, 'for share', withScope(session));
+    expect(res.status).toBe(503);
+    expect([rotations(), rereads()]).toEqual([3, 2]);
+    expect((await withScope(session)()).status).toBe(200);
+  });
+
+  it('a compare-and-set whose answer is lost is logged as of unknown outcome at once, with its family; one PostgreSQL refused is not', { timeout: 20_000 }, async () => {
+    const lost = await startSession();
+    proxy.faultOn('with "advanced" as', 'lose-answer');
+    let res: request.Response;
+    try {
+      res = await withScope(lost)();
+    } finally {
+      proxy.restore();
+    }
+    expect(res.status).toBe(503);
+    // At once: the family was read before the statement.
+    expect(service.logs.entries('refresh_outcome_unknown').filter((entry) => entry['family_id'] === lost.familyId)).toEqual([
+      expect.objectContaining({ level: 'warn', client_id: lost.client.id, generation_presented: 1 }),
+    ]);
+
+    const refused = await startSession();
+    const unknownBefore = service.logs.entries('refresh_outcome_unknown').length;
+    await sql`create or replace function tessera_test_disk_full() returns trigger language plpgsql as $$
+      begin raise exception 'could not extend file' using errcode = 'disk_full'; end $$`.execute(database.db);
+    await sql`create trigger tessera_test_disk_full_scoped before insert on refresh_tokens for each row
+      when (new.family_id = ${sql.lit(refused.familyId)}::uuid) execute function tessera_test_disk_full()`.execute(database.db);
+    try {
+      expect((await withScope(refused)()).status).toBe(503);
+    } finally {
+      await sql`drop trigger tessera_test_disk_full_scoped on refresh_tokens`.execute(database.db);
+    }
+    expect((await withScope(refused)()).status).toBe(200);
+    expect(service.logs.entries('refresh_outcome_unknown').slice(unknownBefore)).toEqual([]);
+  });
 });

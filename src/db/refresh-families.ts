@@ -1,4 +1,4 @@
-import { type Kysely, type QueryCreator, sql } from 'kysely';
+import { type ExpressionBuilder, type Kysely, type QueryCreator, sql } from 'kysely';
 import type { Database, FamilyRevocationReason, RefreshFamily } from './schema.js';
 import { compileOnce } from './compiled.js';
 import { userScopesOf } from './users.js';
@@ -109,25 +109,36 @@ export async function advanceFamily(
   db: Kysely<Database>,
   rotation: { familyId: string; fromGeneration: number; tokenHash: string; successorCiphertext: string; now: Date },
 ): Promise<boolean> {
-  const { numAffectedRows } = await advance.run(db, { ...rotation, toGeneration: rotation.fromGeneration + 1 });
+  const { numAffectedRows } = await advance.run(db, rotation);
   return (numAffectedRows ?? 0n) > 0n;
 }
 
-// Every rotation runs it: compiled once (src/db/compiled.ts).
-const advance = compileOnce<
-  { familyId: string; fromGeneration: number; toGeneration: number; tokenHash: string; successorCiphertext: string; now: Date },
-  never
->((db, value) =>
+/** What a rotation sets on its family: the next generation, with the successor sealed for a replay by the parent's holder. */
+const rotatedFamily = (successorCiphertext: string, now: Date) => (eb: ExpressionBuilder<Database, 'refresh_families'>) => ({
+  generation: eb('generation', '+', 1),
+  rotated_at: now,
+  last_used_at: now,
+  successor_ciphertext: successorCiphertext,
+});
+
+/** The successor's row, in the generation the `advanced` update (either rotation's) moved its family to. */
+const insertSuccessor = (db: QueryCreator<Database & { advanced: { id: string; generation: number } }>, tokenHash: string, now: Date) =>
   db
-    .with('advanced', (db) =>
+    .insertInto('refresh_tokens')
+    .columns(['token_hash', 'family_id', 'generation', 'created_at'])
+    .expression((eb) =>
+      eb
+        .selectFrom('advanced')
+        .select([sql<string>`${tokenHash}::text`.as('token_hash'), 'advanced.id', 'advanced.generation', sql<Date>`${now}::timestamptz`.as('created_at')]),
+    );
+
+// Every rotation with a scope, and every retry of one, runs it: compiled once (src/db/compiled.ts).
+const advance = compileOnce<{ familyId: string; fromGeneration: number; tokenHash: string; successorCiphertext: string; now: Date }, never>((db, value) =>
+  insertSuccessor(
+    db.with('advanced', (db) =>
       db
         .updateTable('refresh_families')
-        .set({
-          generation: value('toGeneration'),
-          rotated_at: value('now'),
-          last_used_at: value('now'),
-          successor_ciphertext: value('successorCiphertext'),
-        })
+        .set(rotatedFamily(value('successorCiphertext'), value('now')))
         .where('id', '=', (eb) =>
           eb
             .selectFrom('refresh_families')
@@ -139,19 +150,10 @@ const advance = compileOnce<
             .skipLocked(),
         )
         .returning(['id', 'generation']),
-    )
-    .insertInto('refresh_tokens')
-    .columns(['token_hash', 'family_id', 'generation', 'created_at'])
-    .expression((eb) =>
-      eb
-        .selectFrom('advanced')
-        .select([
-          sql<string>`${value('tokenHash')}::text`.as('token_hash'),
-          'advanced.id',
-          'advanced.generation',
-          sql<Date>`${value('now')}::timestamptz`.as('created_at'),
-        ]),
     ),
+    value('tokenHash'),
+    value('now'),
+  ),
 );
 
 /**
@@ -186,12 +188,7 @@ const advanceCurrent = compileOnce<
     .with('advanced', (db) =>
       db
         .updateTable('refresh_families')
-        .set((eb) => ({
-          generation: eb('generation', '+', 1),
-          rotated_at: value('now'),
-          last_used_at: value('now'),
-          successor_ciphertext: value('successorCiphertext'),
-        }))
+        .set(rotatedFamily(value('successorCiphertext'), value('now')))
         .where('id', '=', (eb) =>
           eb
             .selectFrom('refresh_tokens as t')
@@ -210,21 +207,7 @@ const advanceCurrent = compileOnce<
         )
         .returning(['id', 'generation']),
     )
-    .with('inserted', (db) =>
-      db
-        .insertInto('refresh_tokens')
-        .columns(['token_hash', 'family_id', 'generation', 'created_at'])
-        .expression((eb) =>
-          eb
-            .selectFrom('advanced')
-            .select([
-              sql<string>`${value('successorHash')}::text`.as('token_hash'),
-              'advanced.id',
-              'advanced.generation',
-              sql<Date>`${value('now')}::timestamptz`.as('created_at'),
-            ]),
-        ),
-    );
+    .with('inserted', (db) => insertSuccessor(db, value('successorHash'), value('now')));
   return tokenFamilyQuery(rotating, value('tokenHash')).select(sql<boolean>`exists (select from "advanced")`.as('advanced'));
 });
 

@@ -34,7 +34,7 @@ const { values: args } = parseArgs({
     peers: { type: 'boolean', default: false },
     json: { type: 'string' },
     compare: { type: 'string' },
-    // Development aids: run some endpoints only; pass node flags (e.g. --cpu-prof) to the server.
+    // Development aids: run some endpoints only; pass node flags (e.g. --cpu-prof) to Tessera's server.
     only: { type: 'string' },
     threads: { type: 'boolean', default: false },
     'server-flags': { type: 'string' },
@@ -73,7 +73,8 @@ async function startFloor() {
   await db.query('insert into floor_rows select i, 0 from generate_series(0, 63) as i');
   await db.end();
   const port = await freePort();
-  const env = { PATH: process.env.PATH, PORT: String(port), WEB_CONCURRENCY: String(processes ?? 1), FLOOR_DATABASE_URL: databaseUrl, FLOOR_REDIS_URL: REDIS_URL, FLOOR_REDIS_PREFIX: `${redisPrefix}floor:` };
+  // Tessera runs here with a per-client limit (bench/tessera.mjs): its floor makes the same Redis round trip.
+  const env = { PATH: process.env.PATH, PORT: String(port), WEB_CONCURRENCY: String(processes ?? 1), FLOOR_DATABASE_URL: databaseUrl, FLOOR_REDIS_URL: REDIS_URL, FLOOR_REDIS_PREFIX: `${redisPrefix}floor:`, FLOOR_REDIS_COUNTER: '1' };
   const floor = await startProcess('bench/floor.mjs', [], env, answers(`http://127.0.0.1:${port}/`));
   const post = (path) => () => ({ url: `http://127.0.0.1:${port}${path}`, method: 'POST', headers: { 'content-type': FORM }, body: form({ token: 'x'.repeat(43) }) });
   return {
@@ -290,7 +291,7 @@ function compare(before, after) {
 
 if (args.peers) {
   const { runPeers } = await import('./peers/run.mjs');
-  await runPeers({ run, quick: args.quick, only: args.only?.split(','), json: args.json, threads: args.threads, adminDatabaseUrl: ADMIN_DATABASE_URL, redisUrl: REDIS_URL });
+  await runPeers({ run, quick: args.quick, only: args.only?.split(','), json: args.json, threads: args.threads, serverFlags, adminDatabaseUrl: ADMIN_DATABASE_URL, redisUrl: REDIS_URL });
 } else {
   await main();
 }

@@ -4,6 +4,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import autocannon from 'autocannon';
+import { printPerf, startPerf } from './perf.mjs';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 
@@ -104,13 +105,18 @@ function childrenOf(pid) {
 
 /**
  * One autocannon run of `seconds` at `connections` (the options may override them); per-connection
- * state goes through `setupClient`. `threads` (a development aid) prints CPU by server thread.
+ * state goes through `setupClient`. Development aids: `threads` prints CPU by server thread, `perf`
+ * (true or a label) the main thread's CPU by component (bench/perf.mjs; the server must run with
+ * PERF_NODE_FLAGS).
  */
-export async function load(options, pid, { connections, seconds, threads = false }) {
+export async function load(options, pid, { connections, seconds, threads = false, perf = false }) {
+  const sampler = perf ? startPerf(pid) : undefined;
+  await sampler?.started;
   const cpuBefore = cpuSecondsOf(pid);
   const threadsBefore = threads ? threadTicks(pid) : undefined;
   const result = await autocannon({ connections, duration: seconds, ...options });
   const cpu = cpuSecondsOf(pid) - cpuBefore;
+  if (sampler) printPerf(perf === true ? `pid ${pid}` : perf, await sampler.stop(result.requests.total));
   if (threadsBefore) {
     const after = threadTicks(pid);
     const byName = {};
@@ -130,9 +136,9 @@ export async function load(options, pid, { connections, seconds, threads = false
 }
 
 /** A warm-up run (JIT, pools, caches), then the measured one; `scenario` makes fresh options for each. */
-export async function measure(scenario, pid, { connections, seconds, warmup, threads = false }) {
+export async function measure(scenario, pid, { connections, seconds, warmup, threads = false, perf = false }) {
   await autocannon({ connections, ...scenario(), duration: warmup });
-  return load(scenario(), pid, { connections, seconds, threads });
+  return load(scenario(), pid, { connections, seconds, threads, perf });
 }
 
 /**

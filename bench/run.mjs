@@ -26,6 +26,7 @@ import {
   withDatabase,
 } from './harness.mjs';
 import { PASSWORD, seedTessera, tesseraEnv, USERS } from './tessera.mjs';
+import { PERF_NODE_FLAGS } from './perf.mjs';
 import { argon2VerifyThroughput, rs256SignThroughput } from './primitives.mjs';
 
 const { values: args } = parseArgs({
@@ -37,6 +38,7 @@ const { values: args } = parseArgs({
     // Development aids: run some endpoints only; pass node flags (e.g. --cpu-prof) to Tessera's server.
     only: { type: 'string' },
     threads: { type: 'boolean', default: false },
+    perf: { type: 'boolean', default: false },
     'server-flags': { type: 'string' },
   },
 });
@@ -52,13 +54,14 @@ const run = randomBytes(4).toString('hex');
 const databaseName = `tessera_bench_${run}`;
 const databaseUrl = withDatabase(ADMIN_DATABASE_URL, databaseName);
 const redisPrefix = `tessera-bench:${run}:`;
-const serverFlags = args['server-flags']?.split(' ').filter(Boolean) ?? [];
+const userFlags = args['server-flags']?.split(' ').filter(Boolean) ?? [];
+const serverFlags = [...userFlags, ...(args.perf ? PERF_NODE_FLAGS : [])];
 const processes = Number(process.env.WEB_CONCURRENCY ?? '0') || undefined;
 const keyEncryptionKey = randomBytes(32).toString('base64');
 const logFile = join(tmpdir(), `tessera-bench-${run}.log`);
 const serverEnv = (port) => tesseraEnv({ port, databaseUrl, redisUrl: REDIS_URL, redisPrefix, keyEncryptionKey, processes });
 const startProcess = (script, argv, env, ready, flags = []) => startWith(script, argv, env, ready, { flags, logFile });
-const measure = (scenario, pid) => measureWith(scenario, pid, { connections: CONNECTIONS, ...MODE, threads: args.threads });
+const measure = (scenario, pid) => measureWith(scenario, pid, { connections: CONNECTIONS, ...MODE, threads: args.threads, perf: args.perf });
 
 // --- the floors ----------------------------------------------------------------------------
 
@@ -75,7 +78,7 @@ async function startFloor() {
   const port = await freePort();
   // Tessera runs here with a per-client limit (bench/tessera.mjs): its floor makes the same Redis round trip.
   const env = { PATH: process.env.PATH, PORT: String(port), WEB_CONCURRENCY: String(processes ?? 1), FLOOR_DATABASE_URL: databaseUrl, FLOOR_REDIS_URL: REDIS_URL, FLOOR_REDIS_PREFIX: `${redisPrefix}floor:`, FLOOR_REDIS_COUNTER: '1' };
-  const floor = await startProcess('bench/floor.mjs', [], env, answers(`http://127.0.0.1:${port}/`));
+  const floor = await startProcess('bench/floor.mjs', [], env, answers(`http://127.0.0.1:${port}/`), args.perf ? PERF_NODE_FLAGS : []);
   const post = (path) => () => ({ url: `http://127.0.0.1:${port}${path}`, method: 'POST', headers: { 'content-type': FORM }, body: form({ token: 'x'.repeat(43) }) });
   return {
     pid: floor.pid,
@@ -291,7 +294,7 @@ function compare(before, after) {
 
 if (args.peers) {
   const { runPeers } = await import('./peers/run.mjs');
-  await runPeers({ run, quick: args.quick, only: args.only?.split(','), json: args.json, threads: args.threads, serverFlags, adminDatabaseUrl: ADMIN_DATABASE_URL, redisUrl: REDIS_URL });
+  await runPeers({ run, quick: args.quick, only: args.only?.split(','), json: args.json, threads: args.threads, perf: args.perf, serverFlags: userFlags, adminDatabaseUrl: ADMIN_DATABASE_URL, redisUrl: REDIS_URL });
 } else {
   await main();
 }

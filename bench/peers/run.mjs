@@ -30,6 +30,7 @@ import {
   withDatabase,
 } from '../harness.mjs';
 import { PASSWORD, seedTessera, tesseraEnv, USERS } from '../tessera.mjs';
+import { PERF_NODE_FLAGS } from '../perf.mjs';
 import { checkEquivalence, UNEQUAL } from './equivalence.mjs';
 import { ARGON2, clientRow, SCHEMA as OAUTH2_SCHEMA } from './oauth2-server-model.mjs';
 import { SCHEMA as OIDC_SCHEMA } from './oidc-adapter.mjs';
@@ -50,7 +51,7 @@ const OPERATIONS = {
   password: { label: 'password grant, vs oauth2-server', peer: 'oauth2-server', cpu: 1.0, rate: 1.0 },
 };
 
-export async function runPeers({ run, quick, only, json, threads, serverFlags = [], adminDatabaseUrl, redisUrl }) {
+export async function runPeers({ run, quick, only, json, threads, perf = false, serverFlags = [], adminDatabaseUrl, redisUrl }) {
   const mode = quick ? { name: 'quick', seconds: 3, warmup: 1, rounds: 2 } : { name: 'full', seconds: 15, warmup: 3, rounds: 3 };
   const unknown = only?.filter((name) => !(name in OPERATIONS)) ?? [];
   if (unknown.length > 0) throw new Error(`--only: no operation ${unknown.join(', ')} (there are ${Object.keys(OPERATIONS).join(', ')})`);
@@ -63,8 +64,9 @@ export async function runPeers({ run, quick, only, json, threads, serverFlags = 
   const databases = await throwawayDatabases(adminDatabaseUrl, Object.values(names));
   const servers = [];
   try {
+    // --perf: every server names its JIT frames for perf (bench/perf.mjs).
     const start = async (script, argv, env, ready, flags = []) => {
-      const server = await startProcess(script, argv, env, ready, { logFile, flags });
+      const server = await startProcess(script, argv, env, ready, { logFile, flags: [...flags, ...(perf ? PERF_NODE_FLAGS : [])] });
       servers.push(server);
       return server;
     };
@@ -143,7 +145,7 @@ export async function runPeers({ run, quick, only, json, threads, serverFlags = 
           await load(scenario.options(), side.pid, { connections: CONNECTIONS, seconds: mode.warmup });
           await scenario.repair();
           await settle(side.pid);
-          row[key] = await load(scenario.options(), side.pid, { connections: CONNECTIONS, seconds: mode.seconds, threads });
+          row[key] = await load(scenario.options(), side.pid, { connections: CONNECTIONS, seconds: mode.seconds, threads, perf: perf && `${name} round ${round + 1}, ${key}` });
           await scenario.repair();
         }
         rounds.push(row);

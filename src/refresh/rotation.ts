@@ -158,7 +158,7 @@ export async function rotateRefreshToken(
       familyId: family.id,
       fromGeneration: family.generation,
       tokenHash: hashRefreshToken(successor),
-      successorCiphertext: sealSuccessor(request.token, successor, deps.successorKeys),
+      successorCiphertext: sealSuccessor(request.token, successor, deps.successorKeys, tokenHash),
       now: new Date(now),
     }).catch((error: unknown) => {
       if (!isDatabaseAnswer(error)) recordOutcomeUnknown(family);
@@ -178,7 +178,7 @@ export async function rotateRefreshToken(
       tokenHash,
       clientId: request.client.id,
       successorHash: hashRefreshToken(successor),
-      successorCiphertext: sealSuccessor(request.token, successor, deps.successorKeys),
+      successorCiphertext: sealSuccessor(request.token, successor, deps.successorKeys, tokenHash),
       now: new Date(now),
       idleSince: new Date(now - deps.config.refreshTokenIdleTtl * 1000),
     }).catch((error: unknown) => {

@@ -175,6 +175,20 @@ it('a refresh without a scope reads and rotates its family in one statement; wit
   expect(narrowed()).toBe(2);
 });
 
+it('a login starts its session in one statement: the guard, the family and its first token, no transaction around them', async () => {
+  const client = await createTestClient(service);
+  const user = await createTestUser(service, { scopes: ['profile'] });
+  const familyStatements = proxy.countSent('"refresh_families"');
+  const transactions = proxy.countSent('begin');
+  const res = await passwordGrant(service.app, client, user);
+  expect(res.status).toBe(200);
+  expect([familyStatements(), transactions()]).toEqual([1, 0]);
+  const family = await familyRow(decodeJwt(res.body.access_token).sid as string);
+  expect(family).toMatchObject({ user_id: user.id, client_id: client.id, generation: 1, revoked_at: null });
+  const tokens = await database.db.selectFrom('refresh_tokens').select(['family_id', 'generation']).where('family_id', '=', family.id).execute();
+  expect(tokens).toEqual([{ family_id: family.id, generation: 1 }]);
+});
+
 it('with a scope, an unknown token and a token of another client are refused as without one, and use nothing up', async () => {
   const { familyId } = await startSession();
   const parent = await database.db

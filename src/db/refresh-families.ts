@@ -13,6 +13,9 @@ import { userScopesOf } from './users.js';
  * from a code exchange holds its browser session's row the same way, so it cannot outlive a logout.
  * `firstTokenHash` is undefined for a session without refresh tokens (a client without the
  * refresh grant). Returns false when the guard fails.
+ *
+ * One statement, its own transaction: the guards, the family and its first token (a transaction
+ * of a read and two inserts cost every login five round trips; BENCHMARKS.md, issue 17).
  */
 export async function insertFamily(
   db: Kysely<Database>,
@@ -20,29 +23,94 @@ export async function insertFamily(
   firstTokenHash: string | undefined,
   passwordChangedAt: Date,
 ): Promise<boolean> {
-  return db.transaction().execute(async (trx) => {
-    const user = await trx
-      .selectFrom('users')
-      .select(['disabled', 'password_changed_at'])
-      .where('id', '=', family.user_id)
-      .forShare()
-      .executeTakeFirst();
-    if (user === undefined || user.disabled || user.password_changed_at.getTime() !== passwordChangedAt.getTime()) return false;
-    // A family of a browser session (a code exchange) only while that session stands: the share
-    // lock makes a logout racing this wait for the insert, and then end the family with the session.
-    if (family.browser_session_id !== undefined) {
-      const session = await trx.selectFrom('browser_sessions').select('ended_at').where('id', '=', family.browser_session_id).forShare().executeTakeFirst();
-      if (session === undefined || session.ended_at !== null) return false;
-    }
-    await trx.insertInto('refresh_families').values(family).execute();
-    if (firstTokenHash === undefined) return true;
-    await trx
-      .insertInto('refresh_tokens')
-      .values({ token_hash: firstTokenHash, family_id: family.id, generation: family.generation, created_at: family.created_at })
-      .execute();
-    return true;
+  const { rows } = await startFamily.run(db, {
+    id: family.id,
+    userId: family.user_id,
+    clientId: family.client_id,
+    scope: family.scope,
+    authTime: family.auth_time,
+    createdAt: family.created_at,
+    expiresAt: family.expires_at,
+    lastUsedAt: family.last_used_at,
+    generation: family.generation,
+    browserSessionId: family.browser_session_id ?? null,
+    firstTokenHash: firstTokenHash ?? null,
+    passwordChangedAt,
   });
+  return rows[0]?.started === true;
 }
+
+// A type, not an interface: compileOnce's values are a record (an interface has no index signature).
+type NewFamily = {
+  id: string;
+  userId: string;
+  clientId: string;
+  scope: string[];
+  authTime: Date;
+  createdAt: Date;
+  expiresAt: Date;
+  lastUsedAt: Date;
+  generation: number;
+  browserSessionId: string | null;
+  firstTokenHash: string | null;
+  passwordChangedAt: Date;
+};
+
+// Every login and code exchange runs it: compiled once (src/db/compiled.ts). The values go into
+// the SELECT list of an INSERT ... SELECT, where PostgreSQL cannot infer their types: each is cast.
+const startFamily = compileOnce<NewFamily, { started: boolean }>((db, value) =>
+  db
+    .with('guard_user', (db) =>
+      db
+        .selectFrom('users')
+        .select('id')
+        .where('id', '=', value('userId'))
+        .where('disabled', '=', false)
+        // To the millisecond, as the driver read it into the Date compared here before.
+        .where(sql`date_trunc('milliseconds', password_changed_at)`, '=', value('passwordChangedAt'))
+        .forShare(),
+    )
+    .with('guard_session', (db) =>
+      db.selectFrom('browser_sessions').select('id').where('id', '=', value('browserSessionId')).where('ended_at', 'is', null).forShare(),
+    )
+    .with('family', (db) =>
+      db
+        .insertInto('refresh_families')
+        .columns(['id', 'user_id', 'client_id', 'scope', 'auth_time', 'created_at', 'expires_at', 'last_used_at', 'generation', 'browser_session_id'])
+        .expression((eb) =>
+          eb
+            .selectFrom('guard_user')
+            .select([
+              sql<string>`${value('id')}::uuid`.as('id'),
+              'guard_user.id as user_id',
+              sql<string>`${value('clientId')}::text`.as('client_id'),
+              sql<string[]>`${value('scope')}::text[]`.as('scope'),
+              sql<Date>`${value('authTime')}::timestamptz`.as('auth_time'),
+              sql<Date>`${value('createdAt')}::timestamptz`.as('created_at'),
+              sql<Date>`${value('expiresAt')}::timestamptz`.as('expires_at'),
+              sql<Date>`${value('lastUsedAt')}::timestamptz`.as('last_used_at'),
+              sql<number>`${value('generation')}::integer`.as('generation'),
+              sql<string | null>`${value('browserSessionId')}::uuid`.as('browser_session_id'),
+            ])
+            .where((eb) =>
+              eb.or([eb(sql`${value('browserSessionId')}::uuid`, 'is', null), eb.exists(eb.selectFrom('guard_session').select('guard_session.id'))]),
+            ),
+        )
+        .returning(['id', 'generation', 'created_at']),
+    )
+    .with('first_token', (db) =>
+      db
+        .insertInto('refresh_tokens')
+        .columns(['token_hash', 'family_id', 'generation', 'created_at'])
+        .expression((eb) =>
+          eb
+            .selectFrom('family')
+            .select([sql<string>`${value('firstTokenHash')}::text`.as('token_hash'), 'family.id', 'family.generation', 'family.created_at'])
+            .where(sql`${value('firstTokenHash')}::text`, 'is not', null),
+        ),
+    )
+    .selectNoFrom((eb) => eb.exists(eb.selectFrom('family').select('family.id')).as('started')),
+);
 
 /** A refresh token's family, with what every use of the token needs of the token itself and of its user. */
 export interface TokenFamily extends RefreshFamily {

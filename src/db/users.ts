@@ -3,8 +3,11 @@ import { compileOnce } from './compiled.js';
 import type { Database, NewUser, User, UserUpdate } from './schema.js';
 
 export async function findUserByUsername(db: Kysely<Database>, username: string): Promise<User | undefined> {
-  return db.selectFrom('users').selectAll().where('username', '=', username).executeTakeFirst();
+  const { rows } = await userByUsername.run(db, { username });
+  return rows[0];
 }
+// Every login runs it: compiled once (src/db/compiled.ts).
+const userByUsername = compileOnce<{ username: string }, User>((db, value) => db.selectFrom('users').selectAll().where('username', '=', value('username')));
 
 export async function findUserById(db: Kysely<Database>, id: string): Promise<User | undefined> {
   return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
@@ -174,9 +177,11 @@ export function userScopesOf(userId: Expression<string> | string) {
 }
 
 export async function findUserScopes(db: Kysely<Database>, userId: string): Promise<string[]> {
-  const row = await db.selectNoFrom(userScopesOf(userId).as('scopes')).executeTakeFirstOrThrow();
-  return row.scopes.sort();
+  const { rows } = await userScopes.run(db, { userId });
+  return rows[0]!.scopes.sort();
 }
+// Every login runs it: compiled once (src/db/compiled.ts).
+const userScopes = compileOnce<{ userId: string }, { scopes: string[] }>((db, value) => db.selectNoFrom(userScopesOf(sql<string>`${value('userId')}`).as('scopes')));
 
 export async function findUserRoles(db: Kysely<Database>, userId: string): Promise<string[]> {
   const rows = await db.selectFrom('user_roles').select('role_name').where('user_id', '=', userId).orderBy('role_name').execute();

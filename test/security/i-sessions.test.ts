@@ -6,6 +6,7 @@
  * after its 503.
  */
 import { decodeJwt } from 'jose';
+import { sql } from 'kysely';
 import request from 'supertest';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { setAccountPassword } from '../../src/auth/accounts.js';
@@ -335,6 +336,17 @@ describe('I5 no decision compares two hosts\' clocks', () => {
     } finally {
       await ahead.close();
     }
+  });
+
+  it('I5 a password_changed_at finer than a millisecond (the column default, now(), in microseconds) still lets the user log in', async () => {
+    const client = await createTestClient(service);
+    const user = await createTestUser(service, { scopes: ['profile'] });
+    // As a row the migration filled in has it: the driver reads it to the millisecond, and the
+    // login's guard compares it with what it read.
+    await sql`update users set password_changed_at = '2026-01-02 03:04:05.678901+00' where id = ${user.id}`.execute(database.db);
+    const res = await passwordGrant(service.app, client, user);
+    expect(res.status).toBe(200);
+    expect(await database.db.selectFrom('refresh_families').select('id').where('user_id', '=', user.id).execute()).toHaveLength(1);
   });
 
   it('I5 a password change at the same instant as the last one still voids a login that verified the old password', async () => {

@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import request from 'supertest';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useProxiedService } from '../helpers/database-proxy.js';
@@ -9,8 +8,9 @@ import { waitFor } from '../helpers/wait.js';
 /**
  * ATTACKS.md J2, raced against a logout: a code exchange whose refresh family is written while
  * the browser session it came from is being ended. The service reaches PostgreSQL through a proxy
- * that holds the family's insert, so the logout runs in the gap between the exchange's check of
- * the session and its write.
+ * that holds the statement that starts the family (the session's guard and the inserts, one
+ * statement: src/db/refresh-families.ts, insertFamily), so the logout runs in the gap between the
+ * exchange's reading of the code and its session and that statement.
  */
 const proxied = useProxiedService();
 let client: TestClient;
@@ -21,13 +21,6 @@ beforeAll(async () => {
   user = await createTestUser(proxied.service(), { scopes: ['profile'] });
 });
 
-const idleInTransaction = async () => {
-  const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity where datname = current_database() and state = 'idle in transaction'`.execute(
-    proxied.database().db,
-  );
-  return rows[0]!.n > 0;
-};
-
 describe('J2 a code exchange raced by a logout of its browser session', () => {
   it('the family the exchange starts ends with the session: no refresh token outlives the logout', { timeout: 30_000 }, async () => {
     const app = proxied.service().app;
@@ -36,13 +29,15 @@ describe('J2 a code exchange raced by a logout of its browser session', () => {
     const { code } = await signInForCode(agent, authorizeParams(client, challenge), user);
     const ask = await agent.get('/logout');
 
-    proxied.proxy().faultOn('insert into "refresh_families"', 'delay-query');
+    const marker = 'insert into "refresh_families"';
+    const sent = proxied.proxy().countSent(marker);
+    proxied.proxy().faultOn(marker, 'delay-query');
     let exchanged: request.Response;
     let loggedOut: request.Response;
     try {
       const exchanging = exchangeCode(app, client, code, verifier).then((res) => res);
-      // The exchange has checked the session and opened its transaction; its insert is held.
-      await waitFor('the exchange to hold its transaction open', idleInTransaction);
+      // The exchange has read its code and session; the statement that starts its family is held.
+      await waitFor('the exchange to send the statement that starts its family', () => sent() > 0);
       const loggingOut = agent.post('/logout').type('form').send(formFields(ask.text)).then((res) => res);
       // Long enough for a logout that does not wait for the exchange to finish; well short of query_timeout.
       await Promise.race([loggingOut, new Promise((resolve) => setTimeout(resolve, 500))]);

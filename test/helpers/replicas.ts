@@ -142,6 +142,7 @@ export async function expectSharedLoginLimit(replicas: readonly Replica[], clien
  * (the source is an X-Forwarded-For) and CLIENT_AUTH_FAILURE_LIMIT=`limit`. Retried, like
  * expectSharedLoginLimit, when a replica fell back to memory meanwhile.
  */
+let clientAuthSources = 0;
 export async function expectSharedClientAuthBlock(replicas: readonly Replica[], client: TestClient, limit: number): Promise<void> {
   const revoke = (replica: Replica, from: string, authorization: string) =>
     fetch(`${replica.base}/revoke`, {
@@ -154,7 +155,9 @@ export async function expectSharedClientAuthBlock(replicas: readonly Replica[], 
     await untilCountingInRedis(replicas);
     await waitFor('every replica to answer client_auth from its copy of the blocks', synced, { timeoutMs: 60_000 });
     const warned = replicas.map((replica) => redisWarnings(replica).length);
-    const from = `198.51.100.${attempt}${randomBytes(1)[0]! % 10}`;
+    // A source no earlier call in this file has blocked (a block lasts its window): one random
+    // digit after the attempt number collided with an earlier call's once in ten.
+    const from = `198.51.100.${(clientAuthSources += 1)}`;
     const failed: number[] = [];
     for (let i = 0; i < limit; i++) failed.push((await revoke(replicas[0]!, from, basicAuth(client.id, 'not-the-secret'))).status);
     // The announcement takes a moment: at once from the node it is made on, later from another

@@ -32,7 +32,7 @@ const COMPONENTS = [
   ['pg driver', /node_modules\/(pg|pg-protocol|pg-pool|pg-types|pg-connection-string|postgres-date|postgres-array|postgres-bytea|postgres-interval|pgpass)\//],
   ['jose', /node_modules\/jose\//],
   ['Tessera: tokens', /dist\/src\/tokens\//],
-  ['Tessera: refresh families', /dist\/src\/(refresh|db)\//],
+  ['Tessera: refresh, database', /dist\/src\/(refresh|db)\//],
   ['Tessera: grants, OAuth', /dist\/src\/(grants|oauth)\//],
   ['Tessera: clients, users', /dist\/src\/auth\/|dist\/src\/http\/client-authentication\.js/],
   ['Tessera: other', /dist\/src\//],

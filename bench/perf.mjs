@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
-export const PERF_NODE_FLAGS = ['--perf-basic-prof'];
+// V8 keeps the code log --perf-basic-prof needs in a file: in tmp, one per process, not in the cwd.
+export const PERF_NODE_FLAGS = ['--perf-basic-prof', '--no-logfile-per-isolate', `--logfile=${join(tmpdir(), 'tessera-perf-v8-%p.log')}`];
 const HZ = 999;
 
 /** First match wins, in this order: a frame is claimed by the most specific component. */

@@ -12,6 +12,7 @@ import {
   POST_LOGOUT_URI,
   REDIRECT_URI,
   signInForCode,
+  tokenResponseWithIdToken,
 } from './helpers/signin.js';
 import { createTestUser, TEST_ISSUER, type TestClient, type TestService, useTestService } from './helpers/service.js';
 import { loginAdmin } from './security/flow.js';
@@ -249,14 +250,7 @@ describe('grant_type=authorization_code', () => {
     const { code } = await signInForCode(agent, authorizeParams(confidential, challenge, { nonce: 'n-0S6_WzA2Mj', scope: 'openid profile' }), user);
     const res = await exchangeCode(service().app, confidential, code, verifier);
     expect(res.status, res.text).toBe(200);
-    expect(res.body).toEqual({
-      access_token: expect.any(String),
-      token_type: 'Bearer',
-      expires_in: 900,
-      scope: 'openid profile',
-      refresh_token: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
-      id_token: expect.any(String),
-    });
+    expect(res.body).toEqual(tokenResponseWithIdToken('openid profile'));
     const idToken = decodeJwt(res.body.id_token);
     expect(decodeProtectedHeader(res.body.id_token)).toMatchObject({ alg: 'RS256', typ: 'JWT' });
     expect(idToken).toEqual({

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createLocalJWKSet, decodeJwt, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose';
 import request from 'supertest';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { authorizeParams, createBrowserClient, exchangeCode, pkce, signInForCode } from './helpers/signin.js';
+import { authorizeParams, createBrowserClient, exchangeCode, pkce, signInForCode, tokenResponseWithIdToken } from './helpers/signin.js';
 import { createTestClient, createTestUser, passwordGrant, TEST_ISSUER, type TestClient, type TestService, useTestService } from './helpers/service.js';
 
 // OpenID Connect Core §12.2: a refresh of a session that began with an ID token gets a new one.
@@ -81,14 +81,7 @@ describe('the refresh grant and ID tokens (OpenID Connect Core section 12.2)', (
     service().clock.advance(5 * MINUTE);
     const res = await refresh(confidential, login.refresh_token);
     expect(res.status, res.text).toBe(200);
-    expect(res.body).toEqual({
-      access_token: expect.any(String),
-      token_type: 'Bearer',
-      expires_in: 900,
-      scope: 'openid profile',
-      refresh_token: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
-      id_token: expect.any(String),
-    });
+    expect(res.body).toEqual(tokenResponseWithIdToken('openid profile'));
     await expectRefreshedIdToken(res.body.id_token, confidential, login.idClaims, res.body.access_token);
     // auth_time is the sign-in's, five minutes before this ID token was issued.
     expect(decodeJwt(res.body.id_token).iat! - (login.idClaims['auth_time'] as number)).toBe(300);
@@ -112,14 +105,7 @@ describe('the refresh grant and ID tokens (OpenID Connect Core section 12.2)', (
     service().clock.advance(3 * MINUTE);
     const res = await request(service().app).post('/refresh').send({ refresh_token: login.refresh_token, client_id: publicClient.id });
     expect(res.status, res.text).toBe(200);
-    expect(res.body).toEqual({
-      access_token: expect.any(String),
-      token_type: 'Bearer',
-      expires_in: 900,
-      scope: 'openid',
-      refresh_token: expect.any(String),
-      id_token: expect.any(String),
-    });
+    expect(res.body).toEqual(tokenResponseWithIdToken('openid', expect.any(String)));
     await expectRefreshedIdToken(res.body.id_token, publicClient, login.idClaims, res.body.access_token);
   });
 

@@ -77,6 +77,21 @@ export async function signInForCode(
 }
 
 /** POST /token with grant_type=authorization_code: Basic for a confidential client, client_id alone for a public one. */
+/**
+ * The body of a token response that carries an ID token, as an expected value (toEqual): `scope`
+ * as granted, and `refreshToken` a matcher for the refresh token (by default, 43 base64url characters).
+ */
+export function tokenResponseWithIdToken(scope: string, refreshToken: unknown = expect.stringMatching(/^[A-Za-z0-9_-]{43}$/)): Record<string, unknown> {
+  return {
+    access_token: expect.any(String),
+    token_type: 'Bearer',
+    expires_in: 900,
+    scope,
+    refresh_token: refreshToken,
+    id_token: expect.any(String),
+  };
+}
+
 export function exchangeCode(app: Express, client: TestClient, code: string, verifier: string, extra: Record<string, string> = {}): request.Test {
   const req = request(app).post('/token').type('form');
   const form: Record<string, string> = { grant_type: 'authorization_code', code, code_verifier: verifier, redirect_uri: REDIRECT_URI, ...extra };

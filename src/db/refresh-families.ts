@@ -19,59 +19,40 @@ import { userScopesOf } from './users.js';
  */
 export async function insertFamily(
   db: Kysely<Database>,
-  family: Omit<RefreshFamily, 'rotated_at' | 'successor_ciphertext' | 'revoked_at' | 'revoked_reason' | 'browser_session_id'> & { browser_session_id?: string },
+  family: FamilyToStart & { browser_session_id?: string },
   firstTokenHash: string | undefined,
   passwordChangedAt: Date,
 ): Promise<boolean> {
   const { rows } = await startFamily.run(db, {
-    id: family.id,
-    userId: family.user_id,
-    clientId: family.client_id,
-    scope: family.scope,
-    authTime: family.auth_time,
-    createdAt: family.created_at,
-    expiresAt: family.expires_at,
-    lastUsedAt: family.last_used_at,
-    generation: family.generation,
-    browserSessionId: family.browser_session_id ?? null,
-    firstTokenHash: firstTokenHash ?? null,
-    passwordChangedAt,
+    ...family,
+    browser_session_id: family.browser_session_id ?? null,
+    first_token_hash: firstTokenHash ?? null,
+    password_changed_at: passwordChangedAt,
   });
   return rows[0]?.started === true;
 }
 
-// A type, not an interface: compileOnce's values are a record (an interface has no index signature).
-type NewFamily = {
-  id: string;
-  userId: string;
-  clientId: string;
-  scope: string[];
-  authTime: Date;
-  createdAt: Date;
-  expiresAt: Date;
-  lastUsedAt: Date;
-  generation: number;
-  browserSessionId: string | null;
-  firstTokenHash: string | null;
-  passwordChangedAt: Date;
-};
+type FamilyToStart = Omit<RefreshFamily, 'rotated_at' | 'successor_ciphertext' | 'revoked_at' | 'revoked_reason' | 'browser_session_id'>;
 
 // Every login and code exchange runs it: compiled once (src/db/compiled.ts). The values go into
 // the SELECT list of an INSERT ... SELECT, where PostgreSQL cannot infer their types: each is cast.
-const startFamily = compileOnce<NewFamily, { started: boolean }>((db, value) =>
+const startFamily = compileOnce<
+  FamilyToStart & { browser_session_id: string | null; first_token_hash: string | null; password_changed_at: Date },
+  { started: boolean }
+>((db, value) =>
   db
     .with('guard_user', (db) =>
       db
         .selectFrom('users')
         .select('id')
-        .where('id', '=', value('userId'))
+        .where('id', '=', value('user_id'))
         .where('disabled', '=', false)
         // To the millisecond, as the driver read it into the Date compared here before.
-        .where(sql`date_trunc('milliseconds', password_changed_at)`, '=', value('passwordChangedAt'))
+        .where(sql`date_trunc('milliseconds', password_changed_at)`, '=', value('password_changed_at'))
         .forShare(),
     )
     .with('guard_session', (db) =>
-      db.selectFrom('browser_sessions').select('id').where('id', '=', value('browserSessionId')).where('ended_at', 'is', null).forShare(),
+      db.selectFrom('browser_sessions').select('id').where('id', '=', value('browser_session_id')).where('ended_at', 'is', null).forShare(),
     )
     .with('family', (db) =>
       db
@@ -83,17 +64,17 @@ const startFamily = compileOnce<NewFamily, { started: boolean }>((db, value) =>
             .select([
               sql<string>`${value('id')}::uuid`.as('id'),
               'guard_user.id as user_id',
-              sql<string>`${value('clientId')}::text`.as('client_id'),
+              sql<string>`${value('client_id')}::text`.as('client_id'),
               sql<string[]>`${value('scope')}::text[]`.as('scope'),
-              sql<Date>`${value('authTime')}::timestamptz`.as('auth_time'),
-              sql<Date>`${value('createdAt')}::timestamptz`.as('created_at'),
-              sql<Date>`${value('expiresAt')}::timestamptz`.as('expires_at'),
-              sql<Date>`${value('lastUsedAt')}::timestamptz`.as('last_used_at'),
+              sql<Date>`${value('auth_time')}::timestamptz`.as('auth_time'),
+              sql<Date>`${value('created_at')}::timestamptz`.as('created_at'),
+              sql<Date>`${value('expires_at')}::timestamptz`.as('expires_at'),
+              sql<Date>`${value('last_used_at')}::timestamptz`.as('last_used_at'),
               sql<number>`${value('generation')}::integer`.as('generation'),
-              sql<string | null>`${value('browserSessionId')}::uuid`.as('browser_session_id'),
+              sql<string | null>`${value('browser_session_id')}::uuid`.as('browser_session_id'),
             ])
             .where((eb) =>
-              eb.or([eb(sql`${value('browserSessionId')}::uuid`, 'is', null), eb.exists(eb.selectFrom('guard_session').select('guard_session.id'))]),
+              eb.or([eb(sql`${value('browser_session_id')}::uuid`, 'is', null), eb.exists(eb.selectFrom('guard_session').select('guard_session.id'))]),
             ),
         )
         .returning(['id', 'generation', 'created_at']),
@@ -105,8 +86,8 @@ const startFamily = compileOnce<NewFamily, { started: boolean }>((db, value) =>
         .expression((eb) =>
           eb
             .selectFrom('family')
-            .select([sql<string>`${value('firstTokenHash')}::text`.as('token_hash'), 'family.id', 'family.generation', 'family.created_at'])
-            .where(sql`${value('firstTokenHash')}::text`, 'is not', null),
+            .select([sql<string>`${value('first_token_hash')}::text`.as('token_hash'), 'family.id', 'family.generation', 'family.created_at'])
+            .where(sql`${value('first_token_hash')}::text`, 'is not', null),
         ),
     )
     .selectNoFrom((eb) => eb.exists(eb.selectFrom('family').select('family.id')).as('started')),

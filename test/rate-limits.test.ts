@@ -3,9 +3,9 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Env } from '../src/config.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { redisClientCount, startRedisServer } from './helpers/redis-server.js';
+import { redisCall, redisClientCount, redisKeys, startRedisServer } from './helpers/redis-server.js';
 import { waitFor } from './helpers/wait.js';
-import { basicAuth, createTestClient, createTestUser, rateLimitRejections, startTestService, testEnv, type TestClient, type TestService } from './helpers/service.js';
+import { basicAuth, createTestClient, createTestUser, rateLimitRejections, startTestService, TEST_REDIS_URL, testEnv, type TestClient, type TestService } from './helpers/service.js';
 
 let database: TestDatabase;
 const services: TestService[] = [];
@@ -163,6 +163,33 @@ describe('the account layer cannot be used to lock the owner out', () => {
     for (let i = 0; i < 2; i++) expect((await login(service, client, user.username, 'wrong-password', `203.0.113.${i + 10}`)).status).toBe(400);
     expect((await login(service, client, user.username, 'wrong-password', '203.0.113.30')).status).toBe(400);
     expect((await login(service, client, user.username, 'wrong-password', '203.0.113.31')).status).toBe(429);
+  });
+
+  it('a right password remembers its source in Redis for 30 days, renewed by every login, and gives back every in-flight slot', async () => {
+    const prefix = `tessera-test:${database.name}:${++prefixCounter}:`;
+    const service = await serviceWith({}, { prefix });
+    const client = await createTestClient(service);
+    const user = await createTestUser(service);
+    const days30 = 30 * 86_400_000;
+    const expectRemembered = async () => {
+      const keys = await redisKeys(TEST_REDIS_URL, `${prefix}known_source:`);
+      expect(keys).toHaveLength(1);
+      expect(await redisCall(TEST_REDIS_URL, 'GET', keys[0]!)).toBe('1');
+      const ttl = Number(await redisCall(TEST_REDIS_URL, 'PTTL', keys[0]!));
+      expect(ttl).toBeGreaterThan(days30 - 60_000);
+      expect(ttl).toBeLessThanOrEqual(days30);
+      return keys[0]!;
+    };
+
+    // From a source not yet known: both account layers hold a slot while the password is verified.
+    expect((await login(service, client, user.username, user.password)).status).toBe(200);
+    const key = await expectRemembered();
+    // Nearly forgotten, then a login from the same source: remembered for 30 days again, counted once.
+    await redisCall(TEST_REDIS_URL, 'PEXPIRE', key, '60000');
+    expect((await login(service, client, user.username, user.password)).status).toBe(200);
+    await expectRemembered();
+    expect(await redisKeys(TEST_REDIS_URL, `${prefix}login_ip_account_in_flight:`)).toEqual([]);
+    expect(await redisKeys(TEST_REDIS_URL, `${prefix}login_account_in_flight:`)).toEqual([]);
   });
 
   it('no header tells anyone how many failures an account has', async () => {

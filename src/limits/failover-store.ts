@@ -91,6 +91,22 @@ export class FailoverStore implements Store {
     );
   }
 
+  /**
+   * Counts `key` once in a window that starts now, whatever it held: one command (SET with PX, the
+   * form rate-limit-redis keeps a count in), where a reset and an increment would be two round trips.
+   */
+  async restart(key: string) {
+    this.memory.resetKey(key);
+    const counted = this.memory.increment(key);
+    return this.either(
+      async () => {
+        await this.redis!.call('SET', `${this.prefix}${key}`, '1', 'PX', String(this.options!.windowMs));
+        return counted;
+      },
+      () => counted,
+    );
+  }
+
   async get(key: string) {
     return this.either(
       async (store) => {

@@ -54,6 +54,11 @@ export async function redisKeys(url: string, prefix: string): Promise<string[]> 
   return withRedis(url, (redis) => redis.keys(`${prefix}*`));
 }
 
+/** One command to the Redis at `url`, its reply as ioredis gives it. */
+export async function redisCall(url: string, command: string, ...args: string[]): Promise<unknown> {
+  return withRedis(url, (redis) => redis.call(command, ...args));
+}
+
 /** How many clients the Redis at `url` has, not counting the connection that asks. */
 export async function redisClientCount(url: string): Promise<number> {
   return withRedis(url, async (redis) => ((await redis.call('CLIENT', 'LIST')) as string).trim().split('\n').length - 1);

@@ -1,5 +1,5 @@
 import { auditedChange } from '../audit/writer.js';
-import { findUserByUsername, updatePasswordHash } from '../db/users.js';
+import { findLoginUser, updatePasswordHash } from '../db/users.js';
 import type { Deps } from '../deps.js';
 import { invalidRequest, OAuthError } from '../oauth/errors.js';
 import { hasControlCharacters, MAX_PASSWORD_BYTES } from './passwords.js';
@@ -43,7 +43,7 @@ export function readCredentials(params: Readonly<Record<string, string | undefin
 export async function authenticateUser(deps: Deps, username: string, password: string, request: LoginContext) {
   const { user, matches } = await deps.limits.logins.attempt(request.ip, username, async () => {
     const normalised = normaliseUsername(username);
-    const user = normalised === undefined ? undefined : await findUserByUsername(deps.db, normalised);
+    const user = normalised === undefined ? undefined : await findLoginUser(deps.db, normalised);
     const hash = user?.password_hash ?? (await deps.passwords.dummyHash());
     const matches = await deps.passwords.verify(hash, password);
     // An unknown user's dummy verify fails like a wrong password; a disabled user's right password is no wrong one.

@@ -3,11 +3,30 @@ import { compileOnce } from './compiled.js';
 import type { Database, NewUser, User, UserUpdate } from './schema.js';
 
 export async function findUserByUsername(db: Kysely<Database>, username: string): Promise<User | undefined> {
-  const { rows } = await userByUsername.run(db, { username });
+  return db.selectFrom('users').selectAll().where('username', '=', username).executeTakeFirst();
+}
+
+/** A user who is logging in, with the user's scopes (direct and through roles, sorted). */
+export type LoginUser = User & { readonly scopes: string[] };
+
+/**
+ * The user a login names, and the user's scopes, in one query: a password grant needs both, and
+ * each round trip of a login costs its main thread more while Argon2id runs beside it
+ * (BENCHMARKS.md). The scopes are read before the password is verified; they are never used unless it is right.
+ */
+export async function findLoginUser(db: Kysely<Database>, username: string): Promise<LoginUser | undefined> {
+  const { rows } = await loginUser.run(db, { username });
+  rows[0]?.scopes.sort();
   return rows[0];
 }
 // Every login runs it: compiled once (src/db/compiled.ts).
-const userByUsername = compileOnce<{ username: string }, User>((db, value) => db.selectFrom('users').selectAll().where('username', '=', value('username')));
+const loginUser = compileOnce<{ username: string }, LoginUser>((db, value) =>
+  db
+    .selectFrom('users')
+    .selectAll()
+    .select((eb) => userScopesOf(eb.ref('users.id')).as('scopes'))
+    .where('username', '=', value('username')),
+);
 
 export async function findUserById(db: Kysely<Database>, id: string): Promise<User | undefined> {
   return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
@@ -169,7 +188,7 @@ export async function deleteUser(db: Kysely<Database>, id: string): Promise<bool
 /** A user's grantable scopes: the scopes of their roles plus those granted to them directly (DESIGN.md, Scopes). */
 /**
  * A user's scopes, direct and through roles, as one text[] value: for queries that need them beside
- * other rows (a refresh reads them with the token's family), and for findUserScopes.
+ * other rows (a refresh reads them with the token's family, a login with the user), and for findUserScopes.
  */
 export function userScopesOf(userId: Expression<string> | string) {
   const id = typeof userId === 'string' ? sql`${userId}` : userId;
@@ -180,7 +199,7 @@ export async function findUserScopes(db: Kysely<Database>, userId: string): Prom
   const { rows } = await userScopes.run(db, { userId });
   return rows[0]!.scopes.sort();
 }
-// Every login runs it: compiled once (src/db/compiled.ts).
+// Every code exchange runs it: compiled once (src/db/compiled.ts).
 const userScopes = compileOnce<{ userId: string }, { scopes: string[] }>((db, value) => db.selectNoFrom(userScopesOf(sql<string>`${value('userId')}`).as('scopes')));
 
 export async function findUserRoles(db: Kysely<Database>, userId: string): Promise<string[]> {

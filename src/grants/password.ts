@@ -1,6 +1,5 @@
 import { formatScope, parseScope, resolveScope } from '../auth/scopes.js';
 import { authenticateUser, readCredentials, SIGN_IN_FAILED } from '../auth/user-login.js';
-import { findUserScopes } from '../db/users.js';
 import type { Deps } from '../deps.js';
 import { OAuthError } from '../oauth/errors.js';
 import { startSession } from '../refresh/rotation.js';
@@ -19,12 +18,12 @@ export const passwordGrant: Grant = {
     const requestedScope = parseScope(request.params['scope']);
     const user = await authenticateUser(deps, username, password, { ip: request.ip, clientId: request.client.id, requestId: request.requestId });
 
-    const [subjectAllowed, userClaims] = await Promise.all([findUserScopes(deps.db, user.id), readUserClaims(deps, request.client, user.id)]);
+    const userClaims = await readUserClaims(deps, request.client, user.id);
     const scope = resolveScope({
       requested: requestedScope,
       clientDefault: request.client.default_scopes,
       clientAllowed: request.client.allowed_scopes,
-      subjectAllowed,
+      subjectAllowed: user.scopes,
     });
     const authTime = new Date(deps.clock.now());
     // Every login starts a session (its `sid`); a client allowed the refresh grant also gets the

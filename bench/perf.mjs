@@ -17,6 +17,8 @@ import { createInterface } from 'node:readline';
 // V8 keeps the code log --perf-basic-prof needs in a file: in tmp, one per process, not in the cwd.
 export const PERF_NODE_FLAGS = ['--perf-basic-prof', '--no-logfile-per-isolate', `--logfile=${join(tmpdir(), 'tessera-perf-v8-%p.log')}`];
 const HZ = 999;
+/** PERF_DETAIL=<component> (e.g. "rate limits"): also print that component's 25 costliest frames. */
+const DETAIL = process.env.PERF_DETAIL;
 
 /** First match wins, in this order: a frame is claimed by the most specific component. */
 const COMPONENTS = [
@@ -76,11 +78,16 @@ async function attribute(file, requests) {
   const samples = new Map();
   let frames = [];
   let total = 0;
+  const detail = new Map();
   const charge = () => {
     if (frames.length === 0) return;
     total += 1;
-    const owner = ownerOf(frames);
+    const { owner, frame } = ownerOf(frames);
     samples.set(owner, (samples.get(owner) ?? 0) + 1);
+    if (owner === DETAIL) {
+      const name = frame.trim().replace(/^[0-9a-f]+\s+/, ''); // the symbol and its file, without the address
+      detail.set(name, (detail.get(name) ?? 0) + 1);
+    }
     frames = [];
   };
   for await (const line of createInterface({ input: script.stdout })) {
@@ -89,17 +96,19 @@ async function attribute(file, requests) {
   }
   charge();
   const perRequest = (count) => Math.round(((count / HZ) * 1e6) / Math.max(requests, 1)) / 1000;
+  if (DETAIL !== undefined) for (const [name, count] of [...detail].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`  ${DETAIL}: ${perRequest(count)} ${name}`);
   return {
     msPerRequest: perRequest(total),
     components: [...samples].sort((a, b) => b[1] - a[1]).map(([name, count]) => ({ name, msPerRequest: perRequest(count), share: Math.round((count / total) * 1000) / 10 })),
   };
 }
 
+/** The component a sample is charged to, and the frame that decided it. */
 function ownerOf(frames) {
   for (const frame of frames) {
-    for (const [name, pattern] of COMPONENTS) if (pattern.test(frame)) return name;
+    for (const [name, pattern] of COMPONENTS) if (pattern.test(frame)) return { owner: name, frame };
   }
-  return /\[kernel/.test(frames[0]) ? 'kernel, other' : 'V8, libc, other';
+  return { owner: /\[kernel/.test(frames[0]) ? 'kernel, other' : 'V8, libc, other', frame: frames[0] };
 }
 
 export function printPerf(label, { msPerRequest, components }) {

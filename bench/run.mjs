@@ -40,6 +40,8 @@ const { values: args } = parseArgs({
     threads: { type: 'boolean', default: false },
     perf: { type: 'boolean', default: false },
     'server-flags': { type: 'string' },
+    // With --peers: another checkout of Tessera (built) in the peer's place, for a change's before and after.
+    baseline: { type: 'string' },
   },
 });
 const MODE = args.quick ? { name: 'quick', seconds: 3, warmup: 1, primitiveSeconds: 2 } : { name: 'full', seconds: 15, warmup: 3, primitiveSeconds: 8 };
@@ -294,7 +296,7 @@ function compare(before, after) {
 
 if (args.peers) {
   const { runPeers } = await import('./peers/run.mjs');
-  await runPeers({ run, quick: args.quick, only: args.only?.split(','), json: args.json, threads: args.threads, perf: args.perf, serverFlags: userFlags, adminDatabaseUrl: ADMIN_DATABASE_URL, redisUrl: REDIS_URL });
+  await runPeers({ run, quick: args.quick, only: args.only?.split(','), json: args.json, threads: args.threads, perf: args.perf, baseline: args.baseline, serverFlags: userFlags, adminDatabaseUrl: ADMIN_DATABASE_URL, redisUrl: REDIS_URL });
 } else {
   await main();
 }

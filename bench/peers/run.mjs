@@ -51,12 +51,17 @@ const OPERATIONS = {
   password: { label: 'password grant, vs oauth2-server', peer: 'oauth2-server', cpu: 1.0, rate: 1.0 },
 };
 
-export async function runPeers({ run, quick, only, json, threads, perf = false, serverFlags = [], adminDatabaseUrl, redisUrl }) {
+export async function runPeers({ run, quick, only, json, threads, perf = false, baseline, serverFlags = [], adminDatabaseUrl, redisUrl }) {
   const mode = quick ? { name: 'quick', seconds: 3, warmup: 1, rounds: 2 } : { name: 'full', seconds: 15, warmup: 3, rounds: 3 };
   const unknown = only?.filter((name) => !(name in OPERATIONS)) ?? [];
   if (unknown.length > 0) throw new Error(`--only: no operation ${unknown.join(', ')} (there are ${Object.keys(OPERATIONS).join(', ')})`);
   const operations = Object.keys(OPERATIONS).filter((name) => only === undefined || only.includes(name));
-  const names = { tessera: `tessera_bench_${run}`, oauth2: `tessera_bench_${run}_oauth2`, oidc: `tessera_bench_${run}_oidc` };
+  const names = {
+    tessera: `tessera_bench_${run}`,
+    oauth2: `tessera_bench_${run}_oauth2`,
+    oidc: `tessera_bench_${run}_oidc`,
+    ...(baseline === undefined ? {} : { baseline: `tessera_bench_${run}_baseline` }),
+  };
   const url = (name) => withDatabase(adminDatabaseUrl, name);
   const redisPrefix = `tessera-bench:${run}:`;
   const logFile = join(tmpdir(), `tessera-bench-${run}.log`);
@@ -111,11 +116,25 @@ export async function runPeers({ run, quick, only, json, threads, perf = false, 
     const floorEnv = { PATH: process.env.PATH, PORT: String(floorPort), WEB_CONCURRENCY: '1', FLOOR_DATABASE_URL: url(names.tessera), FLOOR_REDIS_URL: redisUrl, FLOOR_REDIS_PREFIX: `${redisPrefix}floor:` };
     const floor = await start('bench/floor.mjs', [], floorEnv, answers(`${floorBase}/`));
 
+    // --baseline <checkout>: that build of Tessera, set up as this one, is every operation's peer.
+    let baselineSide;
+    if (baseline !== undefined) {
+      const port = await freePort();
+      const baselineEnv = { ...env, PORT: String(port), DATABASE_URL: url(names.baseline), RATE_LIMIT_PREFIX: `${redisPrefix}baseline:` };
+      const script = join(baseline, 'dist/src/cli/main.js');
+      await (await start(script, ['serve'], baselineEnv, answers(`http://127.0.0.1:${port}/readyz`))).stop();
+      servers.pop();
+      const seeded = await seedTessera(baselineEnv);
+      const server = await start(script, ['serve'], baselineEnv, answers(`http://127.0.0.1:${port}/readyz`), serverFlags);
+      baselineSide = { ...sidesOf(server.pid, `http://127.0.0.1:${port}`, seeded), name: `Tessera at ${baseline}` };
+    }
+
     const sides = {
-      tessera: { name: 'Tessera', pid: tessera.pid, base: tesseraBase, token: '/token', jwks: '/.well-known/jwks.json', gateway: fixtures.gateway, service: fixtures.service, introspect: '/introspect', introspector: fixtures.gateway },
+      tessera: { name: 'Tessera', ...sidesOf(tessera.pid, tesseraBase, fixtures) },
       'oauth2-server': { name: 'oauth2-server', pid: oauth2.pid, base: oauth2Base, token: '/token', jwks: '/.well-known/jwks.json', gateway: oauth2Secrets.gateway, service: oauth2Secrets.service },
       'oidc-provider': { name: 'oidc-provider', pid: oidc.pid, base: oidcBase, token: '/token', jwks: '/jwks', service: basic('bench-service', oidcSecret), introspect: '/token/introspection', introspector: basic('bench-service', oidcSecret), resource: RESOURCE },
     };
+    if (baselineSide !== undefined) sides.baseline = baselineSide;
     const idle = Object.fromEntries(Object.entries(sides).map(([key, side]) => [key, memoryOf(side.pid).rssMb]));
 
     console.log(`Tessera ${commit()} beside its peers, ${mode.name} mode: ${os.cpus().length} x ${os.cpus()[0]?.model}, Node ${process.version}; one process each, NODE_ENV=production`);
@@ -127,8 +146,10 @@ export async function runPeers({ run, quick, only, json, threads, perf = false, 
     const results = {};
     for (const name of operations) {
       const operation = OPERATIONS[name];
-      const pair = { tessera: await scenarioFor(name, sides.tessera, fixtures.users), peer: await scenarioFor(name, sides[operation.peer], fixtures.users) };
-      const measured = [['tessera', sides.tessera], ['peer', sides[operation.peer]]];
+      const peer = sides.baseline ?? sides[operation.peer];
+      const peerName = sides.baseline === undefined ? operation.peer : 'baseline';
+      const pair = { tessera: await scenarioFor(name, sides.tessera, fixtures.users), peer: await scenarioFor(name, peer, fixtures.users) };
+      const measured = [['tessera', sides.tessera], ['peer', peer]];
       const floorRoute = FLOOR_ROUTES[name];
       if (floorRoute !== undefined) {
         const body = form({ token: 'x'.repeat(43) });
@@ -153,7 +174,7 @@ export async function runPeers({ run, quick, only, json, threads, perf = false, 
         row.rateRatio = ratio(row.tessera.requestsPerSecond, row.peer.requestsPerSecond);
         if (row.floor) row.floorCpuRatio = ratio(row.floor.serverCpuMsPerRequest, row.peer.serverCpuMsPerRequest);
         const floorPart = row.floor ? `, floor ${floorRoute} ${row.floor.requestsPerSecond}/s ${row.floor.serverCpuMsPerRequest} ms CPU/req` : '';
-        console.log(`${name} round ${round + 1}: Tessera ${row.tessera.requestsPerSecond}/s ${row.tessera.serverCpuMsPerRequest} ms CPU/req, ${operation.peer} ${row.peer.requestsPerSecond}/s ${row.peer.serverCpuMsPerRequest} ms CPU/req${floorPart} (T/peer CPU ${row.cpuRatio}, req/s ${row.rateRatio}), errors ${row.tessera.errors} + ${row.peer.errors}`);
+        console.log(`${name} round ${round + 1}: Tessera ${row.tessera.requestsPerSecond}/s ${row.tessera.serverCpuMsPerRequest} ms CPU/req, ${peerName} ${row.peer.requestsPerSecond}/s ${row.peer.serverCpuMsPerRequest} ms CPU/req${floorPart} (T/peer CPU ${row.cpuRatio}, req/s ${row.rateRatio}), errors ${row.tessera.errors} + ${row.peer.errors}`);
       }
       results[name] = summarize(operation, rounds);
     }
@@ -182,6 +203,11 @@ export async function runPeers({ run, quick, only, json, threads, perf = false, 
     await deleteRedisKeys(redisUrl, redisPrefix);
     rmSync(logFile, { force: true });
   }
+}
+
+/** How the run reaches a Tessera server seeded by seedTessera (bench/tessera.mjs). */
+function sidesOf(pid, base, fixtures) {
+  return { pid, base, token: '/token', jwks: '/.well-known/jwks.json', gateway: fixtures.gateway, service: fixtures.service, introspect: '/introspect', introspector: fixtures.gateway };
 }
 
 /** The oauth2-server peer's tables, the same 64 users as Tessera's, and its two clients. */

@@ -125,7 +125,8 @@ export async function runPeers({ run, quick, only, json, threads, perf = false, 
       await (await start(script, ['serve'], baselineEnv, answers(`http://127.0.0.1:${port}/readyz`))).stop();
       servers.pop();
       const seeded = await seedTessera(baselineEnv);
-      const server = await start(script, ['serve'], baselineEnv, answers(`http://127.0.0.1:${port}/readyz`), serverFlags);
+      // Without --server-flags: a flag is measured against the same build without it.
+      const server = await start(script, ['serve'], baselineEnv, answers(`http://127.0.0.1:${port}/readyz`));
       baselineSide = { ...sidesOf(server.pid, `http://127.0.0.1:${port}`, seeded), name: `Tessera at ${baseline}` };
     }
 

@@ -181,8 +181,10 @@ describe('client_auth without a Redis round trip', () => {
     expect(commands).toEqual({});
     // One warning for the outage and one line when it was over, however many reconnections failed.
     const lines = (service: TestService, start: string) => service.logs.entries().filter((entry) => String(entry['msg']).startsWith(start));
-    expect(lines(b, 'redis subscription down')).toHaveLength(1);
-    expect(lines(b, 'redis subscription back')).toHaveLength(1);
+    expect(lines(b, 'redis subscription down')).toEqual([
+      expect.objectContaining({ msg: 'redis subscription down: client_auth blocks are read from redis per request until it is back' }),
+    ]);
+    expect(lines(b, 'redis subscription back')).toEqual([expect.objectContaining({ msg: 'redis subscription back: client_auth blocks are shared again' })]);
     expect(lines(b, 'redis is unreachable')).toEqual([]); // the counters were never in question
   });
 

@@ -97,6 +97,12 @@ const MODULES = [
     mutate: ['src/grants/authorization-code.ts'],
     tests: ['test/authorization-code.test.ts', 'test/security/j-browser-signin.test.ts'],
   },
+  {
+    // Self-service reset by email: the token, the request step and the confirm step.
+    name: 'password-reset',
+    mutate: ['src/password-reset/reset.ts', 'src/password-reset/tokens.ts'],
+    tests: ['test/password-reset.test.ts'],
+  },
 ];
 
 /**

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_BLOCKS } from '../src/limits/blocked-sources.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { type RedisServer, startRedisServer } from './helpers/redis-server.js';
 import { basicAuth, createTestClient, rateLimitRejections, startTestService, testEnv, type TestClient, type TestService } from './helpers/service.js';
@@ -23,10 +24,11 @@ const services: TestService[] = [];
 const KEK = randomBytes(32).toString('base64');
 const PREFIX = `tessera-test:blocks:${randomBytes(4).toString('hex')}:`;
 
-async function replica(): Promise<TestService> {
+/** A replica of the file's deployment, or with `prefix`, of another one on the same Redis (a set and channel of its own). */
+async function replica(prefix = PREFIX): Promise<TestService> {
   const env = testEnv(database, {
     REDIS_URL: redis.url,
-    RATE_LIMIT_PREFIX: PREFIX,
+    RATE_LIMIT_PREFIX: prefix,
     KEY_ENCRYPTION_KEYS: KEK,
     TRUST_PROXY: 'loopback',
     CLIENT_AUTH_FAILURE_LIMIT: String(LIMIT),
@@ -179,8 +181,10 @@ describe('client_auth without a Redis round trip', () => {
     expect(commands).toEqual({});
     // One warning for the outage and one line when it was over, however many reconnections failed.
     const lines = (service: TestService, start: string) => service.logs.entries().filter((entry) => String(entry['msg']).startsWith(start));
-    expect(lines(b, 'redis subscription down')).toHaveLength(1);
-    expect(lines(b, 'redis subscription back')).toHaveLength(1);
+    expect(lines(b, 'redis subscription down')).toEqual([
+      expect.objectContaining({ msg: 'redis subscription down: client_auth blocks are read from redis per request until it is back' }),
+    ]);
+    expect(lines(b, 'redis subscription back')).toEqual([expect.objectContaining({ msg: 'redis subscription back: client_auth blocks are shared again' })]);
     expect(lines(b, 'redis is unreachable')).toEqual([]); // the counters were never in question
   });
 
@@ -195,5 +199,47 @@ describe('client_auth without a Redis round trip', () => {
     await waitFor('the well-formed message to arrive', async () => (await grant(a!, '198.51.100.41')).status === 429);
     expect((await grant(a!, '198.51.100.40')).status).toBe(200);
     expect(await synced(a!)).toBe(1);
+  });
+});
+
+describe('a source announced twice', () => {
+  it('stays blocked until the later of its two ends, whichever came first', async () => {
+    const [a] = services;
+    await untilSynced(a!);
+    const channel = `${PREFIX}client_auth:blocked`;
+    // A longer block then a shorter one for .50, a shorter then a longer for .51, and .52 only briefly, as a clock.
+    for (const message of ['60000 198.51.100.50', '1000 198.51.100.50', '1000 198.51.100.51', '60000 198.51.100.51', '3000 198.51.100.52']) {
+      await stats.publish(channel, message);
+    }
+    await waitFor('the brief block to arrive', async () => (await grant(a!, '198.51.100.52')).status === 429);
+    await waitFor('the brief block to end', async () => (await grant(a!, '198.51.100.52')).status === 200);
+    // Each short block arrived before .52's and has ended too: the longer ones still stand.
+    expectRefused(await grant(a!, '198.51.100.50'));
+    expectRefused(await grant(a!, '198.51.100.51'));
+    expect(await synced(a!)).toBe(1);
+  });
+});
+
+describe('a full copy of the blocks', () => {
+  it(`holds ${MAX_BLOCKS} blocks; past them it reads per request, until blocks that have ended make room, and it never drops one that has not`, async () => {
+    const prefix = `${PREFIX}full:`;
+    const full = await replica(prefix);
+    await untilSynced(full);
+    const channel = `${prefix}client_auth:blocked`;
+    // A block for a minute, then the copy filled up with blocks that end in 2 s (published by one script), then one more.
+    await stats.publish(channel, '60000 198.51.100.60');
+    await waitFor('the first block to arrive', async () => (await grant(full, '198.51.100.60')).status === 429);
+    await stats.eval("for i = 1, tonumber(ARGV[1]) do redis.call('PUBLISH', KEYS[1], ARGV[2] .. ' filler-' .. i) end return 1", 1, channel, String(MAX_BLOCKS - 1), '2000');
+    await stats.publish(channel, '60000 198.51.100.61');
+    // No room for it: the copy is not complete any more, and client_auth reads the shared count per request.
+    await waitFor('the full copy to stop answering', async () => (await synced(full)) === 0, { timeoutMs: 20_000 });
+    // It reads the shared set again a while later (FULL_RETRY_MS; nothing in it for this prefix): complete again.
+    await untilSynced(full);
+    // The fillers have ended by now: the next block makes room by dropping them, and is kept.
+    await stats.publish(channel, '60000 198.51.100.62');
+    await waitFor('the block after the fillers to arrive', async () => (await grant(full, '198.51.100.62')).status === 429);
+    expect(await synced(full)).toBe(1);
+    expect((await grant(full, '198.51.100.60')).status).toBe(429); // still blocked: not dropped with the ended ones
+    expect((await grant(full, '198.51.100.61')).status).toBe(200); // announced while there was no room: not known here
   });
 });

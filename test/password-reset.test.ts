@@ -1,17 +1,20 @@
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { loadConfig } from '../src/config.js';
+import { createApp } from '../src/http/app.js';
 import { hashResetToken } from '../src/password-reset/tokens.js';
 import { runCliOn } from './helpers/cli.js';
 import { authorizeParams, createBrowserClient, exchangeCode, pkce, signInForCode } from './helpers/signin.js';
 import { createFakeClock, type FakeClock } from './helpers/clock.js';
+import { startProxyFor, throughProxy } from './helpers/database-proxy.js';
 import { noteSecret } from './helpers/secrets.js';
 import {
   createTestClient,
   createTestUser,
   passwordGrant,
+  recordResponses,
   type TestClient,
   type TestService,
   uniqueName,
@@ -57,7 +60,7 @@ const ask = (body: object, target: TestService = service) => request(target.app)
 const confirm = (body: object, target: TestService = service) => request(target.app).post('/password-reset/confirm').send(body);
 
 /** The link of the next mail, its token noted as a secret for the log check. */
-async function nextLink(): Promise<{ to: string[]; token: string; text: string; from: string; subject: string }> {
+async function nextLink(): Promise<{ to: string[]; link: string; token: string; text: string; from: string; subject: string }> {
   const mail = await sink.next();
   const text = mail.parsed.text ?? '';
   const link = /https:\/\/app\.example\.com\/\S+/.exec(text)?.[0];
@@ -68,7 +71,30 @@ async function nextLink(): Promise<{ to: string[]; token: string; text: string; 
   noteSecret('password reset link', link);
   expect(`${url.origin}${url.pathname}`).toBe('https://app.example.com/account/reset');
   expect(url.searchParams.get('lang')).toBe('en');
-  return { to: mail.envelopeTo, token, text, from: mail.parsed.from?.text ?? '', subject: mail.parsed.subject ?? '' };
+  return { to: mail.envelopeTo, link: link!, token, text, from: mail.parsed.from?.text ?? '', subject: mail.parsed.subject ?? '' };
+}
+
+/**
+ * A confirmation held inside its password hash, after it read the token and its user: resolves
+ * once the hash has begun, so that the test can act meanwhile, then `finish()` lets it go on and
+ * gives its response. The app is `target`'s, with a hasher that waits for the test.
+ */
+async function holdConfirmInHash(target: TestService, body: object): Promise<{ finish(): Promise<request.Response> }> {
+  let release!: () => void;
+  let hashing!: () => void;
+  const inHash = new Promise<void>((resolve) => (hashing = resolve));
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const real = target.deps.passwords;
+  const gated = { ...real, hash: async (password: string) => (hashing(), await gate, real.hash(password)) };
+  const app = recordResponses(createApp({ ...target.deps, passwords: gated }));
+  const pending = request(app).post('/password-reset/confirm').send(body).then((res) => res);
+  await inHash;
+  return {
+    finish: () => {
+      release();
+      return pending;
+    },
+  };
 }
 
 describe('the whole way: ask, receive the mail, follow the link, confirm, log in', () => {
@@ -86,6 +112,13 @@ describe('the whole way: ask, receive the mail, follow the link, confirm, log in
     expect(mail.from).toBe('"Tessera" <no-reply@tessera.test>');
     expect(mail.subject).toBe('Reset your password');
     expect(mail.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(mail.text).toBe(
+      'Someone (hopefully you) asked to reset the password of your account.\n\n' +
+        `To choose a new password, open this link within 30 minutes:\n\n${mail.link}\n\n` +
+        'The link works once. If you did not ask for it, ignore this mail: your password stays as it is.\n',
+    );
+    // The sending is logged, naming the user (and never the link).
+    await waitFor(() => service.logs.entries().some((entry) => entry['msg'] === 'password reset mail sent' && entry['user_id'] === user.id));
     // Only the hash is stored.
     const rows = await service.deps.db.selectFrom('password_reset_tokens').selectAll().where('user_id', '=', user.id).execute();
     expect(rows.map((row) => row.token_hash)).toEqual([hashResetToken(mail.token)]);
@@ -171,6 +204,50 @@ describe('the whole way: ask, receive the mail, follow the link, confirm, log in
     const older = await confirm({ token: first.token, password: `First-${uniqueName('pw')}-lamp` });
     expect(older.status).toBe(400);
     expect(older.body).toEqual(BAD_TOKEN);
+  });
+});
+
+describe('a link confirmed twice at once', () => {
+  it('works once: the confirmation that read it first but writes last is refused, and its password is never set', async () => {
+    const user = await userWithEmail();
+    await ask({ username: user.username });
+    const { token } = await nextLink();
+    const slow = `Slow-${uniqueName('pw')}-gate`;
+    const fast = `Fast-${uniqueName('pw')}-gate`;
+    noteSecret('held password', slow);
+    noteSecret('racing password', fast);
+    // The first has found the token live and its user, and is hashing its password: the second goes all the way meanwhile.
+    const held = await holdConfirmInHash(service, { token, password: slow });
+    expect((await confirm({ token, password: fast })).status).toBe(204);
+    const late = await held.finish();
+    expect(late.status).toBe(400);
+    expect(late.body).toEqual(BAD_TOKEN);
+    expect((await passwordGrant(service.app, client, { username: user.username, password: fast })).status).toBe(200);
+    expect((await passwordGrant(service.app, client, { username: user.username, password: slow })).status).toBe(400);
+    expect(service.logs.entries('password_reset_completed').filter((entry) => entry['user_id'] === user.id)).toHaveLength(1);
+  });
+});
+
+describe('the database lost during a confirmation', () => {
+  it('is a 503, not a bad link: nothing changed, and the link still works once the database is back', async () => {
+    const proxy = await startProxyFor(services.database().url);
+    onTestFinished(async () => {
+      proxy.restore();
+      await proxy.close();
+    });
+    const proxied = await services.forTest(mailEnv(), { database: throughProxy(services.database(), proxy) });
+    const user = await userWithEmail(proxied);
+    await ask({ username: user.username }, proxied);
+    const { token } = await nextLink();
+    const lost = `Lost-${uniqueName('pw')}-wire`;
+    noteSecret('lost password', lost);
+    const held = await holdConfirmInHash(proxied, { token, password: lost });
+    proxy.cut();
+    const failed = await held.finish().finally(() => proxy.restore());
+    expect(failed.status).toBe(503);
+    expect(failed.body).toMatchObject({ error: 'temporarily_unavailable' });
+    expect((await passwordGrant(proxied.app, client, user)).status).toBe(200);
+    expect((await confirm({ token, password: `Back-${uniqueName('pw')}-wire` }, proxied)).status).toBe(204);
   });
 });
 
@@ -314,6 +391,25 @@ describe('bad input', () => {
     expect(row.used_at).toBeNull();
   });
 
+  it('refuses a malformed token before it reads the database; a well-formed unknown one is looked up', async () => {
+    const proxy = await startProxyFor(services.database().url);
+    onTestFinished(async () => {
+      proxy.restore();
+      await proxy.close();
+    });
+    const proxied = await services.forTest(mailEnv(), { database: throughProxy(services.database(), proxy) });
+    const reads = proxy.countSent('password_reset_tokens');
+    const password = `Never-${uniqueName('pw')}-read`;
+    for (const token of [`!${'A'.repeat(43)}`, `${'A'.repeat(43)}!`, `${'A'.repeat(42)}!`, 'short']) {
+      const res = await confirm({ token, password }, proxied);
+      expect(res.status, token).toBe(400);
+      expect(res.body).toEqual(BAD_TOKEN);
+    }
+    expect(reads()).toBe(0);
+    expect((await confirm({ token: 'x'.repeat(43), password }, proxied)).body).toEqual(BAD_TOKEN);
+    expect(reads()).toBe(1);
+  });
+
   it('refuses a password the policy refuses, and the token stays usable', async () => {
     const user = await userWithEmail();
     await ask({ username: user.username });
@@ -359,6 +455,17 @@ describe('limits', () => {
     expect(Number(third.headers['retry-after'])).toBeGreaterThan(0);
     // Another account from the same IP is not affected.
     expect((await ask({ username: uniqueName('other') }, limited)).status).toBe(202);
+  });
+
+  it('counts a request by email under its address, whatever its case and the spaces around it; another address has its own count', async () => {
+    const limited = await services.forTest({ ...mailEnv(), PASSWORD_RESET_ACCOUNT_LIMIT: '2' });
+    const email = `${uniqueName('nobody')}@example.com`;
+    expect((await ask({ email }, limited)).status).toBe(202);
+    expect((await ask({ email: `  ${email.toUpperCase()} ` }, limited)).status).toBe(202);
+    const third = await ask({ email }, limited);
+    expect(third.status).toBe(429);
+    expect(third.body).toEqual({ error: 'temporarily_unavailable', error_description: 'too many requests; retry later' });
+    expect((await ask({ email: `${uniqueName('other')}@example.com` }, limited)).status).toBe(202);
   });
 
   it('limits requests per IP, for both endpoints together (429 with RateLimit headers)', async () => {

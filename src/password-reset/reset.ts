@@ -117,7 +117,9 @@ export async function confirmPasswordReset(
     return { userId: user.id, sessionsEnded };
   } catch (error) {
     if (error instanceof AccountError && error.code === 'weak_password') throw invalidRequest(error.message);
-    if (error instanceof AccountError && error.code === 'not_found') throw invalidResetToken();
+    // setAccountPassword's other refusal, not_found, cannot happen here: a user's reset tokens go
+    // with the user (on delete cascade), and useToken, first in the transaction, holds the token's
+    // row. A user deleted before leaves no token to use; a deletion after waits on that row.
     throw error;
   }
 }

@@ -1,14 +1,14 @@
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createApp } from '../src/http/app.js';
 import { hashResetToken } from '../src/password-reset/tokens.js';
 import { runCliOn } from './helpers/cli.js';
 import { authorizeParams, createBrowserClient, exchangeCode, pkce, signInForCode } from './helpers/signin.js';
 import { createFakeClock, type FakeClock } from './helpers/clock.js';
-import { startProxyFor, throughProxy } from './helpers/database-proxy.js';
+import { proxyForThisTest, throughProxy } from './helpers/database-proxy.js';
 import { noteSecret } from './helpers/secrets.js';
 import {
   createTestClient,
@@ -230,11 +230,7 @@ describe('a link confirmed twice at once', () => {
 
 describe('the database lost during a confirmation', () => {
   it('is a 503, not a bad link: nothing changed, and the link still works once the database is back', async () => {
-    const proxy = await startProxyFor(services.database().url);
-    onTestFinished(async () => {
-      proxy.restore();
-      await proxy.close();
-    });
+    const proxy = await proxyForThisTest(services.database().url);
     const proxied = await services.forTest(mailEnv(), { database: throughProxy(services.database(), proxy) });
     const user = await userWithEmail(proxied);
     await ask({ username: user.username }, proxied);
@@ -392,11 +388,7 @@ describe('bad input', () => {
   });
 
   it('refuses a malformed token before it reads the database; a well-formed unknown one is looked up', async () => {
-    const proxy = await startProxyFor(services.database().url);
-    onTestFinished(async () => {
-      proxy.restore();
-      await proxy.close();
-    });
+    const proxy = await proxyForThisTest(services.database().url);
     const proxied = await services.forTest(mailEnv(), { database: throughProxy(services.database(), proxy) });
     const reads = proxy.countSent('password_reset_tokens');
     const password = `Never-${uniqueName('pw')}-read`;

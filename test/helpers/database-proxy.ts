@@ -1,5 +1,5 @@
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, onTestFinished } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { startTestService, testEnv, type TestService } from './service.js';
 
@@ -145,6 +145,16 @@ export function throughProxy<T extends { url: string }>(database: T, proxy: Data
 export async function startProxyFor(databaseUrl: string): Promise<DatabaseProxy> {
   const target = new URL(databaseUrl);
   return startDatabaseProxy({ host: target.hostname, port: Number(target.port || 5432) });
+}
+
+/** A proxy for the test that calls this: restored and closed when the test finishes, whatever its outcome. */
+export async function proxyForThisTest(databaseUrl: string): Promise<DatabaseProxy> {
+  const proxy = await startProxyFor(databaseUrl);
+  onTestFinished(async () => {
+    proxy.restore();
+    await proxy.close();
+  });
+  return proxy;
 }
 
 /**

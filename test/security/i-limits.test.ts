@@ -9,7 +9,7 @@ import { runCli } from '../../src/cli/run.js';
 import { type Env, loadConfig } from '../../src/config.js';
 import type { Clock } from '../../src/clock.js';
 import { createFakeClock } from '../helpers/clock.js';
-import { startProxyFor, throughProxy } from '../helpers/database-proxy.js';
+import { proxyForThisTest, throughProxy } from '../helpers/database-proxy.js';
 import { watchLogOutput } from '../helpers/logs.js';
 import { noteSecret } from '../helpers/secrets.js';
 import {
@@ -368,11 +368,7 @@ describe('the per-client limit', () => {
   });
 
   it('a flood of invented clients from one address is refused before it reaches the database; a client with valid credentials is never counted there', async () => {
-    const proxy = await startProxyFor(database().url);
-    onTestFinished(async () => {
-      proxy.restore();
-      await proxy.close();
-    });
+    const proxy = await proxyForThisTest(database().url);
     const service = await services.forTest({ TRUST_PROXY: 'loopback', CLIENT_AUTH_FAILURE_LIMIT: '5' }, { database: throughProxy(database(), proxy) });
     const gateway = await createTestClient(service);
     const busy = freshIp();
